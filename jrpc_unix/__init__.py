@@ -1,0 +1,73 @@
+"""jrpc-unix: a JSON-RPC 2.0 control plane for a running process, on a UNIX domain socket.
+
+This module is the whole public API. Names load lazily, so a blocking client or the command line
+never pays for importing trio or jsonrpcserver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._context import Peer, RequestContext, current_context
+    from ._errors import (
+        AddressInUseError,
+        ConnectError,
+        ConnectionClosedError,
+        ErrorCode,
+        JrpcUnixError,
+        ProtocolError,
+        RpcError,
+        RpcTimeoutError,
+        ServerSetupError,
+        TransportError,
+    )
+    from ._limits import Limits
+    from ._methods import Methods
+    from ._response import Response, Status
+    from ._server import Server, run, serve
+    from ._thread import ServerThread, serve_in_thread
+
+__version__ = "0.1.0"
+
+#: public name -> the private module that defines it
+_EXPORTS: dict[str, str] = {
+    "AddressInUseError": "_errors",
+    "ConnectError": "_errors",
+    "ConnectionClosedError": "_errors",
+    "ErrorCode": "_errors",
+    "JrpcUnixError": "_errors",
+    "ProtocolError": "_errors",
+    "RpcError": "_errors",
+    "RpcTimeoutError": "_errors",
+    "ServerSetupError": "_errors",
+    "TransportError": "_errors",
+    "Peer": "_context",
+    "RequestContext": "_context",
+    "current_context": "_context",
+    "Limits": "_limits",
+    "Methods": "_methods",
+    "Response": "_response",
+    "Status": "_response",
+    "Server": "_server",
+    "serve": "_server",
+    "run": "_server",
+    "ServerThread": "_thread",
+    "serve_in_thread": "_thread",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jrpc_unix' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

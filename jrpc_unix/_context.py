@@ -1,0 +1,49 @@
+"""Who is calling, and about what: the context a handler can read while it runs.
+
+Handlers keep the plain signature of their JSON-RPC method; they reach the context through
+:func:`current_context` (a contextvar, so it follows the call into ``await`` and into the worker
+thread of a blocking handler) instead of an injected first argument.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Peer", "RequestContext", "current_context"]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The connecting process's credentials, read with SO_PEERCRED when it connected."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """The request being handled; ``request_id`` is None for a notification."""
+
+    method: str
+    request_id: Any
+    is_notification: bool
+    peer: Peer | None
+    #: The :class:`jrpc_unix.Server` answering (for its stats, or to stop it).
+    server: Any
+
+
+_current: ContextVar[RequestContext] = ContextVar("jrpc_unix_request_context")
+
+
+def current_context() -> RequestContext:
+    """The context of the request this handler is answering.
+
+    Raises LookupError outside a handler.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError("current_context() called outside a jrpc-unix request handler") from None

@@ -1,0 +1,168 @@
+"""The adapter between a parsed request and a handler, over jsonrpcserver. No I/O here.
+
+:meth:`Dispatcher.prepare` resolves a :class:`~jrpc_unix._protocol.Request` to a :class:`Call`
+(handler + arguments), or to its error answer. The server runs the call however its
+:class:`~jrpc_unix._methods.RunMode` says, then hands the return value or exception to
+:meth:`Dispatcher.answer` / :meth:`Dispatcher.answer_exception`, which encode the answer line.
+
+jsonrpcserver stays the reference. Its results (``Success``, ``Error``, ``InvalidParams``) and
+``JsonRpcError`` are understood, its registry can be served, and every request the fast path does
+not settle (an unknown method, params that do not bind; or every request with
+``fast_path=False``) goes through its ``dispatch_to_response`` pipeline, whose answers the fast
+path reproduces exactly. We do not let it call handlers: it defers to us (its sync dispatch cannot
+await under trio), and we serialize results ourselves so an unserializable result is an error
+answer rather than an exception out of the dispatcher.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ErrorCode, RpcError
+from ._methods import MethodSpec, Methods, RunMode
+from ._protocol import NO_DATA, Request, encode_error, encode_result
+from ._response import Response, Status
+
+with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from jsonrpcserver import JsonRpcError, Success
+    from jsonrpcserver.dispatcher import dispatch_to_response_pure
+    from jsonrpcserver.result import ErrorResult, SuccessResult
+    from jsonrpcserver.sentinels import NODATA
+    from oslash.either import Left, Right  # type: ignore[import-untyped]
+
+__all__ = ["Call", "Dispatcher"]
+
+log = logging.getLogger("jrpc_unix.dispatch")
+
+
+@dataclass(slots=True)
+class Call:
+    """A request resolved to a handler and its arguments, ready to run."""
+
+    spec: MethodSpec
+    request: Request
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _deferring(spec: MethodSpec) -> Callable[..., Any]:
+    """A stand-in for jsonrpcserver to call: records the Call instead of running the handler.
+
+    Its signature is the handler's, behind one leading slot for jsonrpcserver's ``context``
+    (where the record goes), so jsonrpcserver's own parameter check decides as it would.
+    """
+
+    def stand_in(sink: list[Call], *args: Any, **kwargs: Any) -> Any:
+        sink.append(Call(spec, None, args, kwargs))  # type: ignore[arg-type]
+        return Success(None)
+
+    slot = inspect.Parameter("_jrpc_sink", inspect.Parameter.POSITIONAL_ONLY)
+    sig = spec.signature
+    stand_in.__signature__ = sig.replace(parameters=[slot, *sig.parameters.values()])  # type: ignore[attr-defined]
+    return stand_in
+
+
+class Dispatcher:
+    """Resolves requests against ``methods`` and the server's own ``rpc.*`` extensions."""
+
+    def __init__(
+        self,
+        methods: Methods,
+        *,
+        extensions: dict[str, MethodSpec] | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        self.methods = methods
+        self.fast_path = fast_path
+        self._specs: dict[str, MethodSpec] = {s.name: s for s in methods.specs()}
+        self._specs.update(extensions or {})
+        self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
+        self._fallback = (
+            MethodSpec.build("*", methods.handler) if methods.handler is not None else None
+        )
+
+    def prepare(self, req: Request) -> Call | bytes | None:
+        """The Call to run, or the error answer (None: a notification, which gets none)."""
+        spec = self._specs.get(req.method)
+        if spec is None and self._fallback is not None and not req.method.startswith("rpc."):
+            return Call(self._fallback, req, (req.method, req.params), {})
+        if self.fast_path and spec is not None and spec.shape.accepts(req.params):
+            params = req.params
+            if type(params) is dict:
+                return Call(spec, req, (), params)
+            return Call(spec, req, tuple(params) if params else (), {})
+        return self._reference(req)
+
+    def _reference(self, req: Request) -> Call | bytes | None:
+        """Resolve through jsonrpcserver's own pipeline."""
+        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": req.method}
+        if req.params is not None:
+            obj["params"] = req.params
+        if not req.is_notification:
+            obj["id"] = req.id
+        sink: list[Call] = []
+        response = dispatch_to_response_pure(
+            deserializer=_identity,
+            validator=_identity,
+            methods=self._stand_ins,
+            context=sink,
+            post_process=_identity,
+            request=obj,  # type: ignore[arg-type]
+        )
+        if sink:
+            call = sink[0]
+            call.request = req
+            return call
+        if req.is_notification:
+            log.warning("notification %r failed: %r", req.method, response)
+            return None
+        error = response._error  # a Left(ErrorResponse): nothing was deferred
+        data = NO_DATA if error.data is NODATA else error.data
+        return encode_error(req.id, error.code, error.message, data)
+
+    def answer(self, call: Call, value: Any) -> bytes | None:
+        """Encode a handler's return value (None for a notification)."""
+        req = call.request
+        if type(value) is Response:
+            if value.status is Status.OK:
+                return None if req.is_notification else encode_result(req.id, value.payload)
+            data = NO_DATA if value.payload is None else value.payload
+            return self._error(req, value.code, value.error or "failed", data)
+        if isinstance(value, Right) and isinstance(value._value, SuccessResult):
+            value = value._value.result
+        elif isinstance(value, Left) and isinstance(value._error, ErrorResult):
+            err = value._error
+            return self._error(req, err.code, err.message, NO_DATA if err.data is NODATA else err.data)
+        return None if req.is_notification else encode_result(req.id, value)
+
+    def answer_exception(self, call: Call, exc: Exception) -> bytes | None:
+        """Encode what a handler raised: its own error, or -32603 with no traceback."""
+        req = call.request
+        if isinstance(exc, RpcError):
+            return self._error(req, exc.code, exc.message, NO_DATA if exc.data is None else exc.data)
+        if isinstance(exc, JsonRpcError):
+            return self._error(req, exc.code, exc.message, NO_DATA if exc.data is NODATA else exc.data)
+        error_id = secrets.token_hex(4)
+        log.error("method %r raised; error id %s", req.method, error_id, exc_info=exc)
+        return self._error(req, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
+
+    @staticmethod
+    def _error(req: Request, code: int, message: str | None, data: Any) -> bytes | None:
+        if req.is_notification:
+            log.warning("notification %r failed: [%s] %s", req.method, code, message)
+            return None
+        return encode_error(req.id, code, message, data)
+
+    def runs_inline(self, call: Call) -> bool:
+        return call.spec.mode is RunMode.SYNC

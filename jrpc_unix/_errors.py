@@ -1,0 +1,136 @@
+"""Every exception jrpc-unix raises, and the JSON-RPC error codes it speaks.
+
+One tree, so callers can catch as broadly or as narrowly as they need::
+
+    JrpcUnixError
+    ├── RpcError                 the peer answered with a JSON-RPC error object
+    ├── ProtocolError            the peer sent something that is not JSON-RPC 2.0
+    ├── TransportError           the socket failed us
+    │   ├── ConnectError         cannot connect (missing file, refused, permission, path too long)
+    │   ├── ConnectionClosedError   the connection closed before the answer arrived
+    │   └── RpcTimeoutError      no answer in time (also a builtin TimeoutError)
+    └── ServerSetupError         a server cannot start listening
+        └── AddressInUseError    another live server owns the socket path
+
+Messages are written for a person reading a terminal: they say what failed and where.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+__all__ = [
+    "AddressInUseError",
+    "ConnectError",
+    "ConnectionClosedError",
+    "ErrorCode",
+    "JrpcUnixError",
+    "ProtocolError",
+    "RpcError",
+    "RpcTimeoutError",
+    "ServerSetupError",
+    "TransportError",
+]
+
+
+class ErrorCode(enum.IntEnum):
+    """JSON-RPC 2.0 error codes: the spec's five, then ours from the -32000..-32099 range."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    #: jsonrpcserver's generic "Server error"; we never emit it ourselves.
+    SERVER_ERROR = -32000
+    #: A message (line) or batch longer than the server's limit.
+    REQUEST_TOO_LARGE = -32001
+    #: The server is stopping and no longer starts new work.
+    SHUTTING_DOWN = -32002
+    #: The caller's credentials do not allow this connection or method.
+    ACCESS_DENIED = -32003
+    #: The handler ran longer than its time limit and was cancelled.
+    TIMEOUT = -32004
+    #: The call was cancelled (``rpc.cancel``, or the server cancelled it).
+    CANCELLED = -32005
+    #: A server limit (connections, in-flight calls) refused the work.
+    OVERLOADED = -32006
+
+    @classmethod
+    def is_reserved(cls, code: int) -> bool:
+        """True for codes the JSON-RPC 2.0 spec reserves (-32768..-32000)."""
+        return -32768 <= code <= -32000
+
+
+#: The message text of each code, as the spec spells it.
+ERROR_MESSAGES: dict[int, str] = {
+    ErrorCode.PARSE_ERROR: "Parse error",
+    ErrorCode.INVALID_REQUEST: "Invalid Request",
+    ErrorCode.METHOD_NOT_FOUND: "Method not found",
+    ErrorCode.INVALID_PARAMS: "Invalid params",
+    ErrorCode.INTERNAL_ERROR: "Internal error",
+    ErrorCode.SERVER_ERROR: "Server error",
+    ErrorCode.REQUEST_TOO_LARGE: "Request too large",
+    ErrorCode.SHUTTING_DOWN: "Server shutting down",
+    ErrorCode.ACCESS_DENIED: "Access denied",
+    ErrorCode.TIMEOUT: "Handler timed out",
+    ErrorCode.CANCELLED: "Cancelled",
+    ErrorCode.OVERLOADED: "Server overloaded",
+}
+
+
+class JrpcUnixError(Exception):
+    """Base of every exception raised by jrpc-unix."""
+
+
+class RpcError(JrpcUnixError):
+    """The server answered a call with a JSON-RPC error object.
+
+    Prints as ``[code] message``, like jrpc2 and lightning-cli do, so logs stay greppable.
+    Handlers may raise it too: the server turns it into that error object.
+    """
+
+    code: int
+    message: str
+    data: Any
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(code, message, data)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+    def __repr__(self) -> str:
+        return f"RpcError(code={self.code!r}, message={self.message!r}, data={self.data!r})"
+
+
+class ProtocolError(JrpcUnixError):
+    """The peer sent bytes that are not a valid JSON-RPC 2.0 message."""
+
+
+class TransportError(JrpcUnixError):
+    """The UNIX socket could not carry the conversation."""
+
+
+class ConnectError(TransportError):
+    """Cannot connect to the socket; the message names the path and the reason."""
+
+
+class ConnectionClosedError(TransportError):
+    """The connection closed before the answer to a call arrived."""
+
+
+class RpcTimeoutError(TransportError, TimeoutError):
+    """No answer arrived within the time limit."""
+
+
+class ServerSetupError(JrpcUnixError):
+    """A server could not start listening on its socket."""
+
+
+class AddressInUseError(ServerSetupError):
+    """Another server is alive on the socket path; we never steal a live socket."""

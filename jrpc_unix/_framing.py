@@ -1,0 +1,101 @@
+"""Sans-IO newline framing: bytes in, complete lines out. No JSON, no sockets.
+
+Rules (specs/protocol.md, "Framing"): one message per ``\\n``-terminated line; a trailing ``\\r``
+is dropped; blank lines are skipped; a last line without ``\\n`` before EOF is still a message.
+A line longer than ``max_size`` bytes is never buffered whole: the splitter reports it once as
+:data:`TOO_LONG`, discards its bytes as they arrive, and resumes at the next line, so memory stays
+bounded however the reads are split. ``\\n`` never occurs inside a multi-byte UTF-8 sequence, so
+splitting raw bytes is safe; UTF-8 itself is checked by the JSON parser.
+
+Like h11's receive buffer, it remembers how far it has searched, so a long line arriving in many
+small reads costs linear, not quadratic, time.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["TOO_LONG", "LineSplitter"]
+
+
+class _TooLong:
+    """Marker for a line that exceeded the size limit and was dropped."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOO_LONG"
+
+
+TOO_LONG: Final = _TooLong()
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines; see the module docstring."""
+
+    __slots__ = ("_buf", "_scanned", "_discarding", "max_size")
+
+    def __init__(self, max_size: int) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1 byte")
+        self.max_size = max_size
+        self._buf = bytearray()
+        self._scanned = 0  # bytes of _buf already known to hold no b"\n"
+        self._discarding = False  # inside an over-size line, dropping until its end
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete line."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | _TooLong]:
+        """Add received bytes; return the lines they complete, in order."""
+        out: list[bytes | _TooLong] = []
+        if self._discarding:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return out
+            self._discarding = False
+            data = data[nl + 1 :]
+        buf = self._buf
+        if not buf and data.endswith(b"\n"):
+            # Fast path: a read that holds only whole lines (the common case).
+            for line in data.split(b"\n")[:-1]:
+                self._emit(line, out)
+            return out
+        buf += data
+        start = 0
+        search = self._scanned
+        while True:
+            nl = buf.find(b"\n", search)
+            if nl < 0:
+                break
+            self._emit(bytes(buf[start:nl]), out)
+            start = search = nl + 1
+        if start:
+            del buf[:start]
+        self._scanned = len(buf)
+        if len(buf) > self.max_size:
+            out.append(TOO_LONG)
+            buf.clear()
+            self._scanned = 0
+            self._discarding = True
+        return out
+
+    def eof(self) -> list[bytes | _TooLong]:
+        """The peer finished sending: a final unterminated line is still a message."""
+        out: list[bytes | _TooLong] = []
+        if self._buf and not self._discarding:
+            self._emit(bytes(self._buf), out)
+        self._buf.clear()
+        self._scanned = 0
+        self._discarding = False
+        return out
+
+    def _emit(self, line: bytes, out: list[bytes | _TooLong]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.max_size:
+            out.append(TOO_LONG)
+        elif line and not line.isspace():
+            out.append(line)

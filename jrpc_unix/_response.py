@@ -1,0 +1,52 @@
+"""The seed-style handler answer: ``Response(status, payload, error)``.
+
+Code written for the Go original (``Response{Status: OK|FAIL, Payload, Error}``) ports line by
+line. On the wire, OK becomes the JSON-RPC ``result`` (the payload) and FAIL becomes an error
+object with an *application* code (outside the spec's reserved -32768..-32000 range), the error
+text as ``message`` and the payload, if any, as ``data``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ErrorCode
+
+__all__ = ["DEFAULT_FAIL_CODE", "Response", "Status"]
+
+#: The error code of a FAIL Response that names none: the first code past "no error".
+DEFAULT_FAIL_CODE = 1
+
+
+class Status(enum.Enum):
+    OK = "OK"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a handler answers; see the module docstring for the wire mapping."""
+
+    status: Status = Status.OK
+    payload: Any = None
+    error: str = ""
+    code: int = DEFAULT_FAIL_CODE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            raise TypeError(f"status must be Status.OK or Status.FAIL, not {self.status!r}")
+        if self.status is Status.FAIL and ErrorCode.is_reserved(self.code):
+            raise ValueError(
+                f"application error code {self.code} is inside JSON-RPC's reserved range "
+                "-32768..-32000; pick another"
+            )
+
+    @classmethod
+    def ok(cls, payload: Any = None) -> Response:
+        return cls(Status.OK, payload)
+
+    @classmethod
+    def fail(cls, error: str, *, code: int = DEFAULT_FAIL_CODE, data: Any = None) -> Response:
+        return cls(Status.FAIL, data, error, code)

@@ -1,0 +1,92 @@
+"""Run a server in a background thread, for programs that are not trio programs.
+
+The Go original's ``go server.New(...)`` plus ``srv.Stop()``: :func:`serve_in_thread` returns
+once the socket is listening (or raises why it could not), and :meth:`ServerThread.stop` stops
+the server gracefully from any thread and waits for the thread to end. No polling, no spinning:
+the stop request travels into trio with ``trio.from_thread``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from ._methods import Methods
+from ._server import Server
+
+__all__ = ["ServerThread", "serve_in_thread"]
+
+
+class ServerThread:
+    """A server running in its own thread; a context manager that stops it on exit."""
+
+    def __init__(self, server: Server, path: str) -> None:
+        self.server = server
+        self.path = path
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"jrpc-unix {path}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # reported to the starter, or kept for join()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        await self.server.serve(self.path, task_status=self)
+
+    def started(self, value: object = None) -> None:
+        """The server is listening (``serve`` calls this as its task status)."""
+        self._ready.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully and wait for the thread (idempotent; safe from any thread)."""
+        token = self._token
+        if token is not None and self._thread.is_alive():
+            try:
+                trio.from_thread.run_sync(self.server.stop, trio_token=token)
+            except trio.RunFinishedError:
+                pass
+        self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_in_thread(
+    path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any
+) -> ServerThread:
+    """Start serving ``methods`` on ``path`` in a background thread; returns once listening."""
+    handle = ServerThread(Server(methods, **options), path)
+    handle.start()
+    return handle
