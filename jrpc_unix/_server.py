@@ -22,7 +22,7 @@ from ._dispatch import Dispatcher
 from ._errors import ErrorCode
 from ._limits import Limits
 from ._listener import open_unix_listener
-from ._methods import Methods
+from ._methods import MethodSpec, Methods
 from ._protocol import encode_error
 from ._stats import ServerStats
 
@@ -54,12 +54,16 @@ class Server:
         self.socket_mode = socket_mode
         self.socket_gid = socket_gid
         self.stats = ServerStats()
-        self.dispatcher = Dispatcher(self.methods, fast_path=fast_path)
+        self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
         self._connections: set[Connection] = set()
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._started = False
+
+    def _extensions(self) -> dict[str, MethodSpec]:
+        """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
+        return {}
 
     def stop(self) -> None:
         """Begin a graceful stop (idempotent); call it from the server's trio thread."""
