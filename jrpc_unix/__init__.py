@@ -10,24 +10,28 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._context import Peer, RequestContext, current_context
-    from ._errors import (
-        AddressInUseError,
-        ConnectError,
-        ConnectionClosedError,
-        ErrorCode,
-        JrpcUnixError,
-        ProtocolError,
-        RpcError,
-        RpcTimeoutError,
-        ServerSetupError,
-        TransportError,
-    )
-    from ._limits import Limits
-    from ._methods import Methods
-    from ._response import Response, Status
-    from ._server import Server, run, serve
-    from ._thread import ServerThread, serve_in_thread
+    from ._context import Peer as Peer
+    from ._context import RequestContext as RequestContext
+    from ._context import current_context as current_context
+    from ._errors import AddressInUseError as AddressInUseError
+    from ._errors import ConnectError as ConnectError
+    from ._errors import ConnectionClosedError as ConnectionClosedError
+    from ._errors import ErrorCode as ErrorCode
+    from ._errors import JrpcUnixError as JrpcUnixError
+    from ._errors import ProtocolError as ProtocolError
+    from ._errors import RpcError as RpcError
+    from ._errors import RpcTimeoutError as RpcTimeoutError
+    from ._errors import ServerSetupError as ServerSetupError
+    from ._errors import TransportError as TransportError
+    from ._limits import Limits as Limits
+    from ._methods import Methods as Methods
+    from ._response import Response as Response
+    from ._response import Status as Status
+    from ._server import Server as Server
+    from ._server import run as run
+    from ._server import serve as serve
+    from ._thread import ServerThread as ServerThread
+    from ._thread import serve_in_thread as serve_in_thread
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ErrorCode, RpcError
-from ._methods import MethodSpec, Methods, RunMode
+from ._methods import Methods, MethodSpec
 from ._protocol import NO_DATA, Request, encode_error, encode_result
 from ._response import Response, Status
 
@@ -35,7 +35,7 @@ with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib A
     from jsonrpcserver.dispatcher import dispatch_to_response_pure
     from jsonrpcserver.result import ErrorResult, SuccessResult
     from jsonrpcserver.sentinels import NODATA
-    from oslash.either import Left, Right  # type: ignore[import-untyped]
+    from oslash.either import Left, Right
 
 __all__ = ["Call", "Dispatcher"]
 
@@ -127,7 +127,7 @@ class Dispatcher:
         if req.is_notification:
             log.warning("notification %r failed: %r", req.method, response)
             return None
-        error = response._error  # a Left(ErrorResponse): nothing was deferred
+        error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
         data = NO_DATA if error.data is NODATA else error.data
         return encode_error(req.id, error.code, error.message, data)
 
@@ -163,6 +163,3 @@ class Dispatcher:
             log.warning("notification %r failed: [%s] %s", req.method, code, message)
             return None
         return encode_error(req.id, code, message, data)
-
-    def runs_inline(self, call: Call) -> bool:
-        return call.spec.mode is RunMode.SYNC

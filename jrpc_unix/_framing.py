@@ -33,7 +33,7 @@ TOO_LONG: Final = _TooLong()
 class LineSplitter:
     """Cuts a byte stream into lines; see the module docstring."""
 
-    __slots__ = ("_buf", "_scanned", "_discarding", "max_size")
+    __slots__ = ("_buf", "_discarding", "_scanned", "max_size")
 
     def __init__(self, max_size: int) -> None:
         if max_size < 1:

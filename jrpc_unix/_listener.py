@@ -77,7 +77,9 @@ def _refuse_live_or_foreign(path: str) -> None:
     raise AddressInUseError(f"another server is already listening on {path}")
 
 
-def _bind_in_place(path: str, mode: int, gid: int | None, backlog: int) -> tuple[stdsocket.socket, SocketFile]:
+def _bind_in_place(
+    path: str, mode: int, gid: int | None, backlog: int
+) -> tuple[stdsocket.socket, SocketFile]:
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{secrets.token_hex(4)}.sock")
     _check_path(tmp if len(tmp) > len(path) else path)

@@ -70,9 +70,7 @@ def is_valid_request(obj: Any) -> bool:
         rid = obj["id"]
         if rid is not None and type(rid) not in (str, int, float):
             return False
-    if "params" in obj and type(obj["params"]) not in (list, dict):
-        return False
-    return True
+    return "params" not in obj or type(obj["params"]) in (list, dict)
 
 
 def _echo_id(obj: Any) -> Any:

@@ -9,6 +9,7 @@ down"), cancel what still runs, close every connection, remove the socket file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import signal
@@ -22,7 +23,7 @@ from ._dispatch import Dispatcher
 from ._errors import ErrorCode
 from ._limits import Limits
 from ._listener import open_unix_listener
-from ._methods import MethodSpec, Methods
+from ._methods import Methods, MethodSpec
 from ._protocol import encode_error
 from ._stats import ServerStats
 
@@ -75,7 +76,9 @@ class Server:
         for conn in list(self._connections):
             conn.wake_for_stop()
 
-    async def serve(self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen on ``path`` and serve until stopped; see the module docstring."""
         if self._started:
             raise RuntimeError("a Server serves once; create a new one")
@@ -101,21 +104,19 @@ class Server:
             except OSError as exc:
                 if exc.errno not in _CAPACITY_ERRNOS:
                     raise
-                log.error("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
+                log.warning("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
                 await trio.sleep(0.1)
                 continue
             if len(self._connections) >= self.limits.max_connections:
                 self.stats.connections_rejected += 1
-                nursery.start_soon(self._reject, stream, f"too many connections (limit {self.limits.max_connections})")
+                reason = f"too many connections (limit {self.limits.max_connections})"
+                nursery.start_soon(self._reject, stream, reason)
                 continue
             nursery.start_soon(self._serve_connection, stream)
 
     async def _reject(self, stream: trio.SocketStream, reason: str) -> None:
-        with trio.move_on_after(1):
-            try:
-                await stream.send_all(encode_error(None, ErrorCode.OVERLOADED, data=reason) + b"\n")
-            except trio.BrokenResourceError:
-                pass
+        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
+            await stream.send_all(encode_error(None, ErrorCode.OVERLOADED, data=reason) + b"\n")
         await stream.aclose()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:

@@ -8,6 +8,7 @@ the stop request travels into trio with ``trio.from_thread``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -58,10 +59,8 @@ class ServerThread:
         """Stop gracefully and wait for the thread (idempotent; safe from any thread)."""
         token = self._token
         if token is not None and self._thread.is_alive():
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self.server.stop, trio_token=token)
-            except trio.RunFinishedError:
-                pass
         self.join(timeout)
 
     def join(self, timeout: float | None = None) -> None:
