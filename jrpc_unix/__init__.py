@@ -10,6 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._access import Access as Access
+    from ._access import Policy as Policy
     from ._context import Peer as Peer
     from ._context import RequestContext as RequestContext
     from ._context import current_context as current_context
@@ -37,6 +39,8 @@ __version__ = "0.1.0"
 
 #: public name -> the private module that defines it
 _EXPORTS: dict[str, str] = {
+    "Access": "_access",
+    "Policy": "_access",
     "AddressInUseError": "_errors",
     "ConnectError": "_errors",
     "ConnectionClosedError": "_errors",

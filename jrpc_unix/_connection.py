@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._access import Access
 from ._context import Peer, RequestContext, _current
 from ._dispatch import Call
 from ._errors import ErrorCode
@@ -87,10 +88,11 @@ class _Batch:
 class Connection:
     """Serves one accepted stream until EOF, error, idle timeout or server stop."""
 
-    def __init__(self, server: Server, stream: trio.SocketStream) -> None:
+    def __init__(self, server: Server, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
         self.server = server
         self.stream = stream
-        self.peer = read_peer(stream)
+        self.peer = peer
+        self.level = level
         self.in_flight = 0
         self._limits = server.limits
         self._dispatcher = server.dispatcher
@@ -187,6 +189,13 @@ class Connection:
         if type(call) is not Call:
             self._answer(sink, call)  # type: ignore[arg-type]
             return
+        if call.spec.access > self.level:
+            need, have = call.spec.access.name.lower(), self.level.name.lower()
+            data = f"{req.method} needs {need} access; you have {have}"
+            log.warning("denied %s to %s: %s", req.method, self.peer, data)
+            denied = None if req.is_notification else encode_error(req.id, ErrorCode.ACCESS_DENIED, data=data)
+            self._answer(sink, denied)
+            return
         if req.is_notification or self._serial:
             while self.in_flight:  # barrier: everything received before it has finished
                 await self._changed.park()
@@ -231,7 +240,7 @@ class Connection:
         spec = call.spec
         if spec.mode is RunMode.SYNC:  # cannot be interrupted, so no timeout applies
             return self._execute_sync(call)
-        timeout = spec.options.get("timeout", self._limits.handler_timeout)
+        timeout = spec.timeout if spec.timeout is not None else self._limits.handler_timeout
         token = _current.set(self._context(call))
         try:
             with trio.move_on_after(math.inf if timeout is None else timeout) as scope:

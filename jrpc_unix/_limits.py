@@ -17,6 +17,8 @@ class Limits:
     max_batch: int = 100
     #: Most connections open at once.
     max_connections: int = 128
+    #: Most connections open at once from one user (uid).
+    max_connections_per_uid: int | None = 32
     #: Most calls running at once on one connection; reading pauses beyond it.
     max_in_flight: int = 32
     #: Close a connection after this many seconds with nothing received and nothing running.

@@ -18,8 +18,10 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, overload
+
+from ._access import Access
 
 __all__ = ["MethodSpec", "Methods", "RunMode"]
 
@@ -92,10 +94,21 @@ class MethodSpec:
     mode: RunMode
     signature: inspect.Signature
     shape: _Shape
-    options: dict[str, Any] = field(default_factory=dict)
+    #: The caller's access level this method needs (see :class:`~jrpc_unix.Policy`).
+    access: Access = Access.OPERATE
+    #: Seconds before the handler is cancelled (async and blocking handlers); None: the server's.
+    timeout: float | None = None
 
     @classmethod
-    def build(cls, name: str, func: Handler, *, blocking: bool = False, **options: Any) -> MethodSpec:
+    def build(
+        cls,
+        name: str,
+        func: Handler,
+        *,
+        blocking: bool = False,
+        access: Access = Access.OPERATE,
+        timeout: float | None = None,
+    ) -> MethodSpec:
         if not callable(func):
             raise TypeError(f"method {name!r}: {func!r} is not callable")
         is_async = inspect.iscoroutinefunction(func)
@@ -103,7 +116,9 @@ class MethodSpec:
             raise ValueError(f"method {name!r}: an async function cannot be blocking=True")
         mode = RunMode.ASYNC if is_async else RunMode.THREAD if blocking else RunMode.SYNC
         sig = inspect.signature(func)
-        return cls(name, func, mode, sig, _Shape.of(sig), options)
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"method {name!r}: timeout must be positive, not {timeout!r}")
+        return cls(name, func, mode, sig, _Shape.of(sig), Access(access), timeout)
 
     def bind_error(self, params: list[Any] | dict[str, Any] | None) -> str | None:
         """None if the params bind; else the TypeError text ``Signature.bind`` gives."""
@@ -146,33 +161,38 @@ class Methods(Mapping[str, Handler]):
         """Accept a Methods, or any name -> function mapping (jsonrpcserver's registry too)."""
         return methods if isinstance(methods, Methods) else cls(methods)
 
-    def register(self, name: str, func: Handler, *, blocking: bool = False, **options: Any) -> MethodSpec:
-        """Register ``func`` as method ``name``; names starting ``rpc.`` are reserved."""
+    def register(self, name: str, func: Handler, **options: Any) -> MethodSpec:
+        """Register ``func`` as method ``name``; names starting ``rpc.`` are reserved.
+
+        ``options`` are :meth:`MethodSpec.build`'s: ``blocking``, ``access``, ``timeout``.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"method name must be a non-empty string, not {name!r}")
         if name.startswith("rpc."):
             raise ValueError(f"method name {name!r}: names starting with 'rpc.' are reserved")
-        spec = MethodSpec.build(name, func, blocking=blocking, **options)
+        spec = MethodSpec.build(name, func, **options)
         self._specs[name] = spec
         return spec
 
     @overload
     def add(self, func: Handler, /) -> Handler: ...
     @overload
-    def add(
-        self, name: str | None = None, /, *, blocking: bool = False, **options: Any
-    ) -> Callable[[Handler], Handler]: ...
+    def add(self, name: str | None = None, /, **options: Any) -> Callable[[Handler], Handler]: ...
 
     def add(
-        self, name: Handler | str | None = None, /, *, blocking: bool = False, **options: Any
+        self, name: Handler | str | None = None, /, **options: Any
     ) -> Handler | Callable[[Handler], Handler]:
-        """Decorator: ``@methods.add``, ``@methods.add("config.set")``, ``@methods.add(blocking=True)``."""
+        """Decorator: ``@methods.add``, ``@methods.add("config.set")``, ``@methods.add(blocking=True)``.
+
+        Options: ``blocking`` (run in a worker thread), ``access`` (the :class:`Access` level
+        needed), ``timeout`` (seconds).
+        """
         if callable(name):
             self.register(name.__name__, name)
             return name
 
         def decorator(func: Handler) -> Handler:
-            self.register(name or func.__name__, func, blocking=blocking, **options)
+            self.register(name or func.__name__, func, **options)
             return func
 
         return decorator

@@ -9,8 +9,10 @@ down"), cancel what still runs, close every connection, remove the socket file.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
+import grp
 import logging
 import signal
 from collections.abc import Callable, Mapping
@@ -18,11 +20,13 @@ from typing import Any, Literal
 
 import trio
 
-from ._connection import Connection
+from ._access import Access, Policy
+from ._connection import Connection, read_peer
+from ._context import Peer
 from ._dispatch import Dispatcher
-from ._errors import ErrorCode
+from ._errors import ErrorCode, ServerSetupError
 from ._limits import Limits
-from ._listener import open_unix_listener
+from ._listener import is_abstract, open_unix_listener
 from ._methods import Methods, MethodSpec
 from ._protocol import encode_error
 from ._stats import ServerStats
@@ -32,6 +36,15 @@ __all__ = ["Server", "run", "serve", "serve_until_signalled"]
 log = logging.getLogger("jrpc_unix.server")
 
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def _gid(group: int | str) -> int:
+    if isinstance(group, int):
+        return group
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group: {group!r}") from None
 
 
 class Server:
@@ -44,7 +57,8 @@ class Server:
         limits: Limits | None = None,
         mode: Literal["concurrent", "serial"] = "concurrent",
         socket_mode: int = 0o600,
-        socket_gid: int | None = None,
+        socket_group: int | str | None = None,
+        policy: Policy | None = None,
         fast_path: bool = True,
     ) -> None:
         if mode not in ("concurrent", "serial"):
@@ -53,11 +67,13 @@ class Server:
         self.limits = limits or Limits()
         self.serial = mode == "serial"
         self.socket_mode = socket_mode
-        self.socket_gid = socket_gid
+        self.socket_gid = None if socket_group is None else _gid(socket_group)
+        self.policy = policy
         self.stats = ServerStats()
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
         self._connections: set[Connection] = set()
+        self._per_uid: collections.Counter[int] = collections.Counter()
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._started = False
@@ -83,6 +99,11 @@ class Server:
         if self._started:
             raise RuntimeError("a Server serves once; create a new one")
         self._started = True
+        if is_abstract(path) and self.policy is None:
+            raise ServerSetupError(
+                f"{path} is an abstract address: it has no file permissions, so it needs a policy "
+                "(Server(..., policy=Policy(allow_users=...)))"
+            )
         listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
         try:
             async with listener:
@@ -107,21 +128,36 @@ class Server:
                 log.warning("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
                 await trio.sleep(0.1)
                 continue
-            if len(self._connections) >= self.limits.max_connections:
-                self.stats.connections_rejected += 1
-                reason = f"too many connections (limit {self.limits.max_connections})"
-                nursery.start_soon(self._reject, stream, reason)
-                continue
             nursery.start_soon(self._serve_connection, stream)
 
-    async def _reject(self, stream: trio.SocketStream, reason: str) -> None:
-        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
-            await stream.send_all(encode_error(None, ErrorCode.OVERLOADED, data=reason) + b"\n")
-        await stream.aclose()
+    def _refusal(self, peer: Peer | None) -> tuple[ErrorCode, str] | None:
+        """Why this peer may not have a connection now, or None."""
+        limits = self.limits
+        if self.policy is not None and not self.policy.admits(peer):
+            who = f"uid {peer.uid} gid {peer.gid}" if peer else "a peer without credentials"
+            return ErrorCode.ACCESS_DENIED, f"{who} may not use this socket"
+        if len(self._connections) >= limits.max_connections:
+            return ErrorCode.OVERLOADED, f"too many connections (limit {limits.max_connections})"
+        per_uid = limits.max_connections_per_uid
+        if peer is not None and per_uid is not None and self._per_uid[peer.uid] >= per_uid:
+            return ErrorCode.OVERLOADED, f"too many connections from uid {peer.uid} (limit {per_uid})"
+        return None
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        conn = Connection(self, stream)
+        peer = read_peer(stream)
+        refusal = self._refusal(peer)
+        if refusal is not None:
+            self.stats.connections_rejected += 1
+            log.warning("refused a connection: %s", refusal[1])
+            with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(encode_error(None, refusal[0], data=refusal[1]) + b"\n")
+            await stream.aclose()
+            return
+        level = self.policy.level(peer) if self.policy is not None and peer is not None else Access.ADMIN
+        conn = Connection(self, stream, peer, level)
+        uid = peer.uid if peer is not None else -1
         self._connections.add(conn)
+        self._per_uid[uid] += 1
         self.stats.connections_open += 1
         self.stats.connections_total += 1
         try:
@@ -130,6 +166,9 @@ class Server:
             log.exception("connection failed")
         finally:
             self._connections.discard(conn)
+            self._per_uid[uid] -= 1
+            if not self._per_uid[uid]:
+                del self._per_uid[uid]
             self.stats.connections_open -= 1
 
 
