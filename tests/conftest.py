@@ -1,0 +1,35 @@
+"""Fixtures shared by the test suite: short socket paths and the demo service as a process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from helpers import DemoProcess, demo_server, short_tmpdir
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[str]:
+    """A fresh short directory in /tmp (pytest's tmp_path can exceed sun_path's 108 bytes)."""
+    with short_tmpdir() as d:
+        yield d
+
+
+@pytest.fixture
+def sock_path(sock_dir: str) -> str:
+    return os.path.join(sock_dir, "s.sock")
+
+
+@pytest.fixture(scope="module")
+def shared_demo() -> Iterator[DemoProcess]:
+    """One demo service per test module, for tests that do not depend on its state."""
+    with demo_server() as demo:
+        yield demo
+
+
+@pytest.fixture
+def demo() -> Iterator[DemoProcess]:
+    """A fresh demo service for one test."""
+    with demo_server() as d:
+        yield d
