@@ -22,6 +22,9 @@ from jrpc_unix import Methods, Response, current_context, run
 
 methods = Methods()
 
+# Besides the built-in `stats` and `progress` topics, this service publishes its own.
+TOPICS = {"config": "every configuration change: key, value, previous value"}
+
 # The live state this process exposes: a configuration and a counter.
 config: dict[str, Any] = {"level": "info"}
 counter = 0
@@ -80,11 +83,12 @@ async def sleep(seconds: float) -> float:
     return seconds
 
 
-@methods.add("config.set")
+@methods.add("config.set", run_to_completion=True)
 def config_set(key: str, value: Any) -> Response:
     """Set configuration ``key`` to ``value``; returns the previous value."""
     previous = config.get(key)
     config[key] = value
+    current_context().server.publish("config", {"key": key, "value": value, "previous": previous})
     return Response.ok(previous)
 
 
@@ -108,6 +112,16 @@ def counter_incr() -> int:
 def counter_get() -> int:
     """The counter's value."""
     return counter
+
+
+@methods.add
+async def work(steps: int, delay: float = 0.1) -> dict[str, int]:
+    """A long job: ``steps`` steps of ``delay`` seconds, reporting progress; cancellable."""
+    ctx = current_context()
+    for step in range(1, steps + 1):
+        await trio.sleep(delay)
+        ctx.progress(step, steps, f"step {step} of {steps}")
+    return {"steps": steps}
 
 
 @methods.add
@@ -135,7 +149,7 @@ def main(argv: list[str]) -> int:
         print("usage: demo_server.py SOCKET_PATH", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(argv[0], methods)
+    run(argv[0], methods, topics=TOPICS)
     return 0
 
 

@@ -1,15 +1,16 @@
 """One client connection: read lines, run requests in the promised order, write answers.
 
-Ordering (specs/protocol.md, "Ordering"): calls on a connection may run concurrently, up to
+Ordering (specs/protocol.md §4): calls on a connection may run concurrently, up to
 ``max_in_flight``, and answer out of order. A notification is a barrier: it starts once
 everything received before it has finished, and what follows waits for it. ``serial`` mode makes
-every message a barrier.
+every message a barrier. ``rpc.cancel`` alone runs at once, outside the order.
 
 Cheap synchronous handlers run right here in the reader, with no task; async and blocking ones
 get a task in the connection's nursery. Answers produced by one read go out in one ``send_all``.
-Whoever finds the writer idle writes (the reader or a finishing task), so writes never
-interleave. Back-pressure: the reader stops reading while ``max_in_flight`` calls run or
-``max_pending_output`` bytes wait to be sent, so a client that never reads cannot grow the server.
+Whoever finds the writer idle writes (the reader, a finishing task, a subscription pump), so
+writes never interleave. Back-pressure: the reader stops reading while ``max_in_flight`` calls run
+or ``max_pending_output`` bytes wait to be sent, so a client that never reads cannot grow the
+server.
 """
 
 from __future__ import annotations
@@ -17,20 +18,25 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import select
 import socket as stdsocket
 import struct
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._access import Access
+from ._codec import dumps
 from ._context import Peer, RequestContext, _current
 from ._dispatch import Call
 from ._errors import ErrorCode
 from ._framing import TOO_LONG, LineSplitter
 from ._methods import RunMode
 from ._protocol import Request, encode_error, parse_line
+from ._pubsub import PROGRESS_TOPIC, Subscription, Topic
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -86,7 +92,7 @@ class _Batch:
 
 
 class Connection:
-    """Serves one accepted stream until EOF, error, idle timeout or server stop."""
+    """Serves one accepted stream until the peer leaves, idles out, or the server stops."""
 
     def __init__(self, server: Server, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
         self.server = server
@@ -94,6 +100,7 @@ class Connection:
         self.peer = peer
         self.level = level
         self.in_flight = 0
+        self.subscriptions: dict[str, Subscription] = {}
         self._limits = server.limits
         self._dispatcher = server.dispatcher
         self._stats = server.stats
@@ -103,9 +110,13 @@ class Connection:
         self._out_bytes = 0
         self._writing = False
         self._broken = False
-        self._changed = trio.lowlevel.ParkingLot()  # in_flight or output drained
+        self._changed = trio.lowlevel.ParkingLot()  # in_flight dropped or output drained
         self._read_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._running: dict[Any, list[tuple[trio.CancelScope, bool]]] = {}
+        self._progress: Subscription | None = None
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -116,13 +127,20 @@ class Connection:
                 await self._read_loop()
             await self.flush()
         finally:
+            for sub in list(self.subscriptions.values()):
+                self.unsubscribe(sub.id)
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
     def wake_for_stop(self) -> None:
-        """Server stopping: stop reading now if nothing runs (else when the last call ends)."""
+        """Server stopping: end subscriptions; stop reading now if no call runs."""
+        for sub in list(self.subscriptions.values()):
+            self.unsubscribe(sub.id)
         if self.in_flight == 0 and self._read_scope is not None:
             self._read_scope.cancel()
+
+    def _idle(self) -> bool:
+        return self.in_flight == 0 and not self.subscriptions
 
     async def _read_loop(self) -> None:
         idle = self._limits.idle_timeout
@@ -137,18 +155,36 @@ class Connection:
                 try:
                     data = await self.stream.receive_some(65536)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._peer_gone()
                     return
             self._read_scope = None
             if scope.cancelled_caught:
-                if server.stopping or self.in_flight == 0:
+                if server.stopping or self._idle():
                     return
                 continue
             if not data:
                 await self._handle_lines(self._splitter.eof())
+                if self._peer_closed():
+                    self._peer_gone()
                 return
             await self._handle_lines(self._splitter.feed(data))
             if self._broken:
                 return
+
+    def _peer_closed(self) -> bool:
+        """After EOF: did the peer close entirely (POLLHUP), not just shut its write side?"""
+        poller = select.poll()
+        poller.register(self.stream.socket.fileno(), select.POLLHUP)
+        return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+
+    def _peer_gone(self) -> None:
+        """Nobody will read answers: cancel calls not marked run-to-completion, end subscriptions."""
+        for scopes in self._running.values():
+            for scope, keep in scopes:
+                if not keep:
+                    scope.cancel()
+        for sub in list(self.subscriptions.values()):
+            self.unsubscribe(sub.id)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -156,25 +192,37 @@ class Connection:
         for line in lines:
             if line is TOO_LONG:
                 data = f"message exceeds the limit of {self._limits.max_message_size} bytes"
-                self.deliver(encode_error(None, ErrorCode.REQUEST_TOO_LARGE, data=data))
-                self._stats.errors += 1
+                self._reject(
+                    "too_large", self.deliver, encode_error(None, ErrorCode.REQUEST_TOO_LARGE, data=data)
+                )
                 continue
             message = parse_line(line, self._limits.max_batch)
             if not message.is_batch:
                 item = message.items[0]
                 if type(item) is bytes:
-                    self._answer(self.deliver, item)
+                    self._reject_invalid(self.deliver, item)
                 else:
                     await self._submit(item, self.deliver)  # type: ignore[arg-type]
                 continue
             batch = _Batch(self)
             for item in message.items:
                 if type(item) is bytes:
-                    self._answer(batch.expect(), item)
+                    self._reject_invalid(batch.expect(), item)
                 else:
                     await self._submit(item, batch.expect())  # type: ignore[arg-type]
             batch.seal()
         await self.flush()
+
+    def _reject_invalid(self, sink: Sink, answer: bytes) -> None:
+        code = ErrorCode.PARSE_ERROR if b'"code":-32700' in answer else ErrorCode.INVALID_REQUEST
+        reason = {ErrorCode.PARSE_ERROR: "parse_error", ErrorCode.INVALID_REQUEST: "invalid_request"}
+        self._reject(reason.get(code, "too_large"), sink, answer)
+
+    def _reject(self, reason: str, sink: Sink, answer: bytes | None) -> None:
+        self._stats.rejected_requests[reason] += 1
+        if answer is not None:
+            self._stats.errors += 1
+        sink(answer)
 
     async def _submit(self, req: Request, sink: Sink) -> None:
         stats = self._stats
@@ -183,38 +231,80 @@ class Connection:
         else:
             stats.calls += 1
         if self.server.stopping:
-            self._answer(sink, None if req.is_notification else encode_error(req.id, ErrorCode.SHUTTING_DOWN))
+            self._reject(
+                "shutting_down",
+                sink,
+                None if req.is_notification else encode_error(req.id, ErrorCode.SHUTTING_DOWN),
+            )
             return
         call = self._dispatcher.prepare(req)
         if type(call) is not Call:
-            self._answer(sink, call)  # type: ignore[arg-type]
+            self._finish(req, None, sink, call, 0)  # type: ignore[arg-type]
             return
-        if call.spec.access > self.level:
-            need, have = call.spec.access.name.lower(), self.level.name.lower()
+        spec = call.spec
+        if spec.access > self.level:
+            need, have = spec.access.name.lower(), self.level.name.lower()
             data = f"{req.method} needs {need} access; you have {have}"
             log.warning("denied %s to %s: %s", req.method, self.peer, data)
             denied = None if req.is_notification else encode_error(req.id, ErrorCode.ACCESS_DENIED, data=data)
-            self._answer(sink, denied)
+            self._reject("access_denied", sink, denied)
+            return
+        if spec.immediate:
+            self._finish(req, call, sink, self._execute_sync(call), 0)
             return
         if req.is_notification or self._serial:
             while self.in_flight:  # barrier: everything received before it has finished
                 await self._changed.park()
-            self._answer(sink, await self._execute(call))
+            start = time.perf_counter_ns()
+            self._finish(req, call, sink, await self._execute(call), start)
             return
         while self.in_flight >= self._limits.max_in_flight:
             await self._changed.park()
-        if call.spec.mode is RunMode.SYNC:
-            self._answer(sink, self._execute_sync(call))
+        if spec.mode is RunMode.SYNC:
+            start = time.perf_counter_ns()
+            self._finish(req, call, sink, self._execute_sync(call), start)
             return
         self.in_flight += 1
         stats.in_flight += 1
+        scope = trio.CancelScope()  # registered now, so an rpc.cancel right behind finds it
+        entry = (scope, spec.run_to_completion)
+        self._running.setdefault(req.id, []).append(entry)
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_task, call, sink)
+        self._nursery.start_soon(self._run_task, call, sink, entry)
 
-    async def _run_task(self, call: Call, sink: Sink) -> None:
+    def _finish(self, req: Request, call: Call | None, sink: Sink, answer: bytes | None, start: int) -> None:
+        """Count the outcome, put progress reports ahead of the answer, hand the answer on."""
+        m = self._stats.method(req.method, call is not None or self._dispatcher.knows(req.method))
+        if req.is_notification:
+            m.notifications += 1
+        else:
+            m.calls += 1
+            if self._progress is not None:
+                self._drain(self._progress)
+        if start:
+            m.latency.add(time.perf_counter_ns() - start)
+        if answer is not None and answer.startswith(_ERROR_PREFIX):
+            m.errors += 1
+            self._stats.errors += 1
+        sink(answer)
+
+    async def _run_task(self, call: Call, sink: Sink, entry: tuple[trio.CancelScope, bool]) -> None:
+        req = call.request
+        scope = entry[0]
+        start = time.perf_counter_ns()
+        answer: bytes | None = None
         try:
-            self._answer(sink, await self._execute(call))
+            with scope:
+                answer = await self._execute(call)
+            if scope.cancelled_caught:
+                self._stats.rejected_requests["cancelled"] += 1
+                answer = encode_error(req.id, ErrorCode.CANCELLED, data=f"{req.method} was cancelled")
+            self._finish(req, call, sink, answer, start)
         finally:
+            scopes = self._running[req.id]
+            scopes.remove(entry)
+            if not scopes:
+                del self._running[req.id]
             self.in_flight -= 1
             self._stats.in_flight -= 1
             self._changed.unpark_all()
@@ -222,9 +312,16 @@ class Connection:
                 self._read_scope.cancel()
         await self.flush()
 
+    def cancel(self, request_id: Any) -> bool:
+        """Cancel the running call(s) with this request id; True if there was one."""
+        scopes = self._running.get(request_id, [])
+        for scope, _ in scopes:
+            scope.cancel()
+        return bool(scopes)
+
     def _context(self, call: Call) -> RequestContext:
         req = call.request
-        return RequestContext(req.method, req.id, req.is_notification, self.peer, self.server)
+        return RequestContext(req.method, req.id, req.is_notification, self.peer, self.server, self)
 
     def _execute_sync(self, call: Call) -> bytes | None:
         token = _current.set(self._context(call))
@@ -254,19 +351,84 @@ class Connection:
         finally:
             _current.reset(token)
         if scope.cancelled_caught:
-            data = f"{call.request.method} ran longer than {timeout} s and was cancelled"
+            req = call.request
+            data = f"{req.method} ran longer than {timeout} s and was cancelled"
             log.warning("%s", data)
-            if call.request.is_notification:
-                return None
-            return encode_error(call.request.id, ErrorCode.TIMEOUT, data=data)
+            self._stats.rejected_requests["timeout"] += 1
+            return None if req.is_notification else encode_error(req.id, ErrorCode.TIMEOUT, data=data)
         return self._dispatcher.answer(call, value)
 
-    # -- answers ---------------------------------------------------------------------------
+    # -- subscriptions and progress --------------------------------------------------------
 
-    def _answer(self, sink: Sink, answer: bytes | None) -> None:
-        if answer is not None and answer.startswith(_ERROR_PREFIX):
-            self._stats.errors += 1
-        sink(answer)
+    def subscribe(self, topic: Topic, params: dict[str, Any], queue_size: int) -> Subscription:
+        """Start delivering ``topic``'s events on this connection."""
+        sub = Subscription(topic.name, params, queue_size)
+        topic.subscribers.add(sub)
+        self.subscriptions[sub.id] = sub
+        self._stats.subscriptions += 1
+        if topic.name == PROGRESS_TOPIC:
+            self._progress = sub
+        assert self._nursery is not None
+        self._nursery.start_soon(self._pump, sub, topic)
+        return sub
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            return False
+        self.server.topics[sub.topic].subscribers.discard(sub)
+        self._stats.subscriptions -= 1
+        if self._progress is sub:
+            self._progress = None
+        sub.scope.cancel()
+        return True
+
+    async def _pump(self, sub: Subscription, topic: Topic) -> None:
+        with sub.scope:
+            async with trio.open_nursery() as nursery:
+                if topic.producer is not None:
+                    nursery.start_soon(self._produce, sub, topic)
+                while True:
+                    while not sub.queue and not sub.dropped:
+                        await sub.lot.park()
+                    while self._out_bytes > self._limits.max_pending_output // 2 and not self._broken:
+                        await self._changed.park()  # slow reader: events wait, and drop, in the queue
+                    self._drain(sub)
+                    await self.flush()
+
+    async def _produce(self, sub: Subscription, topic: Topic) -> None:
+        assert topic.producer is not None
+        try:
+            async for item in topic.producer(**sub.params):
+                if not sub.push(dumps(item)):
+                    self._stats.events_dropped += 1
+        except Exception:
+            log.exception("producer of topic %r failed; ending subscription %s", topic.name, sub.id)
+            self.unsubscribe(sub.id)
+
+    def _drain(self, sub: Subscription) -> None:
+        for line in sub.take():
+            self.deliver(line)
+
+    def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
+        """Queue a progress event for the caller's ``progress`` subscription (any thread)."""
+        if threading.get_ident() != self._thread:
+            trio.from_thread.run_sync(
+                self.report_progress, request_id, done, total, message, trio_token=self._token
+            )
+            return
+        sub = self._progress
+        if sub is None:
+            return
+        event: dict[str, Any] = {"id": request_id, "done": done}
+        if total is not None:
+            event["total"] = total
+        if message is not None:
+            event["message"] = message
+        if not sub.push(dumps(event)):
+            self._stats.events_dropped += 1
+
+    # -- answers ---------------------------------------------------------------------------
 
     def deliver(self, answer: bytes | None) -> None:
         """Queue one answer line for the writer."""
@@ -288,7 +450,10 @@ class Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._broken = True
                     self._out.clear()
-                self._out_bytes -= len(data)
+                    self._out_bytes = 0
+                    self._peer_gone()
+                else:
+                    self._out_bytes -= len(data)
                 self._changed.unpark_all()
         finally:
             self._writing = False

@@ -31,8 +31,20 @@ class RequestContext:
     request_id: Any
     is_notification: bool
     peer: Peer | None
-    #: The :class:`jrpc_unix.Server` answering (for its stats, or to stop it).
+    #: The :class:`jrpc_unix.Server` answering (for its stats, topics, or to stop it).
     server: Any
+    #: The connection the request came on (the server's own ``rpc.*`` methods use it).
+    connection: Any
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress of this call to its caller, if the caller subscribed to ``progress``.
+
+        Never blocks, and works from a blocking handler's worker thread too. The caller gets
+        every report queued before the call's answer, ahead of it; a slow caller loses the
+        oldest reports (the subscription's slow-consumer policy), never the answer.
+        """
+        if not self.is_notification:
+            self.connection.report_progress(self.request_id, done, total, message)
 
 
 _current: ContextVar[RequestContext] = ContextVar("jrpc_unix_request_context")

@@ -104,6 +104,10 @@ class Dispatcher:
             return Call(spec, req, tuple(params) if params else (), {})
         return self._reference(req)
 
+    def knows(self, name: str) -> bool:
+        """Is ``name`` a registered method (not the seed-style fallback)?"""
+        return name in self._specs
+
     def _reference(self, req: Request) -> Call | bytes | None:
         """Resolve through jsonrpcserver's own pipeline."""
         obj: dict[str, Any] = {"jsonrpc": "2.0", "method": req.method}

@@ -98,6 +98,10 @@ class MethodSpec:
     access: Access = Access.OPERATE
     #: Seconds before the handler is cancelled (async and blocking handlers); None: the server's.
     timeout: float | None = None
+    #: Keep running when the caller disconnects (reconfiguration usually should).
+    run_to_completion: bool = False
+    #: Run at once, outside the connection's ordering (the server's own ``rpc.cancel``).
+    immediate: bool = False
 
     @classmethod
     def build(
@@ -108,6 +112,8 @@ class MethodSpec:
         blocking: bool = False,
         access: Access = Access.OPERATE,
         timeout: float | None = None,
+        run_to_completion: bool = False,
+        immediate: bool = False,
     ) -> MethodSpec:
         if not callable(func):
             raise TypeError(f"method {name!r}: {func!r} is not callable")
@@ -118,7 +124,9 @@ class MethodSpec:
         sig = inspect.signature(func)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"method {name!r}: timeout must be positive, not {timeout!r}")
-        return cls(name, func, mode, sig, _Shape.of(sig), Access(access), timeout)
+        return cls(
+            name, func, mode, sig, _Shape.of(sig), Access(access), timeout, run_to_completion, immediate
+        )
 
     def bind_error(self, params: list[Any] | dict[str, Any] | None) -> str | None:
         """None if the params bind; else the TypeError text ``Signature.bind`` gives."""
@@ -164,7 +172,8 @@ class Methods(Mapping[str, Handler]):
     def register(self, name: str, func: Handler, **options: Any) -> MethodSpec:
         """Register ``func`` as method ``name``; names starting ``rpc.`` are reserved.
 
-        ``options`` are :meth:`MethodSpec.build`'s: ``blocking``, ``access``, ``timeout``.
+        ``options`` are :meth:`MethodSpec.build`'s: ``blocking``, ``access``, ``timeout``,
+        ``run_to_completion``.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"method name must be a non-empty string, not {name!r}")
@@ -185,7 +194,7 @@ class Methods(Mapping[str, Handler]):
         """Decorator: ``@methods.add``, ``@methods.add("config.set")``, ``@methods.add(blocking=True)``.
 
         Options: ``blocking`` (run in a worker thread), ``access`` (the :class:`Access` level
-        needed), ``timeout`` (seconds).
+        needed), ``timeout`` (seconds), ``run_to_completion`` (survive the caller's disconnect).
         """
         if callable(name):
             self.register(name.__name__, name)

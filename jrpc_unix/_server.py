@@ -15,12 +15,14 @@ import errno
 import grp
 import logging
 import signal
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import trio
 
 from ._access import Access, Policy
+from ._builtins import builtin_methods, builtin_topics
 from ._connection import Connection, read_peer
 from ._context import Peer
 from ._dispatch import Dispatcher
@@ -29,6 +31,7 @@ from ._limits import Limits
 from ._listener import is_abstract, open_unix_listener
 from ._methods import Methods, MethodSpec
 from ._protocol import encode_error
+from ._pubsub import Producer, Topic
 from ._stats import ServerStats
 
 __all__ = ["Server", "run", "serve", "serve_until_signalled"]
@@ -59,6 +62,7 @@ class Server:
         socket_mode: int = 0o600,
         socket_group: int | str | None = None,
         policy: Policy | None = None,
+        topics: Mapping[str, str] | None = None,
         fast_path: bool = True,
     ) -> None:
         if mode not in ("concurrent", "serial"):
@@ -70,6 +74,9 @@ class Server:
         self.socket_gid = None if socket_group is None else _gid(socket_group)
         self.policy = policy
         self.stats = ServerStats()
+        self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
+        for name, description in (topics or {}).items():
+            self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
         self._connections: set[Connection] = set()
@@ -77,10 +84,36 @@ class Server:
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._started = False
+        self._token: trio.lowlevel.TrioToken | None = None
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
-        return {}
+        return builtin_methods(self)
+
+    def add_topic(self, name: str, producer: Producer | None = None, description: str = "") -> None:
+        """Declare a topic clients may subscribe to.
+
+        Without ``producer`` it is fed by :meth:`publish`. With one, ``producer(**params)`` (an
+        async generator taking the subscriber's ``rpc.subscribe`` params) runs per subscription
+        and each item it yields is an event.
+        """
+        if name in self.topics:
+            raise ValueError(f"topic {name!r} exists already")
+        self.topics[name] = Topic(name, producer, description)
+
+    def publish(self, topic: str, data: Any) -> None:
+        """Send ``data`` to every subscriber of ``topic``. Never blocks; any thread.
+
+        A subscriber whose queue is full loses its oldest event (see specs/protocol.md).
+        """
+        if self._token is not None and threading.get_ident() != self._thread:
+            trio.from_thread.run_sync(self.publish, topic, data, trio_token=self._token)
+            return
+        try:
+            found = self.topics[topic]
+        except KeyError:
+            raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
+        self.stats.events_dropped += found.publish(data)
 
     def stop(self) -> None:
         """Begin a graceful stop (idempotent); call it from the server's trio thread."""
@@ -104,6 +137,8 @@ class Server:
                 f"{path} is an abstract address: it has no file permissions, so it needs a policy "
                 "(Server(..., policy=Policy(allow_users=...)))"
             )
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
         listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
         try:
             async with listener:
@@ -130,27 +165,30 @@ class Server:
                 continue
             nursery.start_soon(self._serve_connection, stream)
 
-    def _refusal(self, peer: Peer | None) -> tuple[ErrorCode, str] | None:
-        """Why this peer may not have a connection now, or None."""
+    def _refusal(self, peer: Peer | None) -> tuple[ErrorCode, str, str] | None:
+        """Why this peer may not have a connection now (code, stats key, text), or None."""
         limits = self.limits
         if self.policy is not None and not self.policy.admits(peer):
             who = f"uid {peer.uid} gid {peer.gid}" if peer else "a peer without credentials"
-            return ErrorCode.ACCESS_DENIED, f"{who} may not use this socket"
+            return ErrorCode.ACCESS_DENIED, "access_denied", f"{who} may not use this socket"
         if len(self._connections) >= limits.max_connections:
-            return ErrorCode.OVERLOADED, f"too many connections (limit {limits.max_connections})"
+            text = f"too many connections (limit {limits.max_connections})"
+            return ErrorCode.OVERLOADED, "max_connections", text
         per_uid = limits.max_connections_per_uid
         if peer is not None and per_uid is not None and self._per_uid[peer.uid] >= per_uid:
-            return ErrorCode.OVERLOADED, f"too many connections from uid {peer.uid} (limit {per_uid})"
+            text = f"too many connections from uid {peer.uid} (limit {per_uid})"
+            return ErrorCode.OVERLOADED, "max_connections_per_uid", text
         return None
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         peer = read_peer(stream)
         refusal = self._refusal(peer)
         if refusal is not None:
-            self.stats.connections_rejected += 1
-            log.warning("refused a connection: %s", refusal[1])
+            code, key, text = refusal
+            self.stats.rejected_connections[key] += 1
+            log.warning("refused a connection: %s", text)
             with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
-                await stream.send_all(encode_error(None, refusal[0], data=refusal[1]) + b"\n")
+                await stream.send_all(encode_error(None, code, data=text) + b"\n")
             await stream.aclose()
             return
         level = self.policy.level(peer) if self.policy is not None and peer is not None else Access.ADMIN
