@@ -1,0 +1,422 @@
+/*
+ * loadgen.c - jrpc-unix's load generator: newline-delimited JSON-RPC 2.0 over a
+ * UNIX domain socket.  One thread, non-blocking sockets, poll().  Every request
+ * is encoded before the clock starts, into one contiguous stream shared by all
+ * connections, so sending is a memcpy-free send() of a slice of that stream.
+ *
+ *   loadgen [options] MODE SOCKET_PATH
+ *
+ * MODE
+ *   pingpong  1 connection, 1 call in flight, N calls: calls/s and latency
+ *   pipeline  1 connection, W calls in flight, N calls: calls/s
+ *   conns     C connections in parallel, each pingpong with N calls: total calls/s
+ *   notify    1 connection: N notifications in one burst, then one call that
+ *             reads back what the last notification set: notifications/s
+ *
+ * Options
+ *   -n N     calls per connection; notifications in notify mode      [20000]
+ *   -w W     calls in flight (pipeline)                              [64]
+ *   -c C     connections (conns)                                     [16]
+ *   -m NAME  method of the calls                                     [ping]
+ *   -p JSON  params of the calls (compact JSON)
+ *   -s B     echo a string of B bytes: -m echo -p {"msg":"xx..."} and expect it back
+ *   -e JSON  the result every answer must carry        [per method: "pong", the msg]
+ *   -N NAME  notify: method of the notifications                     [config.set]
+ *   -G NAME  notify: method of the final call                        [config.get]
+ *   -k KEY   notify: the key the notifications set and the call reads [bench]
+ *   -b BASE  notify: notification i sets BASE+i; the call must return BASE+N [0]
+ *   -t SEC   give up after SEC seconds                               [60]
+ *   -K       keep CPUs awake: one SCHED_IDLE busy child per CPU while the load
+ *            runs (on a VM a halted vCPU makes each wake-up slow and erratic)
+ *   -l TEXT  label copied into the result
+ *
+ * Each answer must be a JSON object line whose "id" is one of this connection's
+ * calls in flight (any order), with no "error" and, when an expected result is
+ * known, exactly that "result".  Anything else counts in "errors".
+ *
+ * Output: one JSON object on stdout.  Exit status: 0 every call answered well,
+ * 1 errors, missing answers or timeout, 2 usage or connect failure.
+ *
+ * Build: gcc -O2 -Wall -o loadgen loadgen.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_CHUNK 65536
+#define MAX_STREAM ((size_t)1 << 30)   /* refuse to pre-encode more than 1 GiB */
+
+typedef struct {
+    int fd, done;
+    size_t woff;        /* stream bytes written */
+    size_t wend;        /* stream bytes released for writing */
+    long released;      /* calls released: ids 1..released */
+    long answered;
+    uint64_t *t_rel;    /* release time per call, ns */
+    unsigned char *seen;
+    char *rbuf;
+    size_t rlen, rcap;
+} conn_t;
+
+/* the pre-encoded request stream, shared by every connection */
+static char *stream;
+static size_t stream_len, stream_cap;
+static size_t *call_end;          /* call i ends at stream offset call_end[i] */
+static long ncalls;               /* calls per connection */
+
+static const char *expect;        /* expected "result" JSON, or NULL */
+static size_t expect_len;
+static long bad_lines, error_answers, wrong_results;
+static uint64_t *lat;
+static long nlat;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what) {
+    perror(what);
+    exit(2);
+}
+
+static void *xmalloc(size_t size) {
+    void *p = calloc(1, size ? size : 1);
+    if (!p) die("calloc");
+    return p;
+}
+
+static void usage(void) {
+    fputs("usage: loadgen [-n N] [-w W] [-c C] [-m method] [-p params] [-s bytes] [-e result]\n"
+          "               [-N notif_method] [-G get_method] [-k key] [-b base] [-t sec] [-K]\n"
+          "               [-l label] pingpong|pipeline|conns|notify SOCKET\n", stderr);
+    exit(2);
+}
+
+/* Append printf-formatted text to the request stream. */
+static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void emit(const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(stream + stream_len, stream_cap - stream_len, fmt, ap);
+        va_end(ap);
+        if (k < 0) die("vsnprintf");
+        if ((size_t)k < stream_cap - stream_len) { stream_len += (size_t)k; return; }
+        stream_cap = stream_cap * 2 + (size_t)k + 1;
+        if (stream_cap > MAX_STREAM) { fputs("request stream over 1 GiB: lower -n\n", stderr); exit(2); }
+        stream = realloc(stream, stream_cap);
+        if (!stream) die("realloc");
+    }
+}
+
+static int connect_unix(const char *path) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) { fputs("socket path too long\n", stderr); exit(2); }
+    strcpy(addr.sun_path, path);
+    for (int attempt = 0;; attempt++) {   /* the server may still be starting: retry ~5 s */
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) die("socket");
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
+            if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) die("fcntl");
+            return fd;
+        }
+        int err = errno;
+        close(fd);
+        if ((err == ENOENT || err == ECONNREFUSED || err == EAGAIN) && attempt < 250) {
+            usleep(20000);
+            continue;
+        }
+        fprintf(stderr, "connect %s: %s\n", path, strerror(err));
+        exit(2);
+    }
+}
+
+/* -K: a lowest-priority busy loop pinned to each CPU; they die with us. */
+static pid_t spinners[1024];
+static int nspinners;
+
+static void keep_awake_start(void) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long cpu = 0; cpu < ncpu && nspinners < 1024; cpu++) {
+        pid_t pid = fork();
+        if (pid < 0) die("fork");
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET((int)cpu, &set);
+            sched_setaffinity(0, sizeof set, &set);
+            struct sched_param param = {0};
+            sched_setscheduler(0, SCHED_IDLE, &param);
+            for (volatile unsigned long spin = 0;; spin++) {}
+        }
+        spinners[nspinners++] = pid;
+    }
+    usleep(10000);
+}
+
+static void keep_awake_stop(void) {
+    for (int i = 0; i < nspinners; i++) kill(spinners[i], SIGKILL);
+    for (int i = 0; i < nspinners; i++) waitpid(spinners[i], NULL, 0);
+}
+
+/* Where `key` ("\"id\"" etc.) is followed by blanks and ':', the value after it; else NULL. */
+static const char *value_of(const char *s, const char *end, const char *key, size_t klen) {
+    for (const char *p = s; p < end && (p = memmem(p, (size_t)(end - p), key, klen)) != NULL; p += klen) {
+        const char *q = p + klen;
+        while (q < end && (*q == ' ' || *q == '\t')) q++;
+        if (q < end && *q == ':') {
+            for (q++; q < end && (*q == ' ' || *q == '\t'); q++) {}
+            return q;
+        }
+    }
+    return NULL;
+}
+
+static void complain(const char *why, const char *s, size_t len, long count) {
+    if (count <= 3) fprintf(stderr, "loadgen: %s: %.*s\n", why, (int)(len > 160 ? 160 : len), s);
+}
+
+static void on_line(conn_t *c, const char *s, size_t len, uint64_t t) {
+    while (len && (s[len - 1] == '\r' || s[len - 1] == ' ')) len--;
+    if (len == 0) return;
+    const char *end = s + len;
+    const char *v = value_of(s, end, "\"id\"", 4);
+    long id = 0;
+    if (s[0] == '{' && v && *v >= '0' && *v <= '9') id = strtol(v, NULL, 10);
+    if (id < 1 || id > c->released || c->seen[id - 1]) {
+        complain("unexpected line", s, len, ++bad_lines);
+        return;
+    }
+    c->seen[id - 1] = 1;
+    c->answered++;
+    lat[nlat++] = t - c->t_rel[id - 1];
+    if (value_of(s, end, "\"error\"", 7)) {
+        complain("error answer", s, len, ++error_answers);
+        return;
+    }
+    if (expect) {
+        const char *r = value_of(s, end, "\"result\"", 8);
+        int ok = r && (size_t)(end - r) >= expect_len && memcmp(r, expect, expect_len) == 0;
+        if (ok && r + expect_len < end) ok = strchr(",} \t\r", r[expect_len]) != NULL;
+        if (!ok) complain("wrong result", s, len, ++wrong_results);
+    }
+}
+
+/* Read what is available; -1 on EOF or error. */
+static int drain(conn_t *c) {
+    for (;;) {
+        if (c->rcap - c->rlen < READ_CHUNK) {
+            c->rcap = c->rcap * 2 + READ_CHUNK;
+            c->rbuf = realloc(c->rbuf, c->rcap);
+            if (!c->rbuf) die("realloc");
+        }
+        size_t room = c->rcap - c->rlen;
+        ssize_t k = recv(c->fd, c->rbuf + c->rlen, room, 0);
+        if (k == 0) return -1;
+        if (k < 0) return errno == EINTR ? 0 : errno == EAGAIN ? 0 : -1;
+        uint64_t t = now_ns();
+        c->rlen += (size_t)k;
+        char *p = c->rbuf, *end = c->rbuf + c->rlen, *nl;
+        while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+            on_line(c, p, (size_t)(nl - p), t);
+            p = nl + 1;
+        }
+        c->rlen = (size_t)(end - p);
+        memmove(c->rbuf, p, c->rlen);
+        if ((size_t)k < room) return 0;   /* short read: nothing more waiting */
+    }
+}
+
+/* Release calls up to the window, then write what is released; -1 on a broken socket. */
+static int pump(conn_t *c, long window) {
+    if (c->released < ncalls && c->released - c->answered < window) {
+        uint64_t t = now_ns();
+        while (c->released < ncalls && c->released - c->answered < window) c->t_rel[c->released++] = t;
+        c->wend = call_end[c->released - 1];
+    }
+    while (c->woff < c->wend) {
+        ssize_t k = send(c->fd, stream + c->woff, c->wend - c->woff, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        c->woff += (size_t)k;
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile_us(double q) {   /* nearest rank over the sorted latencies */
+    if (nlat == 0) return 0;
+    long i = (long)(q * (double)nlat + 0.999999) - 1;
+    i = i < 0 ? 0 : i >= nlat ? nlat - 1 : i;
+    return (double)lat[i] / 1000.0;
+}
+
+static double cpu_seconds(int who) {
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+int main(int argc, char **argv) {
+    long n = 20000, window = 64, nconns = 16, payload = -1, base = 0;
+    const char *method = NULL, *params = NULL, *nmethod = "config.set", *getmethod = "config.get";
+    const char *key = "bench", *label = "";
+    double timeout_s = 60;
+    int keep_awake = 0, opt;
+    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:h")) != -1) {
+        switch (opt) {
+        case 'n': n = atol(optarg); break;
+        case 'w': window = atol(optarg); break;
+        case 'c': nconns = atol(optarg); break;
+        case 'm': method = optarg; break;
+        case 'p': params = optarg; break;
+        case 's': payload = atol(optarg); break;
+        case 'e': expect = optarg; break;
+        case 'N': nmethod = optarg; break;
+        case 'G': getmethod = optarg; break;
+        case 'k': key = optarg; break;
+        case 'b': base = atol(optarg); break;
+        case 't': timeout_s = atof(optarg); break;
+        case 'K': keep_awake = 1; break;
+        case 'l': label = optarg; break;
+        default: usage();
+        }
+    }
+    if (argc - optind != 2 || n < 1 || n > 10000000 || window < 1 || nconns < 1 || nconns > 4096
+        || timeout_s <= 0 || payload > (1 << 24))
+        usage();
+    const char *mode = argv[optind], *path = argv[optind + 1];
+    int notify = 0;
+    if (!strcmp(mode, "pingpong")) { nconns = 1; window = 1; }
+    else if (!strcmp(mode, "pipeline")) nconns = 1;
+    else if (!strcmp(mode, "conns")) window = 1;
+    else if (!strcmp(mode, "notify")) { notify = 1; nconns = 1; window = 1; }
+    else usage();
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Encode every request now, before the clock starts. */
+    char *msg = NULL, *expect_buf = NULL;
+    if (payload >= 0) {
+        msg = xmalloc((size_t)payload + 16);
+        memcpy(msg, "{\"msg\":\"", 8);
+        memset(msg + 8, 'x', (size_t)payload);
+        strcpy(msg + 8 + payload, "\"}");
+        if (!params) params = msg;
+        if (!method) method = "echo";
+        if (!expect) { expect_buf = strdup(msg + 7); expect_buf[payload + 2] = '\0'; expect = expect_buf; }
+    }
+    if (!method) method = "ping";
+    if (!expect && !strcmp(method, "ping") && !params) expect = "\"pong\"";
+    stream_cap = 1 << 16;
+    stream = xmalloc(stream_cap);
+    char expect_notify[32];
+    if (notify) {
+        for (long i = 1; i <= n; i++)
+            emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"key\":\"%s\",\"value\":%ld}}\n",
+                 nmethod, key, base + i);
+        emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"key\":\"%s\"},\"id\":1}\n", getmethod, key);
+        snprintf(expect_notify, sizeof expect_notify, "%ld", base + n);
+        expect = expect_notify;
+        ncalls = 1;
+    } else {
+        ncalls = n;
+    }
+    call_end = xmalloc(sizeof *call_end * (size_t)ncalls);
+    if (notify) {
+        call_end[0] = stream_len;
+    } else {
+        for (long i = 0; i < ncalls; i++) {
+            if (params) emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}\n", method, params, i + 1);
+            else emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%ld}\n", method, i + 1);
+            call_end[i] = stream_len;
+        }
+    }
+    if (expect) expect_len = strlen(expect);
+
+    if (keep_awake) keep_awake_start();   /* before connecting: the children hold no sockets */
+    conn_t *conns = xmalloc(sizeof *conns * (size_t)nconns);
+    struct pollfd *pfd = xmalloc(sizeof *pfd * (size_t)nconns);
+    lat = xmalloc(sizeof *lat * (size_t)(nconns * ncalls));
+    for (long i = 0; i < nconns; i++) {
+        conns[i].fd = connect_unix(path);
+        conns[i].t_rel = xmalloc(sizeof(uint64_t) * (size_t)ncalls);
+        conns[i].seen = xmalloc((size_t)ncalls);
+    }
+
+    double cpu0 = cpu_seconds(RUSAGE_SELF);
+    uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(timeout_s * 1e9);
+    long active = nconns, broken = 0;
+    int timed_out = 0;
+    while (active > 0) {
+        for (long i = 0; i < nconns; i++) {
+            conn_t *c = &conns[i];
+            pfd[i].fd = -1;
+            if (c->done) continue;
+            if (pump(c, window) < 0) { c->done = 1; broken++; active--; continue; }
+            pfd[i].fd = c->fd;
+            pfd[i].events = POLLIN | (c->woff < c->wend ? POLLOUT : 0);
+        }
+        if (active == 0) break;
+        uint64_t t = now_ns();
+        if (t >= deadline) { timed_out = 1; break; }
+        int ready = poll(pfd, (nfds_t)nconns, (int)((deadline - t) / 1000000) + 1);
+        if (ready < 0 && errno != EINTR) die("poll");
+        for (long i = 0; ready > 0 && i < nconns; i++) {
+            conn_t *c = &conns[i];
+            if (c->done || !pfd[i].revents) continue;
+            int rc = 0;
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) rc = drain(c);
+            if (c->answered == ncalls) { c->done = 1; active--; }
+            else if (rc < 0) { c->done = 1; broken++; active--; }
+        }
+    }
+    double elapsed = (double)(now_ns() - t0) / 1e9;
+    double cpu = cpu_seconds(RUSAGE_SELF) - cpu0;
+    if (keep_awake) keep_awake_stop();
+
+    long answered = 0;
+    for (long i = 0; i < nconns; i++) { answered += conns[i].answered; close(conns[i].fd); }
+    long calls = nconns * ncalls, missing = calls - answered;
+    long errors = bad_lines + error_answers + wrong_results;
+    long notifications = notify ? n : 0;
+    if (timed_out) fprintf(stderr, "loadgen: timed out after %.1f s\n", elapsed);
+    if (broken) fprintf(stderr, "loadgen: %ld connection(s) closed early\n", broken);
+    qsort(lat, (size_t)nlat, sizeof *lat, cmp_u64);
+    printf("{\"label\":\"%s\",\"mode\":\"%s\",\"method\":\"%s\",\"payload\":%ld,\"conns\":%ld,\"window\":%ld,"
+           "\"calls\":%ld,\"answered\":%ld,\"errors\":%ld,\"bad_lines\":%ld,\"error_answers\":%ld,"
+           "\"wrong_results\":%ld,\"missing\":%ld,\"broken\":%ld,\"timed_out\":%s,\"elapsed_s\":%.6f,"
+           "\"calls_per_s\":%.1f,\"notifications\":%ld,\"notifs_per_s\":%.1f,\"cpu_s\":%.4f,"
+           "\"lat_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f}}\n",
+           label, mode, notify ? getmethod : method, payload < 0 ? 0 : payload, nconns, window, calls,
+           answered, errors, bad_lines, error_answers, wrong_results, missing, broken,
+           timed_out ? "true" : "false", elapsed, (double)answered / elapsed, notifications,
+           (double)notifications / elapsed, cpu, percentile_us(0.50), percentile_us(0.90),
+           percentile_us(0.99), nlat ? (double)lat[nlat - 1] / 1000.0 : 0.0);
+    free(msg);
+    free(expect_buf);
+    return (errors || missing || timed_out) ? 1 : 0;
+}
