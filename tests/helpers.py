@@ -375,3 +375,19 @@ def _same_types(actual: Any, expected: Any) -> bool:
     if isinstance(expected, list):
         return isinstance(actual, list) and all(map(_same_types, actual, expected))
     return type(actual) is type(expected)
+
+
+def assert_answers_unordered(answers: list[object], wanted: list[object]) -> None:
+    """Each documented answer matched by exactly one actual answer (calls may answer out of order)."""
+    assert len(answers) == len(wanted), answers
+    remaining = list(answers)
+    for want in wanted:
+        for i, got in enumerate(remaining):
+            try:
+                assert_answer(got, want)
+            except AssertionError:
+                continue
+            del remaining[i]
+            break
+        else:
+            raise AssertionError(f"no answer matches {want!r}; got {answers!r}")

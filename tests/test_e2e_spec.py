@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import SPEC_EXAMPLES, DemoProcess, LineClient, assert_answer
+from helpers import SPEC_EXAMPLES, DemoProcess, LineClient, assert_answer, assert_answers_unordered
 
 ANSWERED = [(name, req, want) for name, req, want in SPEC_EXAMPLES if want is not None]
 SILENT = [(name, req) for name, req, want in SPEC_EXAMPLES if want is None]
@@ -70,18 +70,3 @@ def test_spec_examples_without_final_newline(shared_demo: DemoProcess) -> None:
     assert raw.endswith(b"\n")
     assert_answer(json.loads(raw), want)
 
-
-def assert_answers_unordered(answers: list[object], wanted: list[object]) -> None:
-    """Each documented answer matched by exactly one actual answer (calls may answer out of order)."""
-    assert len(answers) == len(wanted), answers
-    remaining = list(answers)
-    for want in wanted:
-        for i, got in enumerate(remaining):
-            try:
-                assert_answer(got, want)
-            except AssertionError:
-                continue
-            del remaining[i]
-            break
-        else:
-            raise AssertionError(f"no answer matches {want!r}; got {answers!r}")
