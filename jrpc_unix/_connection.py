@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._access import Access
-from ._codec import dumps
-from ._context import Peer, RequestContext, _current
+from ._codec import dumps, loads
+from ._context import Peer, RequestContext, _current, _inline
 from ._dispatch import Call
 from ._errors import ErrorCode
 from ._framing import TOO_LONG, LineSplitter
-from ._methods import RunMode
-from ._protocol import Request, encode_error, parse_line
+from ._methods import MethodSpec, RunMode
+from ._protocol import Request, encode_error, is_valid_request, parse_json, parse_line
 from ._pubsub import PROGRESS_TOPIC, Subscription, Topic
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._running: dict[Any, list[tuple[trio.CancelScope, bool]]] = {}
         self._progress: Subscription | None = None
+        self._fast_specs = server.dispatcher.fast_specs(level)
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
 
@@ -189,14 +190,21 @@ class Connection:
     # -- requests --------------------------------------------------------------------------
 
     async def _handle_lines(self, lines: list[bytes | Any]) -> None:
+        max_batch = self._limits.max_batch
         for line in lines:
             if line is TOO_LONG:
                 data = f"message exceeds the limit of {self._limits.max_message_size} bytes"
-                self._reject(
-                    "too_large", self.deliver, encode_error(None, ErrorCode.REQUEST_TOO_LARGE, data=data)
-                )
+                answer = encode_error(None, ErrorCode.REQUEST_TOO_LARGE, data=data)
+                self._reject("too_large", self.deliver, answer)
                 continue
-            message = parse_line(line, self._limits.max_batch)
+            try:
+                obj = loads(line)
+            except ValueError:
+                message = parse_line(line, max_batch)  # the parse error answer
+            else:
+                if type(obj) is dict and self._fast(obj):
+                    continue
+                message = parse_json(obj, max_batch)
             if not message.is_batch:
                 item = message.items[0]
                 if type(item) is bytes:
@@ -213,10 +221,52 @@ class Connection:
             batch.seal()
         await self.flush()
 
+    def _fast(self, obj: dict[str, Any]) -> bool:
+        """Answer the common case here: one request to a quick synchronous handler.
+
+        Same answers as :meth:`_submit` (the test suite runs both); False hands the request
+        to it: anything unusual, anything that must wait, anything that needs a task.
+        """
+        method = obj.get("method")
+        spec = self._fast_specs.get(method) if type(method) is str else None
+        if spec is None or self.server.stopping or not is_valid_request(obj):
+            return False
+        params = obj.get("params")
+        if not spec.shape.accepts(params):
+            return False
+        notification = "id" not in obj
+        if notification:
+            if self.in_flight:  # a barrier: it must wait for the calls before it
+                return False
+            self._stats.notifications += 1
+        else:
+            self._stats.calls += 1
+        start = time.perf_counter_ns()
+        if type(params) is dict:
+            answer = self._call_inline(spec, obj.get("id"), notification, (), params)
+        else:
+            answer = self._call_inline(spec, obj.get("id"), notification, params or (), {})
+        self._finish(spec.name, notification, True, self.deliver, answer, start)
+        return True
+
+    def _call_inline(
+        self, spec: MethodSpec, rid: Any, notification: bool, args: Any, kwargs: dict[str, Any]
+    ) -> bytes | None:
+        """Run a synchronous handler right here; nothing else runs until it returns."""
+        inline = _inline
+        inline.connection, inline.method, inline.request_id = self, spec.name, rid
+        inline.notification, inline.thread = notification, self._thread
+        try:
+            value = spec.func(*args, **kwargs)
+        except Exception as exc:
+            return self._dispatcher.encode_exception(spec.name, rid, notification, exc)
+        finally:
+            inline.connection = None
+        return self._dispatcher.encode_value(spec.name, rid, notification, value)
+
     def _reject_invalid(self, sink: Sink, answer: bytes) -> None:
-        code = ErrorCode.PARSE_ERROR if b'"code":-32700' in answer else ErrorCode.INVALID_REQUEST
-        reason = {ErrorCode.PARSE_ERROR: "parse_error", ErrorCode.INVALID_REQUEST: "invalid_request"}
-        self._reject(reason.get(code, "too_large"), sink, answer)
+        reason = "parse_error" if b'"code":-32700' in answer else "invalid_request"
+        self._reject(reason, sink, answer)
 
     def _reject(self, reason: str, sink: Sink, answer: bytes | None) -> None:
         self._stats.rejected_requests[reason] += 1
@@ -231,15 +281,13 @@ class Connection:
         else:
             stats.calls += 1
         if self.server.stopping:
-            self._reject(
-                "shutting_down",
-                sink,
-                None if req.is_notification else encode_error(req.id, ErrorCode.SHUTTING_DOWN),
-            )
+            answer = None if req.is_notification else encode_error(req.id, ErrorCode.SHUTTING_DOWN)
+            self._reject("shutting_down", sink, answer)
             return
         call = self._dispatcher.prepare(req)
         if type(call) is not Call:
-            self._finish(req, None, sink, call, 0)  # type: ignore[arg-type]
+            known = self._dispatcher.knows(req.method)
+            self._finish(req.method, req.is_notification, known, sink, call, 0)  # type: ignore[arg-type]
             return
         spec = call.spec
         if spec.access > self.level:
@@ -250,20 +298,20 @@ class Connection:
             self._reject("access_denied", sink, denied)
             return
         if spec.immediate:
-            self._finish(req, call, sink, self._execute_sync(call), 0)
+            self._finish(req.method, req.is_notification, True, sink, self._execute_sync(call), 0)
             return
         if req.is_notification or self._serial:
             while self.in_flight:  # barrier: everything received before it has finished
                 await self._changed.park()
             start = time.perf_counter_ns()
-            self._finish(req, call, sink, await self._execute(call), start)
+            self._finish(req.method, req.is_notification, True, sink, await self._execute(call), start)
+            return
+        if spec.mode is RunMode.SYNC:
+            start = time.perf_counter_ns()
+            self._finish(req.method, False, True, sink, self._execute_sync(call), start)
             return
         while self.in_flight >= self._limits.max_in_flight:
             await self._changed.park()
-        if spec.mode is RunMode.SYNC:
-            start = time.perf_counter_ns()
-            self._finish(req, call, sink, self._execute_sync(call), start)
-            return
         self.in_flight += 1
         stats.in_flight += 1
         scope = trio.CancelScope()  # registered now, so an rpc.cancel right behind finds it
@@ -272,10 +320,12 @@ class Connection:
         assert self._nursery is not None
         self._nursery.start_soon(self._run_task, call, sink, entry)
 
-    def _finish(self, req: Request, call: Call | None, sink: Sink, answer: bytes | None, start: int) -> None:
+    def _finish(
+        self, method: str, notification: bool, known: bool, sink: Sink, answer: bytes | None, start: int
+    ) -> None:
         """Count the outcome, put progress reports ahead of the answer, hand the answer on."""
-        m = self._stats.method(req.method, call is not None or self._dispatcher.knows(req.method))
-        if req.is_notification:
+        m = self._stats.method(method, known)
+        if notification:
             m.notifications += 1
         else:
             m.calls += 1
@@ -299,7 +349,7 @@ class Connection:
             if scope.cancelled_caught:
                 self._stats.rejected_requests["cancelled"] += 1
                 answer = encode_error(req.id, ErrorCode.CANCELLED, data=f"{req.method} was cancelled")
-            self._finish(req, call, sink, answer, start)
+            self._finish(req.method, False, True, sink, answer, start)
         finally:
             scopes = self._running[req.id]
             scopes.remove(entry)
@@ -324,14 +374,8 @@ class Connection:
         return RequestContext(req.method, req.id, req.is_notification, self.peer, self.server, self)
 
     def _execute_sync(self, call: Call) -> bytes | None:
-        token = _current.set(self._context(call))
-        try:
-            value = call.spec.func(*call.args, **call.kwargs)
-        except Exception as exc:
-            return self._dispatcher.answer_exception(call, exc)
-        finally:
-            _current.reset(token)
-        return self._dispatcher.answer(call, value)
+        req = call.request
+        return self._call_inline(call.spec, req.id, req.is_notification, call.args, call.kwargs)
 
     async def _execute(self, call: Call) -> bytes | None:
         spec = call.spec

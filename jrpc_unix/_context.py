@@ -1,12 +1,16 @@
 """Who is calling, and about what: the context a handler can read while it runs.
 
 Handlers keep the plain signature of their JSON-RPC method; they reach the context through
-:func:`current_context` (a contextvar, so it follows the call into ``await`` and into the worker
-thread of a blocking handler) instead of an injected first argument.
+:func:`current_context` instead of an injected first argument. Async and blocking handlers get it
+from a contextvar (it follows the call into ``await`` and into the worker thread). A quick
+synchronous handler runs inline on the event loop, where nothing else runs until it returns: the
+server then only points :data:`_inline` at the request, and the context is built if asked for,
+so the common call pays nothing for a context it does not use.
 """
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +27,7 @@ class Peer:
     gid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestContext:
     """The request being handled; ``request_id`` is None for a notification."""
 
@@ -50,6 +54,22 @@ class RequestContext:
 _current: ContextVar[RequestContext] = ContextVar("jrpc_unix_request_context")
 
 
+class _Inline:
+    """The request an inline synchronous handler is answering, on the event loop's thread."""
+
+    __slots__ = ("connection", "method", "notification", "request_id", "thread")
+
+    def __init__(self) -> None:
+        self.connection: Any = None  # None: no inline handler is running
+        self.method = ""
+        self.request_id: Any = None
+        self.notification = False
+        self.thread = 0
+
+
+_inline = _Inline()
+
+
 def current_context() -> RequestContext:
     """The context of the request this handler is answering.
 
@@ -58,4 +78,10 @@ def current_context() -> RequestContext:
     try:
         return _current.get()
     except LookupError:
-        raise LookupError("current_context() called outside a jrpc-unix request handler") from None
+        pass
+    conn = _inline.connection
+    if conn is not None and _inline.thread == threading.get_ident():
+        return RequestContext(
+            _inline.method, _inline.request_id, _inline.notification, conn.peer, conn.server, conn
+        )
+    raise LookupError("current_context() called outside a jrpc-unix request handler")

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._access import Access
 from ._errors import ErrorCode, RpcError
-from ._methods import Methods, MethodSpec
+from ._methods import Methods, MethodSpec, RunMode
 from ._protocol import NO_DATA, Request, encode_error, encode_result
 from ._response import Response, Status
 
@@ -63,7 +64,7 @@ def _deferring(spec: MethodSpec) -> Callable[..., Any]:
     (where the record goes), so jsonrpcserver's own parameter check decides as it would.
     """
 
-    def stand_in(sink: list[Call], *args: Any, **kwargs: Any) -> Any:
+    def stand_in(sink: list[Call], /, *args: Any, **kwargs: Any) -> Any:
         sink.append(Call(spec, None, args, kwargs))  # type: ignore[arg-type]
         return Success(None)
 
@@ -71,6 +72,9 @@ def _deferring(spec: MethodSpec) -> Callable[..., Any]:
     sig = spec.signature
     stand_in.__signature__ = sig.replace(parameters=[slot, *sig.parameters.values()])  # type: ignore[attr-defined]
     return stand_in
+
+
+_PLAIN = frozenset((str, int, float, bool, type(None), list, dict))
 
 
 class Dispatcher:
@@ -103,6 +107,17 @@ class Dispatcher:
                 return Call(spec, req, (), params)
             return Call(spec, req, tuple(params) if params else (), {})
         return self._reference(req)
+
+    def fast_specs(self, level: Access) -> dict[str, MethodSpec]:
+        """The methods a caller at ``level`` may have answered inline by the server's fast path:
+        quick synchronous handlers it is allowed to call (none with ``fast_path=False``)."""
+        if not self.fast_path:
+            return {}
+        return {
+            name: spec
+            for name, spec in self._specs.items()
+            if spec.mode is RunMode.SYNC and not spec.immediate and spec.access <= level
+        }
 
     def knows(self, name: str) -> bool:
         """Is ``name`` a registered method (not the seed-style fallback)?"""
@@ -138,32 +153,47 @@ class Dispatcher:
     def answer(self, call: Call, value: Any) -> bytes | None:
         """Encode a handler's return value (None for a notification)."""
         req = call.request
-        if type(value) is Response:
-            if value.status is Status.OK:
-                return None if req.is_notification else encode_result(req.id, value.payload)
-            data = NO_DATA if value.payload is None else value.payload
-            return self._error(req, value.code, value.error or "failed", data)
-        if isinstance(value, Right) and isinstance(value._value, SuccessResult):
-            value = value._value.result
-        elif isinstance(value, Left) and isinstance(value._error, ErrorResult):
-            err = value._error
-            return self._error(req, err.code, err.message, NO_DATA if err.data is NODATA else err.data)
-        return None if req.is_notification else encode_result(req.id, value)
+        return self.encode_value(req.method, req.id, req.is_notification, value)
 
     def answer_exception(self, call: Call, exc: Exception) -> bytes | None:
         """Encode what a handler raised: its own error, or -32603 with no traceback."""
         req = call.request
-        if isinstance(exc, RpcError):
-            return self._error(req, exc.code, exc.message, NO_DATA if exc.data is None else exc.data)
-        if isinstance(exc, JsonRpcError):
-            return self._error(req, exc.code, exc.message, NO_DATA if exc.data is NODATA else exc.data)
-        error_id = secrets.token_hex(4)
-        log.error("method %r raised; error id %s", req.method, error_id, exc_info=exc)
-        return self._error(req, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
+        return self.encode_exception(req.method, req.id, req.is_notification, exc)
 
-    @staticmethod
-    def _error(req: Request, code: int, message: str | None, data: Any) -> bytes | None:
-        if req.is_notification:
-            log.warning("notification %r failed: [%s] %s", req.method, code, message)
-            return None
-        return encode_error(req.id, code, message, data)
+    def encode_value(self, method: str, rid: Any, notification: bool, value: Any) -> bytes | None:
+        """:meth:`answer` without a Call, for the server's fast path."""
+        if type(value) in _PLAIN:
+            return None if notification else encode_result(rid, value)
+        if type(value) is Response:
+            if value.status is Status.OK:
+                return None if notification else encode_result(rid, value.payload)
+            data = NO_DATA if value.payload is None else value.payload
+            return _error(method, rid, notification, value.code, value.error or "failed", data)
+        if isinstance(value, Right) and isinstance(value._value, SuccessResult):
+            value = value._value.result
+        elif isinstance(value, Left) and isinstance(value._error, ErrorResult):
+            err = value._error
+            data = NO_DATA if err.data is NODATA else err.data
+            return _error(method, rid, notification, err.code, err.message, data)
+        return None if notification else encode_result(rid, value)
+
+    def encode_exception(self, method: str, rid: Any, notification: bool, exc: Exception) -> bytes | None:
+        """:meth:`answer_exception` without a Call, for the server's fast path."""
+        if isinstance(exc, RpcError):
+            data = NO_DATA if exc.data is None else exc.data
+            return _error(method, rid, notification, exc.code, exc.message, data)
+        if isinstance(exc, JsonRpcError):
+            data = NO_DATA if exc.data is NODATA else exc.data
+            return _error(method, rid, notification, exc.code, exc.message, data)
+        error_id = secrets.token_hex(4)
+        log.error("method %r raised; error id %s", method, error_id, exc_info=exc)
+        return _error(method, rid, notification, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
+
+
+def _error(
+    method: str, rid: Any, notification: bool, code: int, message: str | None, data: Any
+) -> bytes | None:
+    if notification:
+        log.warning("notification %r failed: [%s] %s", method, code, message)
+        return None
+    return encode_error(rid, code, message, data)

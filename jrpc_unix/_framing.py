@@ -33,7 +33,7 @@ TOO_LONG: Final = _TooLong()
 class LineSplitter:
     """Cuts a byte stream into lines; see the module docstring."""
 
-    __slots__ = ("_buf", "_discarding", "_scanned", "max_size")
+    __slots__ = ("_buf", "_cr", "_discarding", "_scanned", "max_size")
 
     def __init__(self, max_size: int) -> None:
         if max_size < 1:
@@ -42,6 +42,7 @@ class LineSplitter:
         self._buf = bytearray()
         self._scanned = 0  # bytes of _buf already known to hold no b"\n"
         self._discarding = False  # inside an over-size line, dropping until its end
+        self._cr = False  # a full-size line's "\r" held back: the end of "\r\n", or too long?
 
     @property
     def buffered(self) -> int:
@@ -51,6 +52,10 @@ class LineSplitter:
     def feed(self, data: bytes) -> list[bytes | _TooLong]:
         """Add received bytes; return the lines they complete, in order."""
         out: list[bytes | _TooLong] = []
+        if self._cr and data:
+            self._cr = False
+            if data[0] != 0x0A:  # the held "\r" was line content: one byte too many
+                self._too_long(out)
         if self._discarding:
             nl = data.find(b"\n")
             if nl < 0:
@@ -74,13 +79,19 @@ class LineSplitter:
             start = search = nl + 1
         if start:
             del buf[:start]
+        if len(buf) == self.max_size + 1 and buf[-1] == 0x0D:
+            del buf[-1]  # may end "\r\n": decide when the next byte comes
+            self._cr = True
         self._scanned = len(buf)
         if len(buf) > self.max_size:
-            out.append(TOO_LONG)
-            buf.clear()
-            self._scanned = 0
-            self._discarding = True
+            self._too_long(out)
         return out
+
+    def _too_long(self, out: list[bytes | _TooLong]) -> None:
+        out.append(TOO_LONG)
+        self._buf.clear()
+        self._scanned = 0
+        self._discarding = True
 
     def eof(self) -> list[bytes | _TooLong]:
         """The peer finished sending: a final unterminated line is still a message."""
@@ -89,7 +100,7 @@ class LineSplitter:
             self._emit(bytes(self._buf), out)
         self._buf.clear()
         self._scanned = 0
-        self._discarding = False
+        self._discarding = self._cr = False
         return out
 
     def _emit(self, line: bytes, out: list[bytes | _TooLong]) -> None:

@@ -46,6 +46,7 @@ class _Shape:
     keyword_names: frozenset[str]
     required_keywords: frozenset[str]
     positional_only_required: bool
+    positional_only_names: frozenset[str]
     keyword_only_required: bool
 
     @classmethod
@@ -63,6 +64,7 @@ class _Shape:
             positional_only_required=any(
                 p.kind is _P.POSITIONAL_ONLY and p.default is _P.empty for p in params
             ),
+            positional_only_names=frozenset(p.name for p in params if p.kind is _P.POSITIONAL_ONLY),
             keyword_only_required=any(
                 p.kind is _P.KEYWORD_ONLY and p.default is _P.empty for p in params
             ),
@@ -81,6 +83,8 @@ class _Shape:
             )
         assert type(params) is dict
         if self.positional_only_required or not self.required_keywords <= params.keys():
+            return False
+        if not self.positional_only_names.isdisjoint(params):  # bind() refuses them by name
             return False
         return self.var_keyword or params.keys() <= self.keyword_names
 

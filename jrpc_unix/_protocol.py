@@ -22,6 +22,7 @@ __all__ = [
     "encode_error",
     "encode_result",
     "is_valid_request",
+    "parse_json",
     "parse_line",
 ]
 
@@ -96,6 +97,11 @@ def parse_line(line: bytes, max_batch: int) -> Message:
         obj = loads(line)
     except ValueError as exc:
         return Message([encode_error(None, ErrorCode.PARSE_ERROR, data=_parse_reason(exc))])
+    return parse_json(obj, max_batch)
+
+
+def parse_json(obj: Any, max_batch: int) -> Message:
+    """:func:`parse_line` for a line already parsed as JSON."""
     if type(obj) is list:
         if not obj:
             return Message([encode_error(None, ErrorCode.INVALID_REQUEST, data="empty batch")])
@@ -116,10 +122,9 @@ def _parse_reason(exc: ValueError) -> str:
 def encode_result(rid: Any, result: Any) -> bytes:
     """The answer line (without ``\\n``) for a successful call."""
     try:
-        body = dumps(result)
+        return dumps({"jsonrpc": "2.0", "result": result, "id": rid})
     except UnserializableError as exc:
         return encode_error(rid, ErrorCode.INTERNAL_ERROR, data=f"result is not JSON: {exc}")
-    return b'{"jsonrpc":"2.0","result":' + body + b',"id":' + dumps(rid) + b"}"
 
 
 def encode_error(rid: Any, code: int, message: str | None = None, data: Any = NO_DATA) -> bytes:

@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 import pytest
-from hypothesis import assume, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jrpc_unix import Methods, Response, RpcError, Status
@@ -151,7 +151,6 @@ def test_fast_path_answers_exactly_as_jsonrpcserver(
     source: str, params: Any, notification: bool, method: str
 ) -> None:
     handler = make_handler(source)
-    assume(not names_defaulted_positional_only(handler, params))  # the xfail test below
     obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if params is not None:
         obj["params"] = params
@@ -164,19 +163,6 @@ def test_fast_path_answers_exactly_as_jsonrpcserver(
     assert fast == jsonrpcserver_answer(handler, obj)
 
 
-def names_defaulted_positional_only(handler: Any, params: Any) -> bool:
-    """Named params naming a positional-only parameter that has a default, with **kwargs."""
-    sig = inspect.signature(handler).parameters.values()
-    if not isinstance(params, dict) or not any(p.kind is p.VAR_KEYWORD for p in sig):
-        return False
-    return any(p.kind is p.POSITIONAL_ONLY and p.default is not p.empty and p.name in params for p in sig)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: fast path accepts named params that name a defaulted positional-only parameter "
-    "(with **kwargs) where jsonrpcserver answers -32602",
-)
 def test_fast_path_positional_only_default_named_with_var_keyword() -> None:
     def handler(a: int = 0, /, **kw: Any) -> Any:
         return {"a": a, "kw": kw}
@@ -206,10 +192,6 @@ def test_differential_covers_success_and_invalid_params() -> None:
     assert codes == {"ok", -32602}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a handler parameter named 'sink' collides with the stand-in's own (fast_path=False)",
-)
 def test_reference_path_with_a_parameter_named_sink() -> None:
     def handler(sink: int) -> int:
         return sink

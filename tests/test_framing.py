@@ -181,10 +181,6 @@ def test_memory_bounded_however_split(chunk: int) -> None:
     assert out == [b"a" * 50, TOO_LONG] * 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a line of exactly max_size followed by \\r\\n is TOO_LONG when the \\r ends a read",
-)
 def test_crlf_at_the_size_limit_does_not_depend_on_the_split() -> None:
     line = b"abcde\r\n"
     assert feed_all([line], 5) == [b"abcde"]  # whole: accepted (the \r belongs to the newline)
@@ -245,10 +241,6 @@ def test_over_size_lines_any_split_bounded_memory(data: bytes, points: list[int]
     assert feed_all(cut(data, points), max_size) == reference(data, max_size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a trailing \\r counts against max_size when it ends a read (split-dependent TOO_LONG)",
-)
 @settings(max_examples=500, deadline=None)
 @given(data=framing_bytes, points=cut_points, max_size=st.integers(min_value=1, max_value=12))
 def test_over_size_with_crlf_any_split(data: bytes, points: list[int], max_size: int) -> None:
