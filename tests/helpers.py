@@ -8,6 +8,8 @@ only once listening), answers are awaited line by line.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import trio
@@ -41,6 +44,17 @@ def short_tmpdir() -> Iterator[str]:
 
 
 # -- the demo service as a real process -----------------------------------------------------
+
+
+@functools.cache
+def demo_module() -> ModuleType:
+    """examples/demo_server.py imported (not run), for its ``methods`` in an in-process server."""
+    spec = importlib.util.spec_from_file_location("jrpc_unix_demo_server", DEMO)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class DemoProcess:
