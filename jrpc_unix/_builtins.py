@@ -68,12 +68,12 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
                 inspect.signature(found.producer).bind(**params)
             except TypeError as exc:
                 raise _invalid(f"topic {topic!r}: {exc}") from None
-        sub = current_context().connection.subscribe(found, params, queue_size)
+        sub = current_context().connection.push.subscribe(found, params, queue_size)
         return {"subscription": sub.id, "topic": topic}
 
     def unsubscribe(subscription: str) -> bool:
         """Stop a subscription of this connection; False if there was none by that id."""
-        return bool(current_context().connection.unsubscribe(subscription))
+        return bool(current_context().connection.push.unsubscribe(subscription))
 
     def cancel(id: Any) -> bool:
         """Cancel this connection's running call with request id ``id``; False if none runs."""

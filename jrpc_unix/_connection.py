@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._access import Access
-from ._codec import dumps, loads
+from ._codec import loads
 from ._context import Peer, RequestContext, _current, _inline
 from ._dispatch import Call
 from ._errors import ErrorCode
 from ._framing import TOO_LONG, LineSplitter
 from ._methods import MethodSpec, RunMode
-from ._protocol import Request, encode_error, is_valid_request, parse_json, parse_line
-from ._pubsub import PROGRESS_TOPIC, Subscription, Topic
+from ._protocol import FAILED_NOTIFICATION, Request, encode_error, is_valid_request, parse_json, parse_line
+from ._push import Push
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -76,7 +76,7 @@ class _Batch:
         return self._done
 
     def _done(self, answer: bytes | None) -> None:
-        if answer is not None:
+        if answer:
             self._parts.append(answer)
         self._pending -= 1
         self._finish_if_complete()
@@ -100,7 +100,6 @@ class Connection:
         self.peer = peer
         self.level = level
         self.in_flight = 0
-        self.subscriptions: dict[str, Subscription] = {}
         self._limits = server.limits
         self._dispatcher = server.dispatcher
         self._stats = server.stats
@@ -114,10 +113,10 @@ class Connection:
         self._read_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._running: dict[Any, list[tuple[trio.CancelScope, bool]]] = {}
-        self._progress: Subscription | None = None
         self._fast_specs = server.dispatcher.fast_specs(level)
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
+        self.push = Push(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -128,27 +127,24 @@ class Connection:
                 await self._read_loop()
             await self.flush()
         finally:
-            for sub in list(self.subscriptions.values()):
-                self.unsubscribe(sub.id)
+            self.push.close()
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
     def wake_for_stop(self) -> None:
         """Server stopping: end subscriptions; stop reading now if no call runs."""
-        for sub in list(self.subscriptions.values()):
-            self.unsubscribe(sub.id)
+        self.push.close()
         if self.in_flight == 0 and self._read_scope is not None:
             self._read_scope.cancel()
 
     def _idle(self) -> bool:
-        return self.in_flight == 0 and not self.subscriptions
+        return self.in_flight == 0 and not self.push.subscriptions
 
     async def _read_loop(self) -> None:
         idle = self._limits.idle_timeout
         server = self.server
         while not (server.stopping and self.in_flight == 0):
-            while self._out_bytes > self._limits.max_pending_output and not self._broken:
-                await self._changed.park()
+            await self.wait_output_below(self._limits.max_pending_output)
             deadline = trio.current_time() + idle if idle is not None else math.inf
             scope = self._read_scope = trio.CancelScope(deadline=deadline)
             data = b""
@@ -184,8 +180,7 @@ class Connection:
             for scope, keep in scopes:
                 if not keep:
                     scope.cancel()
-        for sub in list(self.subscriptions.values()):
-            self.unsubscribe(sub.id)
+        self.push.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -281,7 +276,9 @@ class Connection:
         else:
             stats.calls += 1
         if self.server.stopping:
-            answer = None if req.is_notification else encode_error(req.id, ErrorCode.SHUTTING_DOWN)
+            answer = (
+                FAILED_NOTIFICATION if req.is_notification else encode_error(req.id, ErrorCode.SHUTTING_DOWN)
+            )
             self._reject("shutting_down", sink, answer)
             return
         call = self._dispatcher.prepare(req)
@@ -294,7 +291,11 @@ class Connection:
             need, have = spec.access.name.lower(), self.level.name.lower()
             data = f"{req.method} needs {need} access; you have {have}"
             log.warning("denied %s to %s: %s", req.method, self.peer, data)
-            denied = None if req.is_notification else encode_error(req.id, ErrorCode.ACCESS_DENIED, data=data)
+            denied = (
+                FAILED_NOTIFICATION
+                if req.is_notification
+                else encode_error(req.id, ErrorCode.ACCESS_DENIED, data=data)
+            )
             self._reject("access_denied", sink, denied)
             return
         if spec.immediate:
@@ -329,11 +330,10 @@ class Connection:
             m.notifications += 1
         else:
             m.calls += 1
-            if self._progress is not None:
-                self._drain(self._progress)
+            self.push.before_answer()
         if start:
             m.latency.add(time.perf_counter_ns() - start)
-        if answer is not None and answer.startswith(_ERROR_PREFIX):
+        if answer is not None and (not answer or answer.startswith(_ERROR_PREFIX)):
             m.errors += 1
             self._stats.errors += 1
         sink(answer)
@@ -399,84 +399,23 @@ class Connection:
             data = f"{req.method} ran longer than {timeout} s and was cancelled"
             log.warning("%s", data)
             self._stats.rejected_requests["timeout"] += 1
-            return None if req.is_notification else encode_error(req.id, ErrorCode.TIMEOUT, data=data)
-        return self._dispatcher.answer(call, value)
-
-    # -- subscriptions and progress --------------------------------------------------------
-
-    def subscribe(self, topic: Topic, params: dict[str, Any], queue_size: int) -> Subscription:
-        """Start delivering ``topic``'s events on this connection."""
-        sub = Subscription(topic.name, params, queue_size)
-        topic.subscribers.add(sub)
-        self.subscriptions[sub.id] = sub
-        self._stats.subscriptions += 1
-        if topic.name == PROGRESS_TOPIC:
-            self._progress = sub
-        assert self._nursery is not None
-        self._nursery.start_soon(self._pump, sub, topic)
-        return sub
-
-    def unsubscribe(self, sub_id: str) -> bool:
-        sub = self.subscriptions.pop(sub_id, None)
-        if sub is None:
-            return False
-        self.server.topics[sub.topic].subscribers.discard(sub)
-        self._stats.subscriptions -= 1
-        if self._progress is sub:
-            self._progress = None
-        sub.scope.cancel()
-        return True
-
-    async def _pump(self, sub: Subscription, topic: Topic) -> None:
-        with sub.scope:
-            async with trio.open_nursery() as nursery:
-                if topic.producer is not None:
-                    nursery.start_soon(self._produce, sub, topic)
-                while True:
-                    while not sub.queue and not sub.dropped:
-                        await sub.lot.park()
-                    while self._out_bytes > self._limits.max_pending_output // 2 and not self._broken:
-                        await self._changed.park()  # slow reader: events wait, and drop, in the queue
-                    self._drain(sub)
-                    await self.flush()
-
-    async def _produce(self, sub: Subscription, topic: Topic) -> None:
-        assert topic.producer is not None
-        try:
-            async for item in topic.producer(**sub.params):
-                if not sub.push(dumps(item)):
-                    self._stats.events_dropped += 1
-        except Exception:
-            log.exception("producer of topic %r failed; ending subscription %s", topic.name, sub.id)
-            self.unsubscribe(sub.id)
-
-    def _drain(self, sub: Subscription) -> None:
-        for line in sub.take():
-            self.deliver(line)
-
-    def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
-        """Queue a progress event for the caller's ``progress`` subscription (any thread)."""
-        if threading.get_ident() != self._thread:
-            trio.from_thread.run_sync(
-                self.report_progress, request_id, done, total, message, trio_token=self._token
+            return (
+                FAILED_NOTIFICATION
+                if req.is_notification
+                else encode_error(req.id, ErrorCode.TIMEOUT, data=data)
             )
-            return
-        sub = self._progress
-        if sub is None:
-            return
-        event: dict[str, Any] = {"id": request_id, "done": done}
-        if total is not None:
-            event["total"] = total
-        if message is not None:
-            event["message"] = message
-        if not sub.push(dumps(event)):
-            self._stats.events_dropped += 1
+        return self._dispatcher.answer(call, value)
 
     # -- answers ---------------------------------------------------------------------------
 
+    async def wait_output_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` answer bytes wait to be sent (or the peer is gone)."""
+        while self._out_bytes > limit and not self._broken:
+            await self._changed.park()
+
     def deliver(self, answer: bytes | None) -> None:
         """Queue one answer line for the writer."""
-        if answer is not None and not self._broken:
+        if answer and not self._broken:  # None, FAILED_NOTIFICATION: nothing to send
             self._out.append(answer)
             self._out_bytes += len(answer) + 1
 

@@ -48,7 +48,7 @@ class RequestContext:
         oldest reports (the subscription's slow-consumer policy), never the answer.
         """
         if not self.is_notification:
-            self.connection.report_progress(self.request_id, done, total, message)
+            self.connection.push.report_progress(self.request_id, done, total, message)
 
 
 _current: ContextVar[RequestContext] = ContextVar("jrpc_unix_request_context")

@@ -27,7 +27,7 @@ from typing import Any
 from ._access import Access
 from ._errors import ErrorCode, RpcError
 from ._methods import Methods, MethodSpec, RunMode
-from ._protocol import NO_DATA, Request, encode_error, encode_result
+from ._protocol import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
 from ._response import Response, Status
 
 with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
@@ -97,7 +97,7 @@ class Dispatcher:
         )
 
     def prepare(self, req: Request) -> Call | bytes | None:
-        """The Call to run, or the error answer (None: a notification, which gets none)."""
+        """The Call to run, or the error answer (FAILED_NOTIFICATION for a notification)."""
         spec = self._specs.get(req.method)
         if spec is None and self._fallback is not None and not req.method.startswith("rpc."):
             return Call(self._fallback, req, (req.method, req.params), {})
@@ -145,7 +145,7 @@ class Dispatcher:
             return call
         if req.is_notification:
             log.warning("notification %r failed: %r", req.method, response)
-            return None
+            return FAILED_NOTIFICATION
         error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
         data = NO_DATA if error.data is NODATA else error.data
         return encode_error(req.id, error.code, error.message, data)
@@ -195,5 +195,5 @@ def _error(
 ) -> bytes | None:
     if notification:
         log.warning("notification %r failed: [%s] %s", method, code, message)
-        return None
+        return FAILED_NOTIFICATION
     return encode_error(rid, code, message, data)

@@ -58,13 +58,22 @@ class SocketFile:
     def remove(self) -> None:
         if self.path is None:
             return
+        directory, name = os.path.split(os.path.abspath(self.path))
         try:
-            st = os.lstat(self.path)
-        except (FileNotFoundError, OSError):
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
             return
-        if (st.st_dev, st.st_ino) == (self.dev, self.ino):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        try:
+            # Under the starters' lock: a server starting now (seeing our file as stale once our
+            # listener is closed) cannot rename its socket in between our check and our unlink.
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            st = os.lstat(name, dir_fd=dir_fd)
+            if (st.st_dev, st.st_ino) == (self.dev, self.ino):
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass  # gone already, or not ours to remove
+        finally:
+            os.close(dir_fd)  # closing releases the flock
 
 
 @contextlib.contextmanager
@@ -92,10 +101,13 @@ def _refuse_live_or_foreign(path: str, name: str) -> None:
     if not stat.S_ISSOCK(st.st_mode):
         raise ServerSetupError(f"{path} exists and is not a socket; refusing to replace it")
     probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    probe.setblocking(False)  # a live server whose accept queue is full must not block us
     try:
         probe.connect(name)
     except (ConnectionRefusedError, FileNotFoundError):
         return  # stale: nobody listening
+    except BlockingIOError:
+        pass  # EAGAIN: listening, its accept queue full: live
     except OSError as exc:
         raise ServerSetupError(f"cannot check the existing socket {path}: {exc.strerror}") from None
     finally:
@@ -111,9 +123,10 @@ def _bind_file(path: str, mode: int, gid: int | None, backlog: int) -> tuple[std
     except OSError as exc:
         raise ServerSetupError(f"cannot use directory {directory}: {exc.strerror}") from None
     sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
-    via_fd = len(os.fsencode(os.path.join(directory, final))) > MAX_PATH_BYTES
+    longest = max(len(os.fsencode(final)), len(tmp))  # both names are bound or connected to
+    via_fd = len(os.fsencode(directory)) + 1 + longest > MAX_PATH_BYTES
     prefix = f"/proc/self/fd/{dir_fd}/" if via_fd else directory + "/"
-    if len(os.fsencode(prefix + final)) > MAX_PATH_BYTES:
+    if len(os.fsencode(prefix)) + longest > MAX_PATH_BYTES:
         os.close(dir_fd)
         sock.close()
         raise ServerSetupError(f"socket file name is too long for the kernel: {final}")

@@ -16,6 +16,7 @@ from ._codec import UnserializableError, dumps, loads
 from ._errors import ERROR_MESSAGES, ErrorCode
 
 __all__ = [
+    "FAILED_NOTIFICATION",
     "NO_DATA",
     "Message",
     "Request",
@@ -36,6 +37,9 @@ class _NoData:
 
 #: Marks an error object without a ``data`` member (``None`` is a valid ``data``).
 NO_DATA: Final = _NoData()
+
+#: The "answer" to a notification that failed: counted as an error, never sent.
+FAILED_NOTIFICATION: Final = b""
 
 _MEMBERS: Final = frozenset(("jsonrpc", "method", "id", "params"))
 

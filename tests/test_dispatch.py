@@ -46,7 +46,7 @@ def run(dispatcher: Dispatcher, obj: dict[str, Any]) -> Any:
             line = dispatcher.answer(prepared, value)
     else:
         line = prepared
-    if line is None:
+    if not line:  # None, or FAILED_NOTIFICATION (b""): nothing goes on the wire
         return None
     assert isinstance(line, bytes)
     assert b"\n" not in line

@@ -1,0 +1,117 @@
+"""What a connection pushes besides answers: subscription events and progress reports.
+
+Each subscription gets a pump task in the connection's nursery (and, for a produced topic, a
+producer task) that moves events from its bounded queue to the connection's output only while
+the output is below half its limit: a slow reader makes events wait, and drop, in the queue
+(see :mod:`jrpc_unix._pubsub`), never the service. Progress reports travel on the caller's
+``progress`` subscription and are flushed ahead of each answer, so they always precede it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._codec import dumps
+from ._pubsub import PROGRESS_TOPIC, Subscription, Topic
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["Push"]
+
+log = logging.getLogger("jrpc_unix.server")
+
+
+class Push:
+    """The subscriptions of one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._stats = conn.server.stats
+        self.subscriptions: dict[str, Subscription] = {}
+        self._progress: Subscription | None = None
+
+    def subscribe(self, topic: Topic, params: dict[str, Any], queue_size: int) -> Subscription:
+        """Start delivering ``topic``'s events on this connection."""
+        sub = Subscription(topic.name, params, queue_size)
+        topic.subscribers.add(sub)
+        self.subscriptions[sub.id] = sub
+        self._stats.subscriptions += 1
+        if topic.name == PROGRESS_TOPIC:
+            self._progress = sub
+        nursery = self._conn._nursery
+        assert nursery is not None
+        nursery.start_soon(self._pump, sub, topic)
+        return sub
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        sub = self.subscriptions.pop(sub_id, None)
+        if sub is None:
+            return False
+        self._conn.server.topics[sub.topic].subscribers.discard(sub)
+        self._stats.subscriptions -= 1
+        if self._progress is sub:
+            self._progress = None
+        sub.scope.cancel()
+        return True
+
+    def close(self) -> None:
+        """End every subscription (disconnect, server stop)."""
+        for sub_id in list(self.subscriptions):
+            self.unsubscribe(sub_id)
+
+    def before_answer(self) -> None:
+        """Queue pending progress reports ahead of the answer about to be queued."""
+        if self._progress is not None:
+            self._drain(self._progress)
+
+    def _drain(self, sub: Subscription) -> None:
+        for line in sub.take():
+            self._conn.deliver(line)
+
+    async def _pump(self, sub: Subscription, topic: Topic) -> None:
+        conn = self._conn
+        limit = conn.server.limits.max_pending_output // 2
+        with sub.scope:
+            async with trio.open_nursery() as nursery:
+                if topic.producer is not None:
+                    nursery.start_soon(self._produce, sub, topic)
+                while True:
+                    while not sub.queue and not sub.dropped:
+                        await sub.lot.park()
+                    await conn.wait_output_below(limit)  # slow reader: events wait, and drop, here
+                    self._drain(sub)
+                    await conn.flush()
+
+    async def _produce(self, sub: Subscription, topic: Topic) -> None:
+        assert topic.producer is not None
+        try:
+            async for item in topic.producer(**sub.params):
+                if not sub.push(dumps(item)):
+                    self._stats.events_dropped += 1
+        except Exception:
+            log.exception("producer of topic %r failed; ending subscription %s", topic.name, sub.id)
+            self.unsubscribe(sub.id)
+
+    def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
+        """Queue a progress event for the caller's ``progress`` subscription (any thread)."""
+        conn = self._conn
+        if threading.get_ident() != conn._thread:
+            trio.from_thread.run_sync(
+                self.report_progress, request_id, done, total, message, trio_token=conn._token
+            )
+            return
+        sub = self._progress
+        if sub is None:
+            return
+        event: dict[str, Any] = {"id": request_id, "done": done}
+        if total is not None:
+            event["total"] = total
+        if message is not None:
+            event["message"] = message
+        if not sub.push(dumps(event)):
+            self._stats.events_dropped += 1
