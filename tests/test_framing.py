@@ -36,13 +36,12 @@ def reference(stream: bytes, max_size: int) -> Out:
     return out
 
 
-def feed_all(chunks: Iterable[bytes], max_size: int, *, check_memory: bool = True) -> Out:
+def feed_all(chunks: Iterable[bytes], max_size: int) -> Out:
     splitter = LineSplitter(max_size)
     out: Out = []
     for chunk in chunks:
         out += splitter.feed(chunk)
-        if check_memory:
-            assert splitter.buffered <= max_size, (splitter.buffered, max_size)
+        assert splitter.buffered <= max_size, (splitter.buffered, max_size)
     out += splitter.eof()
     assert splitter.buffered == 0
     return out
@@ -184,7 +183,26 @@ def test_memory_bounded_however_split(chunk: int) -> None:
 def test_crlf_at_the_size_limit_does_not_depend_on_the_split() -> None:
     line = b"abcde\r\n"
     assert feed_all([line], 5) == [b"abcde"]  # whole: accepted (the \r belongs to the newline)
-    assert feed_all([line[:6], line[6:]], 5, check_memory=False) == [b"abcde"]
+    assert feed_all([line[:6], line[6:]], 5) == [b"abcde"]
+    assert feed_all([b"abcdef\r", b"x\n"], 6) == [TOO_LONG]
+
+
+HELD_CR_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a \\r held back at max_size+1 is dropped and then _emit strips a second \\r",
+)
+
+
+@HELD_CR_BUG
+@pytest.mark.parametrize(
+    "chunks",
+    [[b"abcde\r\r", b"\n"], [b"abcde\r\r"]],
+    ids=["newline-in-the-next-read", "at-eof"],
+)
+def test_line_content_ending_in_cr_at_the_size_limit(chunks: list[bytes]) -> None:
+    """"abcde\\r\\r\\n" is the 6-byte line "abcde\\r": only one trailing \\r is dropped."""
+    assert reference(b"".join(chunks), 6) == [b"abcde\r"]
+    assert feed_all(chunks, 6) == [b"abcde\r"]
 
 
 # -- linear time on long lines ----------------------------------------------------------------
@@ -241,7 +259,10 @@ def test_over_size_lines_any_split_bounded_memory(data: bytes, points: list[int]
     assert feed_all(cut(data, points), max_size) == reference(data, max_size)
 
 
+@HELD_CR_BUG
 @settings(max_examples=500, deadline=None)
 @given(data=framing_bytes, points=cut_points, max_size=st.integers(min_value=1, max_value=12))
+@example(data=b"abcde\r\r\n", points=[7], max_size=6)  # always tried first: the bug above
+@example(data=b"abcde\r\n", points=[6], max_size=5)
 def test_over_size_with_crlf_any_split(data: bytes, points: list[int], max_size: int) -> None:
-    assert feed_all(cut(data, points), max_size, check_memory=False) == reference(data, max_size)
+    assert feed_all(cut(data, points), max_size) == reference(data, max_size)
