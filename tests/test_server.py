@@ -1239,3 +1239,70 @@ async def test_spec_examples_one_byte_per_write(sock_path: str) -> None:
                 assert raw == b""
             else:
                 assert_answer(json.loads(raw), want)
+
+
+async def test_stop_closes_idle_connections_without_waiting_for_the_grace_period(sock_path: str) -> None:
+    limits = Limits(shutdown_grace=3600)  # were idle connections waited for, fail_after would fire
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            server: Server = await nursery.start(Server(basic_methods(), limits=limits).serve, sock_path)
+            async with client(sock_path) as idle, client(sock_path) as used:
+                assert (await used.call("ping"))["result"] == "pong"
+                server.stop()
+                assert await idle.read_to_eof() == b""
+                assert await used.read_to_eof() == b""
+    assert not exists(sock_path)
+
+
+async def test_internal_error_is_logged_with_its_correlation_id(
+    sock_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    methods = Methods()
+
+    @methods.add
+    def explode() -> None:
+        raise KeyError("the secret key name")
+
+    @methods.add(blocking=True)
+    def explode_in_thread() -> None:
+        raise ValueError("thread secret")
+
+    async with serving(sock_path, methods), client(sock_path) as c:
+        for name, secret in (("explode", "the secret key name"), ("explode_in_thread", "thread secret")):
+            await c.send(lines(request(name, rid=name)))
+            raw = await c.readline()
+            answer = json.loads(raw)
+            assert answer["error"]["code"] == -32603
+            assert answer["error"]["message"] == "Internal error"
+            assert secret.encode() not in raw
+            assert b"Traceback" not in raw
+            error_id = answer["error"]["data"]["error_id"]
+            records = [r for r in caplog.records if error_id in r.getMessage()]
+            assert len(records) == 1
+            assert records[0].exc_info is not None
+            assert secret in str(records[0].exc_info[1])
+
+
+async def test_current_context_in_batch_members(sock_path: str) -> None:
+    seen: list[Any] = []
+    methods = Methods()
+
+    @methods.add
+    def who() -> str:
+        ctx = current_context()
+        seen.append((ctx.method, ctx.request_id, ctx.is_notification))
+        return ctx.method
+
+    @methods.add
+    async def who_async() -> str:
+        ctx = current_context()
+        seen.append((ctx.method, ctx.request_id, ctx.is_notification))
+        return ctx.method
+
+    async with serving(sock_path, methods), client(sock_path) as c:
+        await c.send(lines([request("who", rid=1), notification("who"), request("who_async", rid=2)]))
+        answer = await c.read_json()
+    assert sorted(a["id"] for a in answer) == [1, 2]
+    assert sorted(seen, key=repr) == sorted(
+        [("who", 1, False), ("who", None, True), ("who_async", 2, False)], key=repr
+    )
