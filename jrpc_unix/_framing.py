@@ -54,7 +54,9 @@ class LineSplitter:
         out: list[bytes | _TooLong] = []
         if self._cr and data:
             self._cr = False
-            if data[0] != 0x0A:  # the held "\r" was line content: one byte too many
+            if data[0] == 0x0A:  # it was the "\r" of "\r\n": put it back for _emit to strip
+                self._buf.append(0x0D)
+            else:  # it was line content: one byte too many
                 self._too_long(out)
         if self._discarding:
             nl = data.find(b"\n")
@@ -96,6 +98,8 @@ class LineSplitter:
     def eof(self) -> list[bytes | _TooLong]:
         """The peer finished sending: a final unterminated line is still a message."""
         out: list[bytes | _TooLong] = []
+        if self._cr:  # the held "\r" ends the last line: put it back for _emit to strip
+            self._buf.append(0x0D)
         if self._buf and not self._discarding:
             self._emit(bytes(self._buf), out)
         self._buf.clear()

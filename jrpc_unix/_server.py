@@ -25,6 +25,7 @@ from ._access import Access, Policy
 from ._builtins import builtin_methods, builtin_topics
 from ._connection import Connection, read_peer
 from ._context import Peer
+from ._discover import add_discover
 from ._dispatch import Dispatcher
 from ._errors import ErrorCode, ServerSetupError
 from ._limits import Limits
@@ -64,6 +65,7 @@ class Server:
         policy: Policy | None = None,
         topics: Mapping[str, str] | None = None,
         fast_path: bool = True,
+        discover: bool = True,
     ) -> None:
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
@@ -73,6 +75,7 @@ class Server:
         self.socket_mode = socket_mode
         self.socket_gid = None if socket_group is None else _gid(socket_group)
         self.policy = policy
+        self.discover = discover  # answer rpc.discover (jrpc_unix._discover)
         self.stats = ServerStats()
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
         for name, description in (topics or {}).items():
@@ -83,12 +86,13 @@ class Server:
         self._per_uid: collections.Counter[int] = collections.Counter()
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
+        self._watchdog_scope = trio.CancelScope()
         self._started = False
         self._token: trio.lowlevel.TrioToken | None = None
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
-        return builtin_methods(self)
+        return add_discover(builtin_methods(self), self.methods) if self.discover else builtin_methods(self)
 
     def add_topic(self, name: str, producer: Producer | None = None, description: str = "") -> None:
         """Declare a topic clients may subscribe to.
@@ -121,6 +125,7 @@ class Server:
             return
         self.stopping = True
         self._accept_scope.cancel()
+        self._watchdog_scope.cancel()
         self._work_scope.deadline = trio.current_time() + self.limits.shutdown_grace
         for conn in list(self._connections):
             conn.wake_for_stop()
@@ -144,6 +149,8 @@ class Server:
             async with listener:
                 with self._work_scope:
                     async with trio.open_nursery() as nursery:
+                        if self.limits.idle_timeout is not None:
+                            nursery.start_soon(self._idle_watchdog, self.limits.idle_timeout / 4)
                         task_status.started(self)
                         log.info("listening on %s", path)
                         with self._accept_scope:
@@ -152,6 +159,14 @@ class Server:
         finally:
             sockfile.remove()
             log.info("stopped; removed %s", path)
+
+    async def _idle_watchdog(self, period: float) -> None:
+        """Close connections idle for ``idle_timeout`` (to within a quarter of it)."""
+        with self._watchdog_scope:
+            while True:
+                await trio.sleep(period)
+                for conn in list(self._connections):
+                    conn.idle_tick()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:

@@ -187,13 +187,6 @@ def test_crlf_at_the_size_limit_does_not_depend_on_the_split() -> None:
     assert feed_all([b"abcdef\r", b"x\n"], 6) == [TOO_LONG]
 
 
-HELD_CR_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a \\r held back at max_size+1 is dropped and then _emit strips a second \\r",
-)
-
-
-@HELD_CR_BUG
 @pytest.mark.parametrize(
     "chunks",
     [[b"abcde\r\r", b"\n"], [b"abcde\r\r"]],
@@ -259,7 +252,6 @@ def test_over_size_lines_any_split_bounded_memory(data: bytes, points: list[int]
     assert feed_all(cut(data, points), max_size) == reference(data, max_size)
 
 
-@HELD_CR_BUG
 @settings(max_examples=500, deadline=None)
 @given(data=framing_bytes, points=cut_points, max_size=st.integers(min_value=1, max_value=12))
 @example(data=b"abcde\r\r\n", points=[7], max_size=6)  # always tried first: the bug above
