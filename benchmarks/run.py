@@ -383,8 +383,13 @@ def measure_cli(plan: Plan, load_cpu: int | None, sock: str) -> dict[str, Any]:
     for _ in range(plan.cli_runs):
         for name, cmd in (("bare", bare), ("cli", call)):
             t0 = time.perf_counter()
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, timeout=30, check=True)
+            done = subprocess.run(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30, check=False
+            )
             times[name].append((time.perf_counter() - t0) * 1000)
+            if done.returncode != 0:
+                why = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+                return {"skipped": f"`{' '.join(cmd)}` failed (exit {done.returncode}): {why}"}
     bare_ms, cli_ms = statistics.median(times["bare"]), statistics.median(times["cli"])
     return {"cli": cli, "bare_ms": bare_ms, "cli_ms": cli_ms, "ratio": cli_ms / bare_ms, "runs": times}
 
@@ -563,9 +568,10 @@ def main(argv: list[str]) -> int:
         if r.get("note"):
             notes.append(f"{SERVERS[r['server']][0]}, {r['mode']}: {r['note']}")
         if r["mode"] == "idle" and r.get("rejected"):
+            held = sorted({x["held"] for x in runs if x["mode"] == "idle" and x["server"] == r["server"]})
             notes.append(
-                f"{SERVERS[r['server']][0]} refused {r['rejected']} of {r['conns']} idle connections "
-                f"(round {r['round'] + 1}): its RSS figure is for {r['held']} connections"
+                f"{SERVERS[r['server']][0]} refused idle connections (a connection limit?): it held "
+                f"{'/'.join(map(str, held))} of {r['conns']}, so its RSS figure is for that many"
             )
         if r.get("cpu_s", 0) > 0.8 * r.get("elapsed_s", 1e9):
             notes.append(
