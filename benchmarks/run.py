@@ -51,11 +51,11 @@ class Plan:
     """How much load each mode sends (per server, per round)."""
 
     pingpong: int = 20000  # calls, one in flight
-    pipeline: int = 50000  # calls, 64 in flight
+    pipeline: int = 100000  # calls, 64 in flight
     window: int = 64
     conns: int = 16
     conn_calls: int = 1000  # calls per connection
-    notify: int = 50000  # notifications, then one call
+    notify: int = 100000  # notifications, then one call
     echo: int = 10000  # calls with a 1 KiB msg
     echo_bytes: int = 1024
     idle: int = 1000  # idle connections held open
@@ -433,35 +433,54 @@ def check(op: str, value: float, target: float) -> bool:
     return {">=": value >= target, "<=": value <= target, "==": value == target}[op]
 
 
-def table(medians: dict[str, dict[str, float]], servers: list[str]) -> list[str]:
-    """Markdown rows: absolute medians per server, ratios vs raw trio, the demo's targets."""
+Series = dict[str, dict[str, list[float]]]  # row title -> server -> one figure per round
+
+
+def ratio(got: dict[str, list[float]], a: str, b: str) -> float | None:
+    """a's figure over b's: the median of the per-round ratios (each round ran them side by side)."""
+    xs, ys = got.get(a), got.get(b)
+    if not xs or not ys:
+        return None
+    if len(xs) == len(ys) and all(ys):
+        return statistics.median(x / y for x, y in zip(xs, ys, strict=True))
+    base = statistics.median(ys)
+    return statistics.median(xs) / base if base else None
+
+
+def table(series: Series, servers: list[str]) -> list[str]:
+    """Markdown rows: medians per server, ratios vs raw trio (and naive), the demo's targets."""
     others = [s for s in servers if s != BASELINE]
-    head = ["metric", *(SERVERS[s][0] for s in servers)]
-    head += [f"{s}/raw" for s in others if BASELINE in servers]
-    vs_naive = "demo" in servers and "naive" in servers
-    head += ["demo/naive"] if vs_naive else []
-    head += ["target (demo)", "met"]
+    pairs = [(s, BASELINE) for s in others if BASELINE in servers]
+    if "demo" in servers and "naive" in servers:
+        pairs.append(("demo", "naive"))
+    head = [
+        "metric",
+        *(SERVERS[s][0] for s in servers),
+        *(f"{a}/{b}" for a, b in pairs),
+        "target (demo)",
+        "met",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ROWS:
-        got = medians.get(row.title, {})
+        got = series.get(row.title, {})
         if not got:
             continue
-        cells = [row.title] + [row.fmt.format(got[s]) if s in got else "—" for s in servers]
-        if BASELINE in servers:
-            base = got.get(BASELINE)
-            cells += [f"{got[s] / base:.2f}x" if s in got and base else "—" for s in others]
-        if vs_naive:
-            cells.append(f"{got['demo'] / got['naive']:.2f}x" if got.get("naive") and "demo" in got else "—")
+        cells = [row.title] + [
+            row.fmt.format(statistics.median(got[s])) if s in got else "—" for s in servers
+        ]
+        for a, b in pairs:
+            r = ratio(got, a, b)
+            cells.append("—" if r is None else f"{r:.2f}x")
         goals, verdicts = [], []
         for ref, op, value in row.targets:
             if ref is None:
                 goals.append(f"{op} {value:g}")
                 if "demo" in got:
-                    verdicts.append(check(op, got["demo"], value))
+                    verdicts.append(check(op, statistics.median(got["demo"]), value))
             else:
                 goals.append(f"{op} {value:g}x {ref}")
-                if "demo" in got and got.get(ref):
-                    verdicts.append(check(op, got["demo"] / got[ref], value))
+                if (r := ratio(got, "demo", ref)) is not None:
+                    verdicts.append(check(op, r, value))
         cells += ["; ".join(goals) or "", "" if not verdicts else "yes" if all(verdicts) else "**no**"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -558,12 +577,12 @@ def main(argv: list[str]) -> int:
             for proc in procs.values():
                 proc.stop()
 
-    medians: dict[str, dict[str, float]] = {}
+    series: Series = {}
     for row in ROWS:
         for key in servers:
             values = [row.get(r) for r in runs if r["server"] == key and r["mode"] == row.mode]
             if values:
-                medians.setdefault(row.title, {})[key] = statistics.median(values)
+                series.setdefault(row.title, {})[key] = values
     for r in runs:
         if r.get("note"):
             notes.append(f"{SERVERS[r['server']][0]}, {r['mode']}: {r['note']}")
@@ -583,7 +602,7 @@ def main(argv: list[str]) -> int:
     ]
 
     print()
-    print("\n".join(table(medians, servers)))
+    print("\n".join(table(series, servers)))
     if cli:
         print()
         print("\n".join(cli_table(cli)))
@@ -601,7 +620,9 @@ def main(argv: list[str]) -> int:
             "pinned": pin,
             "keep_awake": awake,
             "servers": servers,
-            "medians": medians,
+            "series": series,
+            "medians": {t: {k: statistics.median(v) for k, v in got.items()} for t, got in series.items()},
+            "ratios_vs_raw": {t: {k: ratio(got, k, BASELINE) for k in got} for t, got in series.items()},
             "cli": cli,
             "runs": runs,
             "notes": list(dict.fromkeys(notes)),
