@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._access import Access as Access
     from ._access import Policy as Policy
+    from ._client import AsyncClient as AsyncClient
+    from ._client import open_client as open_client
     from ._context import Peer as Peer
     from ._context import RequestContext as RequestContext
     from ._context import current_context as current_context
+    from ._conversation import Call as Call
+    from ._conversation import Notify as Notify
     from ._errors import AddressInUseError as AddressInUseError
     from ._errors import ConnectError as ConnectError
     from ._errors import ConnectionClosedError as ConnectionClosedError
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from ._server import Server as Server
     from ._server import run as run
     from ._server import serve as serve
+    from ._sync_client import Client as Client
     from ._thread import ServerThread as ServerThread
     from ._thread import serve_in_thread as serve_in_thread
 
@@ -63,6 +68,11 @@ _EXPORTS: dict[str, str] = {
     "run": "_server",
     "ServerThread": "_thread",
     "serve_in_thread": "_thread",
+    "Client": "_sync_client",
+    "AsyncClient": "_client",
+    "open_client": "_client",
+    "Call": "_conversation",
+    "Notify": "_conversation",
 }
 
 __all__ = sorted(_EXPORTS)

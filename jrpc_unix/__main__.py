@@ -1,0 +1,6 @@
+"""``python -m jrpc_unix``: the ``jrpc-unix`` command line."""
+
+from ._cli import run
+
+if __name__ == "__main__":
+    run()

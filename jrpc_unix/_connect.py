@@ -1,0 +1,81 @@
+"""Reaching a server's socket: the address to connect to, and why it could not be reached.
+
+Shared by both clients (and stdlib only, so the blocking client and the command line stay light).
+Messages are for a person at a terminal: they name the path and the reason in words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+
+from ._errors import ConnectError
+
+__all__ = ["MAX_PATH_BYTES", "connect_address", "connect_error"]
+
+#: sun_path holds 108 bytes on Linux, including the terminating NUL.
+MAX_PATH_BYTES = 107
+
+
+@contextlib.contextmanager
+def connect_address(path: str) -> Iterator[str]:
+    """The address to ``connect`` to for ``path``, even past the kernel's 107-byte limit.
+
+    ``@name`` is a Linux abstract address. A longer file path is reached through
+    ``/proc/self/fd/<directory fd>/<name>`` (the server binds the same way), so only a file name
+    that is itself too long fails.
+    """
+    if path.startswith("@"):
+        addr = "\0" + path[1:]
+    elif len(os.fsencode(path)) <= MAX_PATH_BYTES:
+        yield path
+        return
+    else:
+        directory, name = os.path.split(os.path.abspath(path))
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise connect_error(path, exc) from None
+        try:
+            addr = f"/proc/self/fd/{fd}/{name}"
+            if len(os.fsencode(addr)) <= MAX_PATH_BYTES:
+                yield addr
+                return
+        finally:
+            os.close(fd)
+    size = len(os.fsencode(addr))
+    if size > MAX_PATH_BYTES:
+        raise ConnectError(
+            f"cannot connect to {path}: the address is {size} bytes long; the kernel allows at most "
+            f"{MAX_PATH_BYTES} (use a shorter file name)"
+        )
+    yield addr
+
+
+def connect_error(path: str, exc: OSError) -> ConnectError:
+    """A ConnectError whose message says, in words, why ``path`` cannot be reached."""
+    code = exc.errno
+    if code == errno.ENOENT:
+        reason = "no such socket file (is the server running?)"
+    elif code in (errno.EACCES, errno.EPERM):
+        reason = "permission denied (check the mode and group of the socket file and its directory)"
+    elif code == errno.ECONNREFUSED:
+        try:
+            is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+        except OSError:
+            is_socket = True
+        reason = (
+            "connection refused (a stale socket file: no server is listening on it)"
+            if is_socket or path.startswith("@")
+            else "it is not a socket"
+        )
+    elif code == errno.ENOTDIR:
+        reason = "a component of the path is not a directory"
+    elif code == errno.EAGAIN:
+        reason = "the server's accept queue is full (it is overloaded or stuck)"
+    else:
+        reason = exc.strerror or str(exc)
+    return ConnectError(f"cannot connect to {path}: {reason}")
