@@ -92,6 +92,7 @@ class Dispatcher:
         self._specs: dict[str, MethodSpec] = {s.name: s for s in methods.specs()}
         self._specs.update(extensions or {})
         self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
+        self._fast_specs: dict[Access, dict[str, MethodSpec]] = {}
         self._fallback = (
             MethodSpec.build("*", methods.handler) if methods.handler is not None else None
         )
@@ -111,13 +112,17 @@ class Dispatcher:
     def fast_specs(self, level: Access) -> dict[str, MethodSpec]:
         """The methods a caller at ``level`` may have answered inline by the server's fast path:
         quick synchronous handlers it is allowed to call (none with ``fast_path=False``)."""
-        if not self.fast_path:
-            return {}
-        return {
-            name: spec
-            for name, spec in self._specs.items()
-            if spec.mode is RunMode.SYNC and not spec.immediate and spec.access <= level
-        }
+        found = self._fast_specs.get(level)
+        if found is None:  # one dict per level, shared by every connection at that level
+            found = self._fast_specs[level] = {
+                name: spec
+                for name, spec in self._specs.items()
+                if self.fast_path
+                and spec.mode is RunMode.SYNC
+                and not spec.immediate
+                and spec.access <= level
+            }
+        return found
 
     def knows(self, name: str) -> bool:
         """Is ``name`` a registered method (not the seed-style fallback)?"""

@@ -38,9 +38,11 @@ class Response:
     code: int = DEFAULT_FAIL_CODE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.status, Status):
+        if self.status is Status.OK:
+            return
+        if self.status is not Status.FAIL:
             raise TypeError(f"status must be Status.OK or Status.FAIL, not {self.status!r}")
-        if self.status is Status.FAIL and ErrorCode.is_reserved(self.code):
+        if ErrorCode.is_reserved(self.code):
             raise ValueError(
                 f"application error code {self.code} is inside JSON-RPC's reserved range "
                 "-32768..-32000; pick another"
