@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from jrpc_unix import run
-from jrpc_unix._demo import TOPICS, config, methods
+from jrpc_unix import JrpcUnixError, run
+from jrpc_unix._demo import config, methods
 
-__all__ = ["TOPICS", "config", "main", "methods"]
+__all__ = ["config", "main", "methods"]
 
 
 def main(argv: list[str]) -> int:
@@ -30,7 +30,11 @@ def main(argv: list[str]) -> int:
         print("usage: demo_server.py SOCKET_PATH", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run(argv[0], methods, topics=TOPICS)
+    try:
+        run(argv[0], methods)
+    except JrpcUnixError as exc:  # e.g. another server is live on the path: say so, exit 1
+        print(f"demo_server.py: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

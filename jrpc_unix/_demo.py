@@ -22,12 +22,12 @@ from ._context import current_context
 from ._methods import Methods
 from ._response import Response
 
-__all__ = ["TOPICS", "config", "methods", "tour"]
+__all__ = ["config", "methods", "tour"]
 
 methods = Methods()
 
 # Besides the built-in `stats` and `progress` topics, this service publishes its own.
-TOPICS = {"config": "every configuration change: key, value, previous value"}
+methods.add_topic("config", "every configuration change: key, value, previous value")
 
 # The live state this process exposes: a configuration and a counter.
 config: dict[str, Any] = {"level": "info"}
@@ -187,13 +187,13 @@ def tour(timeout: float | None = 30.0, out: TextIO | None = None) -> int:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        with serve_in_thread(path, methods, topics=TOPICS), Client(path, timeout, trace=wire) as client:
+        with serve_in_thread(path, methods), Client(path, timeout, trace=wire) as client:
             say(f"The demo service is listening on {path}")
             say("Each step shows the Python call, then the lines that travel: -> request, <- answer.")
             _steps(client, say)
         say()
         say("The service has stopped and its socket is gone. Try it yourself:")
-        say("  jrpc-unix serve jrpc_unix._demo:methods /tmp/demo.sock --topic config &")
+        say("  jrpc-unix serve jrpc_unix._demo:methods /tmp/demo.sock &")
         say("  jrpc-unix call /tmp/demo.sock subtract 42 23")
         say("  jrpc-unix call /tmp/demo.sock config.get key=level")
         say("  jrpc-unix notify /tmp/demo.sock config.set key=level value=debug")

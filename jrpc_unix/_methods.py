@@ -165,6 +165,8 @@ class Methods(Mapping[str, Handler]):
     ) -> None:
         self._specs: dict[str, MethodSpec] = {}
         self.handler = handler
+        #: Topics this service publishes to: name -> (description, producer or None).
+        self.topics: dict[str, tuple[str, Callable[..., Any] | None]] = {}
         for name, func in (methods or {}).items():
             self.register(name, func)
 
@@ -209,6 +211,17 @@ class Methods(Mapping[str, Handler]):
             return func
 
         return decorator
+
+    def add_topic(self, name: str, description: str = "", producer: Callable[..., Any] | None = None) -> None:
+        """Declare a topic the service publishes to, so every server of these methods has it.
+
+        Without ``producer`` the handlers feed it (``current_context().server.publish``); with
+        one, ``producer(**params)`` is an async generator run per subscription (see
+        :meth:`jrpc_unix.Server.add_topic`).
+        """
+        if name in self.topics:
+            raise ValueError(f"topic {name!r} is declared already")
+        self.topics[name] = (description, producer)
 
     def spec(self, name: str) -> MethodSpec | None:
         """The registered method called ``name``, or None."""

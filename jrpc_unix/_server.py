@@ -78,8 +78,11 @@ class Server:
         self.discover = discover  # answer rpc.discover (jrpc_unix._discover)
         self.stats = ServerStats()
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
+        for name, (description, producer) in self.methods.topics.items():
+            self.add_topic(name, producer, description)
         for name, description in (topics or {}).items():
-            self.add_topic(name, description=description)
+            if name not in self.topics:  # declared by the methods too: one topic
+                self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
         self._connections: set[Connection] = set()
@@ -202,9 +205,7 @@ class Server:
             code, key, text = refusal
             self.stats.rejected_connections[key] += 1
             log.warning("refused a connection: %s", text)
-            with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError):
-                await stream.send_all(encode_error(None, code, data=text) + b"\n")
-            await stream.aclose()
+            await _refuse(stream, encode_error(None, code, data=text) + b"\n")
             return
         level = self.policy.level(peer) if self.policy is not None and peer is not None else Access.ADMIN
         conn = Connection(self, stream, peer, level)
@@ -237,6 +238,20 @@ async def serve(
 
 
 
+async def _refuse(stream: trio.SocketStream, line: bytes) -> None:
+    """Send one error line and close, reading (and dropping) what the peer sends meanwhile.
+
+    Closing with unread input would make a client that writes first fail with a broken pipe
+    before it reads why; shutting our side and draining to its EOF (1 s at most) lets it read.
+    """
+    with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(line)
+        await stream.send_eof()
+        while await stream.receive_some(65536):
+            pass
+    await stream.aclose()
+
+
 async def serve_until_signalled(server: Server, path: str) -> None:
     """Serve until SIGTERM or SIGINT arrives, then stop gracefully. Main thread only."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -249,5 +264,21 @@ async def serve_until_signalled(server: Server, path: str) -> None:
 
 
 def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT, then stop gracefully and return."""
-    trio.run(serve_until_signalled, Server(methods, **options), path)
+    """Serve in the foreground until SIGTERM/SIGINT, then stop gracefully and return.
+
+    Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
+    """
+    try:
+        trio.run(serve_until_signalled, Server(methods, **options), path)
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups, or the group itself."""
+    while len(group.exceptions) == 1:
+        inner: BaseException = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group
