@@ -36,10 +36,17 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOADGEN_SRC = HERE / "loadgen.c"
 LOADGEN = HERE / "bin" / "loadgen"
-SERVERS: dict[str, tuple[str, Path]] = {  # key -> (column title, script)
-    "raw": ("raw trio", HERE / "raw_trio.py"),
-    "demo": ("demo", REPO / "examples" / "demo_server.py"),
-    "naive": ("naive asyncio", HERE / "naive_asyncio.py"),
+# key -> (column title, argv before the socket path, argv after it)
+SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
+    "raw": ("raw trio", [str(HERE / "raw_trio.py")], []),
+    # The demo service (its methods, as examples/demo_server.py serves them), with the
+    # connection limits raised so the idle mode can hold 1,000 connections (defaults: 128, 32).
+    "demo": (
+        "demo",
+        ["-m", "jrpc_unix", "serve", "jrpc_unix._demo:methods"],
+        ["--max-connections", "1100", "--max-connections-per-uid", "1100", "--log-level", "warning"],
+    ),
+    "naive": ("naive asyncio", [str(HERE / "naive_asyncio.py")], []),
 }
 BASELINE = "raw"
 MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "cli")
@@ -196,7 +203,8 @@ class Server:
 
     def __init__(self, key: str, workdir: Path, cpu: int | None) -> None:
         self.key = key
-        self.title, self.script = SERVERS[key]
+        self.title, self._before, self._after = SERVERS[key]
+        self.script = " ".join(self._before)
         self.sock = str(workdir / f"{key}.sock")
         self.log = workdir / f"{key}.log"
         self.cpu = cpu
@@ -204,7 +212,7 @@ class Server:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            cmd = [*pinned(self.cpu), sys.executable, str(self.script), self.sock]
+            cmd = [*pinned(self.cpu), sys.executable, *self._before, self.sock, *self._after]
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
