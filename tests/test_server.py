@@ -758,9 +758,8 @@ def test_signal_on_the_demo_finishes_in_flight_removes_socket_exits_0(demo: Demo
         demo.proc.send_signal(signum)
         assert c.read_json() == {"jsonrpc": "2.0", "result": 0.5, "id": "slow"}
         assert c.read_to_eof() == b""
-    assert demo.proc.wait(timeout=TIMEOUT) == 0
+    assert demo.proc.wait(timeout=TIMEOUT) == 0  # a graceful exit, not death by the signal
     assert not os.path.exists(demo.path)
-    assert "received; stopping" in demo.log()
 
 
 # -- serve_in_thread -------------------------------------------------------------------------------
