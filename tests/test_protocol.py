@@ -454,3 +454,81 @@ def test_codec_round_trip(value: Any) -> None:
     text = dumps(value)
     assert b"\n" not in text
     assert loads(text) == value
+
+
+# -- the codec's two parsers agree -----------------------------------------------------------------
+#
+# orjson parses most lines; a line holding a run of 19+ digits goes to the stdlib parser instead
+# (to keep huge integers exact). Whether a line is JSON, and what it means, must not depend on
+# that choice: the same text is padded with "0" or with 19 digits (inside a string, so its
+# meaning is unchanged) and must parse alike.
+
+PAD_SHORT = b'"0"'
+PAD_LONG = b'"1234567890123456789"'
+
+TRICKY = [
+    b"\xed\xa0\x80",  # an encoded surrogate: not UTF-8
+    b"\xed\xbf\xbf",
+    b"\xc0\x80",  # overlong
+    b"\xff",
+    b"\xf4\x90\x80\x80",  # beyond U+10FFFF
+    b"\\ud800",  # an escaped lone surrogate
+    b"\\udc00x",
+    b"\\ud83d\\ude00",  # a valid escaped pair
+    b"\xef\xbb\xbf",  # U+FEFF inside a string: fine
+    b"\\u0000",
+    b"\x00",
+    b"\t",
+    b"\\x",
+    b"\xc3\xa9",
+]
+
+
+def _parse_outcome(line: bytes) -> Any:
+    (item,) = parse_line(line, 10).items
+    if isinstance(item, bytes):
+        return ("error", json.loads(item)["error"]["code"])
+    return ("ok", item.params[0] if isinstance(item.params, list) else item.params)  # type: ignore[union-attr]
+
+
+def _padded(template: bytes, body: bytes) -> tuple[bytes, bytes]:
+    text = template.replace(b"BODY", body)
+    return text.replace(b"PAD", PAD_SHORT), text.replace(b"PAD", PAD_LONG)
+
+
+IN_STRING = b'{"jsonrpc":"2.0","method":"m","params":["BODY",PAD],"id":1}'
+AS_VALUE = b'{"jsonrpc":"2.0","method":"m","params":[BODY,PAD],"id":1}'
+AT_START = b'BODY{"jsonrpc":"2.0","method":"m","params":[0,PAD],"id":1}'
+
+CODEC_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the stdlib fallback (any 19-digit run) accepts what orjson refuses: "
+    "encoded surrogates (surrogatepass), escaped lone surrogates, a UTF-8 BOM",
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "body"),
+    [
+        *((IN_STRING, b) for b in (b"\xc0\x80", b"\xff", b"\xf4\x90\x80\x80", b"\\ud83d\\ude00", b"\xc3")),
+        *((AS_VALUE, b) for b in (b"1e400", b"NaN", b"-0", b"1E5", b"01", b"1.", b".5", b"+1", b"1e-400")),
+        pytest.param(IN_STRING, b"\xed\xa0\x80", marks=CODEC_BUG, id="encoded-surrogate"),
+        pytest.param(IN_STRING, b"\\ud800", marks=CODEC_BUG, id="escaped-lone-surrogate"),
+        pytest.param(AT_START, b"\xef\xbb\xbf", marks=CODEC_BUG, id="bom"),
+    ],
+)
+def test_both_parsers_agree(template: bytes, body: bytes) -> None:
+    short, long = _padded(template, body)
+    assert _parse_outcome(short) == _parse_outcome(long)
+
+
+@CODEC_BUG
+@settings(max_examples=300, deadline=None)
+@given(
+    template=st.sampled_from([IN_STRING, AS_VALUE, AT_START]),
+    body=st.lists(st.sampled_from(TRICKY) | st.binary(max_size=3), max_size=3).map(b"".join),
+)
+@example(template=IN_STRING, body=b"\xed\xa0\x80")  # always tried first: the bug above
+def test_both_parsers_agree_property(template: bytes, body: bytes) -> None:
+    short, long = _padded(template, body)
+    assert _parse_outcome(short) == _parse_outcome(long)
