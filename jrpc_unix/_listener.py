@@ -145,7 +145,8 @@ def _bind_file(path: str, mode: int, gid: int | None, backlog: int) -> tuple[std
             os.unlink(tmp, dir_fd=dir_fd)
             raise
         st = os.stat(final, dir_fd=dir_fd)
-        return sock, SocketFile(path, st.st_dev, st.st_ino)
+        # Absolute: a relative path must still name our file after the program changes directory.
+        return sock, SocketFile(os.path.join(directory, final), st.st_dev, st.st_ino)
     except OSError as exc:
         sock.close()
         raise ServerSetupError(f"cannot listen on {path}: {exc.strerror or exc}") from None

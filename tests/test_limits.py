@@ -292,6 +292,28 @@ def test_idle_timer_restarts_with_each_request_and_waits_for_running_calls(sock_
         assert read_until_eof_or_error(c) == b""  # then it goes quiet and is closed
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a client that stops reading is never idled out: with answers unsent the reader waits "
+    "in wait_output_below()/flush() with no deadline, so idle_timeout (§5: nothing received, nothing "
+    "running) never applies and such clients hold their connection slots forever",
+)
+def test_client_that_stopped_reading_is_idled_out(sock_path: str) -> None:
+    limits = Limits(idle_timeout=0.3, shutdown_grace=0.5)
+    with served(sock_path, basic_methods(), limits=limits) as handle:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(sock_path)
+        sock.setblocking(False)
+        try:
+            flood = b"".join(req("echo", ["q" * 500], i) for i in range(50_000))
+            _write_until_stalled(sock, flood, stall=0.3)  # the server now waits for us to read
+            assert handle.server.stats.connections_open == 1
+            wait_for(lambda: handle.server.stats.connections_open == 0,
+                     "the stalled connection to be closed as idle", timeout=2)
+        finally:
+            sock.close()
+
+
 # -- handler timeouts -------------------------------------------------------------------------------------
 
 

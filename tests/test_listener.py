@@ -443,6 +443,22 @@ def test_stop_when_our_file_is_already_gone(sock_path: str) -> None:
     assert not os.path.lexists(sock_path)
 
 
+def test_stop_removes_the_file_of_a_relative_path_after_a_chdir(sock_dir: str) -> None:
+    """Daemons chdir("/") after starting: the relative path given at start still names the file."""
+    cwd = os.getcwd()
+    os.chdir(sock_dir)
+    try:
+        handle = serve_in_thread("rel.sock", basic_methods())
+        try:
+            assert ping(os.path.join(sock_dir, "rel.sock"))
+            os.chdir("/")
+        finally:
+            handle.stop(timeout=TIMEOUT)
+    finally:
+        os.chdir(cwd)
+    assert not os.path.lexists(os.path.join(sock_dir, "rel.sock"))
+
+
 def _blocked_on_lock(directory: str) -> bool:
     """Is some process waiting for a lock on ``directory`` (a '->' line in /proc/locks)?"""
     ino = str(os.stat(directory).st_ino)
