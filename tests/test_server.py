@@ -1080,7 +1080,7 @@ async def test_slow_reader_gets_back_pressure(sock_path: str) -> None:
             while seen < 20_000:
                 await c.readline()
                 seen += 1
-        await sent.wait()
+            await sent.wait()
 
 
 async def test_socket_group_option(sock_path: str) -> None:
