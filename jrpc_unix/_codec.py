@@ -42,10 +42,25 @@ def loads(data: bytes) -> Any:
     """Parse one JSON text; raises ValueError (with a readable reason) when it is not JSON."""
     if len(data) < 19 or _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
         return orjson.loads(data)
-    try:
-        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    try:  # strict UTF-8 first: json.loads(bytes) would let encoded surrogates and a BOM through
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        _check_strings(value)  # escaped lone surrogates ("\ud800"), which orjson refuses too
     except RecursionError:
         raise ValueError("the JSON text is nested too deeply") from None
+    return value
+
+
+def _check_strings(obj: Any) -> None:
+    """Raise ValueError for a string that is not valid Unicode (a lone surrogate)."""
+    if isinstance(obj, str):
+        obj.encode("utf-8")  # UnicodeEncodeError is a ValueError
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            key.encode("utf-8")
+            _check_strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _check_strings(value)
 
 
 def _has_nonfinite(obj: Any) -> bool:
