@@ -47,6 +47,17 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--max-connections", "1100", "--max-connections-per-uid", "1100", "--log-level", "warning"],
     ),
     "naive": ("naive asyncio", [str(HERE / "naive_asyncio.py")], []),
+    # The same demo with per-method statistics off: what rpc.stats costs (target: <= 5 %).
+    "nostats": (
+        "demo, no method stats",
+        [
+            "-c",
+            "import sys; from jrpc_unix import Limits, run; from jrpc_unix._demo import methods; "
+            "run(sys.argv[1], methods, method_stats=False, "
+            "limits=Limits(max_connections=1100, max_connections_per_uid=1100))",
+        ],
+        [],
+    ),
 }
 BASELINE = "raw"
 MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "cli")
@@ -95,7 +106,7 @@ ROWS = (
         "ping-pong, 1 conn: calls/s",
         lambda r: r["calls_per_s"],
         "{:,.0f}",
-        (("raw", ">=", 0.85), ("naive", ">=", 4)),
+        (("raw", ">=", 0.85), ("naive", ">=", 4), ("nostats", ">=", 0.95)),
     ),
     Row("pingpong", "ping-pong: p50 µs", lambda r: r["lat_us"]["p50"], "{:.1f}"),
     Row("pingpong", "ping-pong: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}", (("raw", "<=", 1.5),)),
@@ -459,8 +470,9 @@ def table(series: Series, servers: list[str]) -> list[str]:
     """Markdown rows: medians per server, ratios vs raw trio (and naive), the demo's targets."""
     others = [s for s in servers if s != BASELINE]
     pairs = [(s, BASELINE) for s in others if BASELINE in servers]
-    if "demo" in servers and "naive" in servers:
-        pairs.append(("demo", "naive"))
+    for other in ("naive", "nostats"):
+        if "demo" in servers and other in servers:
+            pairs.append(("demo", other))
     head = [
         "metric",
         *(SERVERS[s][0] for s in servers),
@@ -516,7 +528,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny counts, 1 round: proves the harness works")
     p.add_argument("--rounds", type=int, help="rounds per mode (default 5; 1 with --quick)")
     p.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
-    p.add_argument("--servers", default="raw,demo,naive", help="comma-separated, out of raw,demo,naive")
+    p.add_argument(
+        "--servers", default="raw,demo,naive,nostats", help="comma-separated, out of raw,demo,naive,nostats"
+    )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     p.add_argument(
         "--keep-awake",

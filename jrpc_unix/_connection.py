@@ -104,6 +104,7 @@ class Connection:
         self._limits = server.limits
         self._dispatcher = server.dispatcher
         self._stats = server.stats
+        self._timing = server.stats.per_method
         self._serial = server.serial
         self._splitter = LineSplitter(server.limits.max_message_size)
         self._out: list[bytes] = []
@@ -250,7 +251,7 @@ class Connection:
             self._stats.notifications += 1
         else:
             self._stats.calls += 1
-        start = time.perf_counter_ns()
+        start = time.perf_counter_ns() if self._timing else 0
         if type(params) is dict:
             answer = self._call_inline(spec, obj.get("id"), notification, (), params)
         else:
@@ -318,11 +319,11 @@ class Connection:
         if req.is_notification or self._serial:
             while self.in_flight:  # barrier: everything received before it has finished
                 await self._changed.park()
-            start = time.perf_counter_ns()
+            start = time.perf_counter_ns() if self._timing else 0
             self._finish(req.method, req.is_notification, True, sink, await self._execute(call), start)
             return
         if spec.mode is RunMode.SYNC:
-            start = time.perf_counter_ns()
+            start = time.perf_counter_ns() if self._timing else 0
             self._finish(req.method, False, True, sink, self._execute_sync(call), start)
             return
         while self.in_flight >= self._limits.max_in_flight:
@@ -355,7 +356,7 @@ class Connection:
     async def _run_task(self, call: Call, sink: Sink, entry: tuple[trio.CancelScope, bool]) -> None:
         req = call.request
         scope = entry[0]
-        start = time.perf_counter_ns()
+        start = time.perf_counter_ns() if self._timing else 0
         answer: bytes | None = None
         try:
             with scope:

@@ -66,6 +66,7 @@ class Server:
         topics: Mapping[str, str] | None = None,
         fast_path: bool = True,
         discover: bool = True,
+        method_stats: bool = True,
     ) -> None:
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
@@ -76,7 +77,7 @@ class Server:
         self.socket_gid = None if socket_group is None else _gid(socket_group)
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._discover)
-        self.stats = ServerStats()
+        self.stats = ServerStats(per_method=method_stats)
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
         for name, (description, producer) in self.methods.topics.items():
             self.add_topic(name, producer, description)

@@ -87,7 +87,9 @@ class MethodStats:
 class ServerStats:
     """The server's counters; ``snapshot()`` is what ``rpc.stats`` answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_method: bool = True) -> None:
+        #: Off: no per-method table or latency (what it costs is measured in benchmarks/).
+        self.per_method = per_method
         self.started = time.monotonic()
         self.connections_open = 0
         self.connections_total = 0
@@ -105,7 +107,7 @@ class ServerStats:
 
     def method(self, name: str, known: bool) -> MethodStats:
         """The entry for ``name``; one shared entry for every unknown name."""
-        if not known:
+        if not known or not self.per_method:
             return self._unknown
         entry = self.methods.get(name)
         if entry is None:
@@ -121,7 +123,7 @@ class ServerStats:
     def snapshot(self) -> dict[str, Any]:
         """The figures as a JSON-ready dict."""
         methods = {name: m.snapshot() for name, m in sorted(self.methods.items())}
-        if self._unknown.calls or self._unknown.notifications:
+        if self.per_method and (self._unknown.calls or self._unknown.notifications):
             methods["(unknown)"] = self._unknown.snapshot()
         out: dict[str, Any] = {
             "server": {
