@@ -54,10 +54,12 @@ def test_prints_the_table_with_every_mode(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, object]],
 ) -> None:
     out = quick_run[0].stdout
-    assert "| metric | raw trio | demo | naive asyncio | demo/raw | naive/raw | demo/naive |" in out
+    head = "| metric | raw trio | demo | naive asyncio | demo, no method stats | demo/raw | naive/raw |"
+    assert head in out
+    assert "| nostats/raw | demo/naive | demo/nostats |" in out
     for title in ROWS:
-        assert re.search(rf"^\| {re.escape(title)}[^|]* \|( [^|]+ \|){{6}}", out, re.MULTILINE), title
-    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
+        assert re.search(rf"^\| {re.escape(title)}[^|]* \|( [^|]+ \|){{9}}", out, re.MULTILINE), title
+    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
     assert re.search(r"^(\| CLI vs bare python \||CLI whole process: skipped: )", out, re.MULTILINE)
     assert "all calls answered, no errors, none lost" in out
 
