@@ -114,7 +114,8 @@ class Connection:
         self._changed = trio.lowlevel.ParkingLot()  # in_flight dropped or output drained
         self._reading_stopped = False
         self.reads = 0  # receive_some calls, for the idle watchdog
-        self._reads_seen = 0
+        self._writes = 0  # send_all calls completed, for the idle watchdog
+        self._progress_seen = (0, 0)
         self._idle_ticks = 0
         self._nursery: trio.Nursery | None = None
         self._running: dict[Any, list[tuple[trio.CancelScope, bool]]] = {}
@@ -150,12 +151,24 @@ class Connection:
                 self.stream.socket.shutdown(stdsocket.SHUT_RD)
 
     def idle_tick(self) -> None:
-        """Called by the server's watchdog every quarter of ``idle_timeout``: close when idle."""
-        if self.reads != self._reads_seen or not self._idle():
-            self._reads_seen, self._idle_ticks = self.reads, 0
+        """Called by the server's watchdog every quarter of ``idle_timeout``.
+
+        Closes a connection that for a whole ``idle_timeout`` received nothing and ran nothing,
+        or sent nothing while its answers waited (a client that stopped reading would otherwise
+        hold its slot, and its unsent answers, forever).
+        """
+        progress = (self.reads, self._writes)
+        stalled = self._writing  # a send_all is blocked on the client
+        if progress != self._progress_seen or not (stalled or self._idle()):
+            self._progress_seen, self._idle_ticks = progress, 0
             return
         self._idle_ticks += 1
-        if self._idle_ticks >= 4:
+        if self._idle_ticks < 4:
+            return
+        if stalled:
+            log.warning("closing a connection that read no answer for %s s", self._limits.idle_timeout)
+            self.stream.socket.close()  # the blocked send_all fails: the peer is treated as gone
+        else:
             log.info("closing a connection idle for %s s", self._limits.idle_timeout)
             self.stop_reading()
 
@@ -452,6 +465,7 @@ class Connection:
                     self._peer_gone()
                 else:
                     self._out_bytes -= len(data)
+                    self._writes += 1
                 self._changed.unpark_all()
         finally:
             self._writing = False

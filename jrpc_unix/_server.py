@@ -16,7 +16,7 @@ import grp
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 import trio
@@ -91,6 +91,7 @@ class Server:
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
+        self._stopped = trio.Event()
         self._started = False
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -122,6 +123,10 @@ class Server:
         except KeyError:
             raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
         self.stats.events_dropped += found.publish(data)
+
+    async def wait_stopped(self) -> None:
+        """Return once :meth:`serve` has finished."""
+        await self._stopped.wait()
 
     def stop(self) -> None:
         """Begin a graceful stop (idempotent); call it from the server's trio thread."""
@@ -160,9 +165,15 @@ class Server:
                         with self._accept_scope:
                             await self._accept_loop(listener, nursery)
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
+                        # Stop listening now: a newcomer is refused at once instead of waiting
+                        # out the grace, and a new server may take the path while we drain.
+                        await listener.aclose()
+                        sockfile.remove()
+                        log.info("stopped accepting; removed %s", path)
         finally:
-            sockfile.remove()
-            log.info("stopped; removed %s", path)
+            sockfile.remove()  # a no-op if it is gone, or no longer ours
+            self._stopped.set()
+            log.info("stopped")
 
     async def _idle_watchdog(self, period: float) -> None:
         """Close connections idle for ``idle_timeout`` (to within a quarter of it)."""
@@ -254,14 +265,27 @@ async def _refuse(stream: trio.SocketStream, line: bytes) -> None:
 
 
 async def serve_until_signalled(server: Server, path: str) -> None:
-    """Serve until SIGTERM or SIGINT arrives, then stop gracefully. Main thread only."""
+    """Serve until SIGTERM or SIGINT arrives, then stop gracefully. Main thread only.
+
+    Signals keep being consumed until the server has stopped: a second one (an impatient
+    operator, a supervisor repeating itself) must not kill the process in its grace period.
+    """
+
+    async def watch(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if server.stopping:
+                log.info("%s received; already stopping", name)
+            else:
+                log.info("%s received; stopping", name)
+                server.stop()
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve, path)
-            async for signum in signals:
-                log.info("%s received; stopping", signal.Signals(signum).name)
-                server.stop()
-                break
+            nursery.start_soon(watch, signals)
+            await server.wait_stopped()
+            nursery.cancel_scope.cancel()
 
 
 def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:

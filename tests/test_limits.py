@@ -292,12 +292,6 @@ def test_idle_timer_restarts_with_each_request_and_waits_for_running_calls(sock_
         assert read_until_eof_or_error(c) == b""  # then it goes quiet and is closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a client that stops reading is never idled out: with answers unsent the reader waits "
-    "in wait_output_below()/flush() with no deadline, so idle_timeout (§5: nothing received, nothing "
-    "running) never applies and such clients hold their connection slots forever",
-)
 def test_client_that_stopped_reading_is_idled_out(sock_path: str) -> None:
     limits = Limits(idle_timeout=0.3, shutdown_grace=0.5)
     with served(sock_path, basic_methods(), limits=limits) as handle:
