@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ._context import Peer
 
-__all__ = ["Access", "Policy"]
+__all__ = ["Access", "Policy", "group_id", "user_id"]
 
 
 class Access(enum.IntEnum):
@@ -31,7 +31,8 @@ class Access(enum.IntEnum):
     ADMIN = 3
 
 
-def _uid(who: str | int) -> int:
+def user_id(who: str | int) -> int:
+    """A uid, given a uid or a user name."""
     if isinstance(who, int):
         return who
     try:
@@ -40,7 +41,8 @@ def _uid(who: str | int) -> int:
         raise ValueError(f"no such user: {who!r}") from None
 
 
-def _gid(who: str | int) -> int:
+def group_id(who: str | int) -> int:
+    """A gid, given a gid or a group name."""
     if isinstance(who, int):
         return who
     try:
@@ -79,13 +81,13 @@ class Policy:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # a frozen dataclass: resolve names once, here
         users, groups = self.allow_users, self.allow_groups
-        set_(self, "_allow_uids", None if users is None else frozenset(map(_uid, users)))
-        set_(self, "_allow_gids", None if groups is None else frozenset(map(_gid, groups)))
-        levels = {_uid(u): Access(a) for u, a in self.grant_users.items()}
+        set_(self, "_allow_uids", None if users is None else frozenset(map(user_id, users)))
+        set_(self, "_allow_gids", None if groups is None else frozenset(map(group_id, groups)))
+        levels = {user_id(u): Access(a) for u, a in self.grant_users.items()}
         for uid in (0, os.getuid()):
             levels[uid] = Access.ADMIN
         set_(self, "_uid_levels", levels)
-        set_(self, "_gid_levels", {_gid(g): Access(a) for g, a in self.grant_groups.items()})
+        set_(self, "_gid_levels", {group_id(g): Access(a) for g, a in self.grant_groups.items()})
 
     def admits(self, peer: Peer | None) -> bool:
         """May this peer connect at all?"""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import grp
 import logging
 import signal
 import threading
@@ -21,7 +20,7 @@ from typing import Any, Literal
 
 import trio
 
-from ._access import Access, Policy
+from ._access import Access, Policy, group_id
 from ._builtins import builtin_methods, builtin_topics
 from ._connection import Connection, read_peer
 from ._context import Peer
@@ -40,15 +39,6 @@ __all__ = ["Server", "run", "serve", "serve_until_signalled"]
 log = logging.getLogger("jrpc_unix.server")
 
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-
-
-def _gid(group: int | str) -> int:
-    if isinstance(group, int):
-        return group
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ValueError(f"no such group: {group!r}") from None
 
 
 class Server:
@@ -74,7 +64,7 @@ class Server:
         self.limits = limits or Limits()
         self.serial = mode == "serial"
         self.socket_mode = socket_mode
-        self.socket_gid = None if socket_group is None else _gid(socket_group)
+        self.socket_gid = None if socket_group is None else group_id(socket_group)
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._discover)
         self.stats = ServerStats(per_method=method_stats)
