@@ -68,6 +68,7 @@ class _Inline:
 
 
 _inline = _Inline()
+_new = object.__new__
 
 
 def current_context() -> RequestContext:
@@ -75,13 +76,20 @@ def current_context() -> RequestContext:
 
     Raises LookupError outside a handler.
     """
-    try:
-        return _current.get()
-    except LookupError:
-        pass
-    conn = _inline.connection
-    if conn is not None and _inline.thread == threading.get_ident():
-        return RequestContext(
-            _inline.method, _inline.request_id, _inline.notification, conn.peer, conn.server, conn
-        )
+    ctx = _current.get(None)  # not try/except LookupError: raising costs ~0.15 us per call
+    if ctx is not None:
+        return ctx
+    inline = _inline
+    conn = inline.connection
+    if conn is not None and inline.thread == threading.get_ident():
+        # Filled in slot by slot: calling the class (dataclass __init__ through type.__call__)
+        # costs twice as much on Python 3.11, and this runs on every call that asks.
+        ctx = _new(RequestContext)
+        ctx.method = inline.method
+        ctx.request_id = inline.request_id
+        ctx.is_notification = inline.notification
+        ctx.peer = conn.peer
+        ctx.server = conn.server
+        ctx.connection = conn
+        return ctx
     raise LookupError("current_context() called outside a jrpc-unix request handler")
