@@ -112,7 +112,8 @@ class Server:
             found = self.topics[topic]
         except KeyError:
             raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
-        self.stats.events_dropped += found.publish(data)
+        if found.subscribers:  # nobody listening (the common case): not even a call
+            self.stats.events_dropped += found.publish(data)
 
     async def wait_stopped(self) -> None:
         """Return once :meth:`serve` has finished."""
