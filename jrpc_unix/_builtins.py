@@ -27,10 +27,13 @@ MAX_QUEUE = 10_000
 
 
 def builtin_topics(server: Server) -> list[Topic]:
-    async def stats(interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+    def stats(interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         """``rpc.stats`` every ``interval`` seconds (at least 0.05)."""
-        if not isinstance(interval, (int, float)) or interval < 0.05:
-            raise ValueError("interval must be a number >= 0.05")
+        if type(interval) not in (int, float) or interval < 0.05:  # checked when subscribing
+            raise ValueError(f"interval must be a number of seconds >= 0.05, not {interval!r}")
+        return _every(interval)
+
+    async def _every(interval: float) -> AsyncIterator[dict[str, Any]]:
         while True:
             yield server.stats.snapshot()
             await trio.sleep(interval)
@@ -63,20 +66,28 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
             raise _invalid(f"queue_size must be an integer from 1 to {MAX_QUEUE}")
         if found.producer is None and params:
             raise _invalid(f"topic {topic!r} takes no parameters")
+        events = None
         if found.producer is not None:
             try:
                 inspect.signature(found.producer).bind(**params)
-            except TypeError as exc:
+                # A producer that is a plain function checks its params right here, so a bad
+                # one is refused now rather than ending the subscription at its first event.
+                events = found.producer(**params)
+            except (TypeError, ValueError) as exc:
                 raise _invalid(f"topic {topic!r}: {exc}") from None
-        sub = current_context().connection.push.subscribe(found, params, queue_size)
+        sub = current_context().connection.push.subscribe(found, events, queue_size)
         return {"subscription": sub.id, "topic": topic}
 
     def unsubscribe(subscription: str) -> bool:
         """Stop a subscription of this connection; False if there was none by that id."""
+        if type(subscription) is not str:
+            raise _invalid(f"subscription must be a string, not {subscription!r}")
         return bool(current_context().connection.push.unsubscribe(subscription))
 
     def cancel(id: Any) -> bool:
         """Cancel this connection's running call with request id ``id``; False if none runs."""
+        if type(id) not in (str, int, float, type(None)):  # not bool: True would match id 1
+            raise _invalid(f"id must be a request id (string, number or null), not {id!r}")
         return bool(current_context().connection.cancel(id))
 
     read = Access.READ

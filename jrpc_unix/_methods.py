@@ -216,8 +216,8 @@ class Methods(Mapping[str, Handler]):
         """Declare a topic the service publishes to, so every server of these methods has it.
 
         Without ``producer`` the handlers feed it (``current_context().server.publish``); with
-        one, ``producer(**params)`` is an async generator run per subscription (see
-        :meth:`jrpc_unix.Server.add_topic`).
+        one, ``producer(**params)`` gives each subscription its own async iterator of events
+        (see :meth:`jrpc_unix.Server.add_topic`).
         """
         if name in self.topics:
             raise ValueError(f"topic {name!r} is declared already")

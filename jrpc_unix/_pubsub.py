@@ -13,8 +13,10 @@ notice of how many were lost::
 
 Events leave the queue only while the connection's unsent output is below its limit, so a slow
 reader loses old events instead of growing the server, and never slows the service or other
-clients. A topic is either pushed to (``Server.publish``) or produced per subscription by an
-async generator taking the subscription's params (the built-in ``stats`` topic:
+clients. A topic is either pushed to (``Server.publish``) or produced per subscription: its
+producer takes the subscription's params and returns an async iterator of events (an async
+generator function will do; a plain function that checks its params first gets bad ones
+refused with -32602 by ``rpc.subscribe`` itself, as the built-in ``stats`` topic does:
 ``{"topic":"stats","interval":1.0}``). The ``progress`` topic carries progress reports of the
 subscriber's own calls (see ``RequestContext.progress``).
 """
@@ -40,12 +42,11 @@ _ids = itertools.count(1)
 class Subscription:
     """One client's subscription: a bounded queue of encoded events and a pump task's scope."""
 
-    __slots__ = ("_head", "dropped", "id", "lot", "params", "queue", "scope", "topic")
+    __slots__ = ("_head", "dropped", "id", "lot", "queue", "scope", "topic")
 
-    def __init__(self, topic: str, params: dict[str, Any], queue_size: int) -> None:
+    def __init__(self, topic: str, queue_size: int) -> None:
         self.id = f"s{next(_ids)}"
         self.topic = topic
-        self.params = params
         self.queue: collections.deque[bytes] = collections.deque(maxlen=queue_size)
         self.dropped = 0
         self.lot = trio.lowlevel.ParkingLot()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -35,9 +36,9 @@ class Push:
         self.subscriptions: dict[str, Subscription] = {}
         self._progress: Subscription | None = None
 
-    def subscribe(self, topic: Topic, params: dict[str, Any], queue_size: int) -> Subscription:
-        """Start delivering ``topic``'s events on this connection."""
-        sub = Subscription(topic.name, params, queue_size)
+    def subscribe(self, topic: Topic, events: AsyncIterator[Any] | None, queue_size: int) -> Subscription:
+        """Start delivering ``topic``'s events (for a produced topic: ``events``) here."""
+        sub = Subscription(topic.name, queue_size)
         topic.subscribers.add(sub)
         self.subscriptions[sub.id] = sub
         self._stats.subscriptions += 1
@@ -45,7 +46,7 @@ class Push:
             self._progress = sub
         nursery = self._conn._nursery
         assert nursery is not None
-        nursery.start_soon(self._pump, sub, topic)
+        nursery.start_soon(self._pump, sub, events)
         return sub
 
     def unsubscribe(self, sub_id: str) -> bool:
@@ -73,13 +74,13 @@ class Push:
         for line in sub.take():
             self._conn.deliver(line)
 
-    async def _pump(self, sub: Subscription, topic: Topic) -> None:
+    async def _pump(self, sub: Subscription, events: AsyncIterator[Any] | None) -> None:
         conn = self._conn
         limit = conn.server.limits.max_pending_output // 2
         with sub.scope:
             async with trio.open_nursery() as nursery:
-                if topic.producer is not None:
-                    nursery.start_soon(self._produce, sub, topic)
+                if events is not None:
+                    nursery.start_soon(self._produce, sub, events)
                 while True:
                     while not sub.queue and not sub.dropped:
                         await sub.lot.park()
@@ -87,14 +88,13 @@ class Push:
                     self._drain(sub)
                     await conn.flush()
 
-    async def _produce(self, sub: Subscription, topic: Topic) -> None:
-        assert topic.producer is not None
+    async def _produce(self, sub: Subscription, events: AsyncIterator[Any]) -> None:
         try:
-            async for item in topic.producer(**sub.params):
+            async for item in events:
                 if not sub.push(dumps(item)):
                     self._stats.events_dropped += 1
         except Exception:
-            log.exception("producer of topic %r failed; ending subscription %s", topic.name, sub.id)
+            log.exception("producer of topic %r failed; ending subscription %s", sub.topic, sub.id)
             self.unsubscribe(sub.id)
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:

@@ -1,0 +1,62 @@
+"""The server's own rpc.* methods refuse bad params with -32602, never -32603 or a wrong match."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from helpers import LineClient
+from ops_helpers import served
+
+from jrpc_unix import Methods
+
+
+def _methods(started: list[int]) -> Methods:
+    m = Methods()
+
+    @m.add
+    async def hold() -> str:
+        started.append(1)
+        await trio.sleep(30)
+        return "held"
+
+    return m
+
+
+def _invalid(answer: dict[str, Any], rid: int, text: str) -> None:
+    assert answer["id"] == rid
+    assert answer["error"]["code"] == -32602, answer
+    assert text in answer["error"]["data"]
+
+
+@pytest.mark.parametrize("interval", ["x", True, 0.001, -1, None])
+def test_stats_topic_with_a_bad_interval_is_refused_when_subscribing(sock_path: str, interval: Any) -> None:
+    with served(sock_path, Methods()) as handle, LineClient(sock_path) as c:
+        answer = c.call("rpc.subscribe", {"topic": "stats", "interval": interval}, rid=1)
+        _invalid(answer, 1, "interval must be a number of seconds >= 0.05")
+        assert handle.server.stats.subscriptions == 0
+        subscribed = c.call("rpc.subscribe", {"topic": "stats", "interval": 0.05}, rid=2)
+        assert subscribed["result"]["topic"] == "stats"
+        event = c.read_json()
+        assert event["method"] == "rpc.event"
+        assert event["params"]["topic"] == "stats"
+
+
+@pytest.mark.parametrize("bad", [[1], {"a": 1}, True, False])
+def test_cancel_needs_a_request_id(sock_path: str, bad: Any) -> None:
+    started: list[int] = []
+    with served(sock_path, _methods(started)), LineClient(sock_path) as c:
+        c.send({"jsonrpc": "2.0", "method": "hold", "id": 1})
+        while not started:  # the call is running once the next answer comes back
+            assert c.call("rpc.topics", rid=99)["id"] == 99
+        _invalid(c.call("rpc.cancel", {"id": bad}, rid=2), 2, "id must be a request id")
+        assert c.call("rpc.cancel", {"id": 1}, rid=3)["result"] is True  # True did not match id 1
+        assert c.read_json()["error"]["code"] == -32005
+
+
+def test_unsubscribe_needs_a_string(sock_path: str) -> None:
+    with served(sock_path, Methods()), LineClient(sock_path) as c:
+        assert "subscription" in c.call("rpc.subscribe", {"topic": "progress"}, rid=1)["result"]
+        _invalid(c.call("rpc.unsubscribe", [[1]], rid=2), 2, "subscription must be a string")
+        assert c.call("rpc.unsubscribe", ["s-none"], rid=3)["result"] is False
