@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["UnserializableError", "dumps", "loads"]
+__all__ = ["UnserializableError", "dumps", "loads", "parser_for"]
 
 # A run of 19+ digits may be an integer beyond orjson's range (u64 above zero, i64 below), which
 # it would read as a float. Found by mapping every digit to "0" and everything else to "x":
@@ -36,6 +37,18 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number {text} is out of range")
     return value
+
+
+def parser_for(text: bytes) -> Callable[[bytes], Any]:
+    """The parser for lines cut from ``text``: ``orjson.loads`` itself when ``text`` holds no
+    run of 19+ digits (then none of its lines can), else :func:`loads`, which checks each line.
+
+    One check per read instead of one per line: a 64-line read costs one ``translate`` of the
+    whole text (~1 ns a byte) where per-line checks cost ~0.25 us a line.
+    """
+    if _LONG_RUN not in text.translate(_DIGITS_TO_ZERO):
+        return orjson.loads
+    return loads
 
 
 def loads(data: bytes) -> Any:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._access import Access
-from ._codec import loads
+from ._codec import loads, parser_for
 from ._context import Peer, RequestContext, _current, _inline
 from ._dispatch import Call
 from ._errors import ErrorCode
@@ -214,6 +214,10 @@ class Connection:
 
     async def _handle_lines(self, lines: list[bytes | Any]) -> None:
         max_batch = self._limits.max_batch
+        try:  # "\n" cannot be part of a digit run, so the joined lines are checked as a whole
+            parse = parser_for(b"\n".join(lines))
+        except TypeError:  # a TOO_LONG marker among them: check line by line
+            parse = loads
         for line in lines:
             if line is TOO_LONG:
                 data = f"message exceeds the limit of {self._limits.max_message_size} bytes"
@@ -221,7 +225,7 @@ class Connection:
                 self._reject("too_large", self.deliver, answer)
                 continue
             try:
-                obj = loads(line)
+                obj = parse(line)
             except ValueError:
                 message = parse_line(line, max_batch)  # the parse error answer
             else:

@@ -196,6 +196,26 @@ async def test_overflowing_id_with_a_20_digit_run_gets_an_answer(sock_path: str)
         assert await c.call("ping") == {"jsonrpc": "2.0", "result": "pong", "id": 1}
 
 
+@pytest.mark.parametrize("with_too_long", [False, True])
+async def test_wide_integers_among_ordinary_lines_of_one_read(sock_path: str, with_too_long: bool) -> None:
+    """The 19-digit check runs once per read: a wide integer on one line of many stays exact."""
+    limits = Limits(max_message_size=200, shutdown_grace=2)
+    wide = [2**64, -(2**63) - 1, 10**30]
+    big = [b'{"jsonrpc":"2.0","method":"echo","params":[%d],"id":%d}' % (n, i) for i, n in enumerate(wide)]
+    ordinary = [b'{"jsonrpc":"2.0","method":"echo","params":[%d],"id":%d}' % (i, 10 + i) for i in range(5)]
+    payload = [ordinary[0], big[0], ordinary[1], ordinary[2], big[1], big[2], *ordinary[3:]]
+    if with_too_long:
+        payload.insert(3, b"x" * 300)
+    async with serving(sock_path, basic_methods(), limits=limits), client(sock_path) as c:
+        await c.send(b"\n".join(payload) + b"\n")
+        answers = [await c.read_json() for _ in payload]
+    if with_too_long:
+        assert answers.pop(3)["error"]["code"] == -32001
+    results = {a["id"]: a["result"] for a in answers}
+    assert results == {**dict(enumerate(wide)), **{10 + i: i for i in range(5)}}
+    assert all(type(v) is int for v in results.values())
+
+
 async def test_crlf_blank_lines_and_final_line_without_newline(sock_path: str) -> None:
     async with serving(sock_path, basic_methods()), client(sock_path) as c:
         await c.send(b'\r\n  \n{"jsonrpc":"2.0","method":"ping","id":1}\r\n\n')
