@@ -67,6 +67,11 @@ class LineSplitter:
         buf = self._buf
         if not buf and data.endswith(b"\n"):
             # Fast path: a read that holds only whole lines (the common case).
+            if len(data) <= self.max_size + 1 and b"\r" not in data:
+                # No line can be too long and none ends in "\r" (checked once for the whole
+                # read, not per line): only blank lines to skip, with no call per line.
+                out += [line for line in data.split(b"\n") if line and not line.isspace()]
+                return out
             for line in data.split(b"\n")[:-1]:
                 self._emit(line, out)
             return out
