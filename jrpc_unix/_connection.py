@@ -114,8 +114,9 @@ class Connection:
         self._changed = trio.lowlevel.ParkingLot()  # in_flight dropped or output drained
         self._reading_stopped = False
         self.reads = 0  # receive_some calls, for the idle watchdog
+        self._half_closed = False  # the peer shut its write side (EOF)
         self._writes = 0  # send_all calls completed, for the idle watchdog
-        self._progress_seen = (0, 0)
+        self._progress_seen = (-1, -1)  # the first tick counts as activity: a new connection
         self._idle_ticks = 0
         self._nursery: trio.Nursery | None = None
         self._running: dict[Any, list[tuple[trio.CancelScope, bool]]] = {}
@@ -155,15 +156,23 @@ class Connection:
 
         Closes a connection that for a whole ``idle_timeout`` received nothing and ran nothing,
         or sent nothing while its answers waited (a client that stopped reading would otherwise
-        hold its slot, and its unsent answers, forever).
+        hold its slot, and its unsent answers, forever). A half-closed connection that still
+        streams events or runs calls is checked for a full close too, which nothing else would
+        notice while nothing is written.
         """
+        if self._half_closed:
+            if self._peer_closed():
+                self._peer_gone()
+                return
+            if self.in_flight == 0:
+                self.push.end_progress()  # no call can come any more to report progress on
         progress = (self.reads, self._writes)
         stalled = self._writing  # a send_all is blocked on the client
         if progress != self._progress_seen or not (stalled or self._idle()):
             self._progress_seen, self._idle_ticks = progress, 0
             return
         self._idle_ticks += 1
-        if self._idle_ticks < 4:
+        if self._idle_ticks < 4:  # counted from a tick that saw activity: idle for (1, 1.25] x
             return
         if stalled:
             log.warning("closing a connection that read no answer for %s s", self._limits.idle_timeout)
@@ -189,6 +198,7 @@ class Connection:
             self.reads += 1
             if not data:
                 await self._handle_lines(self._splitter.eof())
+                self._half_closed = True
                 if self._peer_closed():
                     self._peer_gone()
                 return

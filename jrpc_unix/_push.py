@@ -65,6 +65,11 @@ class Push:
         for sub_id in list(self.subscriptions):
             self.unsubscribe(sub_id)
 
+    def end_progress(self) -> None:
+        """End the ``progress`` subscription, if any (no call will report on it any more)."""
+        if self._progress is not None:
+            self.unsubscribe(self._progress.id)
+
     def before_answer(self) -> None:
         """Queue pending progress reports ahead of the answer about to be queued."""
         if self._progress is not None:

@@ -300,7 +300,7 @@ def test_client_that_stopped_reading_is_idled_out(sock_path: str) -> None:
         sock.setblocking(False)
         try:
             flood = b"".join(req("echo", ["q" * 500], i) for i in range(50_000))
-            _write_until_stalled(sock, flood, stall=0.3)  # the server now waits for us to read
+            _write_until_stalled(sock, flood, stall=0.1)  # the server now waits for us to read
             assert handle.server.stats.connections_open == 1
             wait_for(lambda: handle.server.stats.connections_open == 0,
                      "the stalled connection to be closed as idle", timeout=2)
