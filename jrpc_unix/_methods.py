@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, overload
@@ -37,56 +38,58 @@ class RunMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """What a signature accepts, for the fast parameter check."""
+    """What a signature accepts, for the fast parameter check.
 
-    n_positional: int
-    n_required_positional: int
-    var_positional: bool
-    var_keyword: bool
-    keyword_names: frozenset[str]
+    Stored in the form the check needs (bounds and name sets), so that checking a call is a
+    couple of comparisons: it runs on every request.
+    """
+
+    #: No params (absent, ``[]`` or ``{}``) bind: nothing is required.
+    accepts_none: bool
+    #: By position, ``min_positional <= len(params) <= max_positional`` bind (-1: never, a
+    #: keyword-only parameter is required; ``sys.maxsize`` with ``*args``).
+    min_positional: int
+    max_positional: int
+    #: False when a positional-only parameter is required: named params never bind.
+    by_name: bool
     required_keywords: frozenset[str]
-    positional_only_required: bool
+    #: The names params may use; None with ``**kwargs`` (any name but a positional-only one).
+    keyword_names: frozenset[str] | None
     positional_only_names: frozenset[str]
-    keyword_only_required: bool
 
     @classmethod
     def of(cls, sig: inspect.Signature) -> _Shape:
         params = list(sig.parameters.values())
         positional = [p for p in params if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)]
         by_name = [p for p in params if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)]
+        n_required_positional = sum(p.default is _P.empty for p in positional)
+        keyword_only_required = any(p.kind is _P.KEYWORD_ONLY and p.default is _P.empty for p in params)
+        var_positional = any(p.kind is _P.VAR_POSITIONAL for p in params)
+        var_keyword = any(p.kind is _P.VAR_KEYWORD for p in params)
         return cls(
-            n_positional=len(positional),
-            n_required_positional=sum(p.default is _P.empty for p in positional),
-            var_positional=any(p.kind is _P.VAR_POSITIONAL for p in params),
-            var_keyword=any(p.kind is _P.VAR_KEYWORD for p in params),
-            keyword_names=frozenset(p.name for p in by_name),
+            accepts_none=n_required_positional == 0 and not keyword_only_required,
+            min_positional=n_required_positional,
+            max_positional=(
+                -1 if keyword_only_required else sys.maxsize if var_positional else len(positional)
+            ),
+            by_name=not any(p.kind is _P.POSITIONAL_ONLY and p.default is _P.empty for p in params),
             required_keywords=frozenset(p.name for p in by_name if p.default is _P.empty),
-            positional_only_required=any(
-                p.kind is _P.POSITIONAL_ONLY and p.default is _P.empty for p in params
-            ),
+            keyword_names=None if var_keyword else frozenset(p.name for p in by_name),
             positional_only_names=frozenset(p.name for p in params if p.kind is _P.POSITIONAL_ONLY),
-            keyword_only_required=any(
-                p.kind is _P.KEYWORD_ONLY and p.default is _P.empty for p in params
-            ),
         )
 
     def accepts(self, params: list[Any] | dict[str, Any] | None) -> bool:
         """True only if ``Signature.bind`` would accept these params (never a false yes)."""
-        if params is None or not params:
-            return self.n_required_positional == 0 and not self.keyword_only_required
-        if type(params) is list:
-            n = len(params)
-            return (
-                not self.keyword_only_required
-                and n >= self.n_required_positional
-                and (n <= self.n_positional or self.var_positional)
-            )
-        assert type(params) is dict
-        if self.positional_only_required or not self.required_keywords <= params.keys():
+        if not params:  # None, [] or {}
+            return self.accepts_none
+        if type(params) is not dict:
+            return self.min_positional <= len(params) <= self.max_positional
+        keys = params.keys()
+        if not self.by_name or not keys >= self.required_keywords:
             return False
-        if not self.positional_only_names.isdisjoint(params):  # bind() refuses them by name
-            return False
-        return self.var_keyword or params.keys() <= self.keyword_names
+        if self.keyword_names is not None:  # (its names never include a positional-only one)
+            return keys <= self.keyword_names
+        return self.positional_only_names.isdisjoint(keys)  # bind() refuses them by name
 
 
 @dataclass(frozen=True, slots=True)
