@@ -36,7 +36,7 @@ from ._dispatch import Call
 from ._errors import ErrorCode
 from ._framing import TOO_LONG, LineSplitter
 from ._methods import MethodSpec, RunMode
-from ._protocol import FAILED_NOTIFICATION, Request, encode_error, is_valid_request, parse_json, parse_line
+from ._protocol import FAILED_NOTIFICATION, Request, encode_error, encode_result, is_valid_request, parse_json, parse_line
 from ._push import Push
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ __all__ = ["Connection", "read_peer"]
 
 log = logging.getLogger("jrpc_unix.server")
 
+_NOTIFICATION = object()  # the key of running notifications, which have no id
 _ERROR_PREFIX = b'{"jsonrpc":"2.0","error"'
 _PEERCRED = struct.Struct("3i")
 Sink = Callable[[bytes | None], None]
@@ -115,6 +116,7 @@ class Connection:
         self._reading_stopped = False
         self.reads = 0  # receive_some calls, for the idle watchdog
         self._half_closed = False  # the peer shut its write side (EOF)
+        self._shutdown = False  # the server's grace is over: cancelled calls say so
         self._writes = 0  # send_all calls completed, for the idle watchdog
         self._progress_seen = (-1, -1)  # the first tick counts as activity: a new connection
         self._idle_ticks = 0
@@ -278,12 +280,44 @@ class Connection:
             self._stats.notifications += 1
         else:
             self._stats.calls += 1
+        stats = self._stats
         start = time.perf_counter_ns() if self._timing else 0
-        if type(params) is dict:
-            answer = self._call_inline(spec, obj.get("id"), notification, (), params)
+        rid = obj.get("id")
+        inline = _inline
+        inline.connection, inline.method, inline.request_id = self, spec.name, rid
+        inline.notification, inline.thread = notification, self._thread
+        try:
+            if type(params) is dict:
+                value = spec.func(**params)
+            elif params:
+                value = spec.func(*params)
+            else:
+                value = spec.func()
+        except Exception as exc:
+            answer = self._dispatcher.encode_exception(spec.name, rid, notification, exc)
         else:
-            answer = self._call_inline(spec, obj.get("id"), notification, params or (), {})
-        self._finish(spec.name, notification, True, self.deliver, answer, start)
+            if type(value) is str and not notification:
+                answer = encode_result(rid, value)
+            else:
+                answer = self._dispatcher.encode_value(spec.name, rid, notification, value)
+        finally:
+            inline.connection = None
+        m = stats.methods.get(spec.name) or stats.method(spec.name, True)
+        if notification:
+            m.notifications += 1
+        else:
+            m.calls += 1
+            self.push.before_answer()
+        if start:
+            m.latency.add(time.perf_counter_ns() - start)
+        if answer:
+            if answer.startswith(_ERROR_PREFIX):
+                m.errors += 1
+                stats.errors += 1
+            self.deliver(answer)
+        elif answer is not None:
+            m.errors += 1
+            stats.errors += 1
         return True
 
     def _call_inline(
@@ -347,7 +381,7 @@ class Connection:
             while self.in_flight:  # barrier: everything received before it has finished
                 await self._changed.park()
             start = time.perf_counter_ns() if self._timing else 0
-            self._finish(req.method, req.is_notification, True, sink, await self._execute(call), start)
+            self._finish(req.method, req.is_notification, True, sink, await self._cancellable(call), start)
             return
         if spec.mode is RunMode.SYNC:
             start = time.perf_counter_ns() if self._timing else 0
@@ -380,23 +414,52 @@ class Connection:
             self._stats.errors += 1
         sink(answer)
 
-    async def _run_task(self, call: Call, sink: Sink, entry: tuple[trio.CancelScope, bool]) -> None:
+    async def _cancellable(
+        self, call: Call, entry: tuple[trio.CancelScope, bool] | None = None
+    ) -> bytes | None:
+        """Run a call where rpc.cancel, a disconnect and the shutdown deadline can cancel it.
+
+        A cancelled call still answers: -32005, or -32002 when the server's grace ran out.
+        """
         req = call.request
+        # Notifications are not rpc.cancel's to find (their key is no id) and survive a
+        # disconnect; only the shutdown deadline cancels them.
+        key = _NOTIFICATION if req.is_notification else req.id
+        if entry is None:
+            entry = (trio.CancelScope(), call.spec.run_to_completion or req.is_notification)
+            self._running.setdefault(key, []).append(entry)
         scope = entry[0]
-        start = time.perf_counter_ns() if self._timing else 0
-        answer: bytes | None = None
         try:
             with scope:
-                answer = await self._execute(call)
-            if scope.cancelled_caught:
-                self._stats.rejected_requests["cancelled"] += 1
-                answer = encode_error(req.id, ErrorCode.CANCELLED, data=f"{req.method} was cancelled")
-            self._finish(req.method, False, True, sink, answer, start)
+                return await self._execute(call)
         finally:
-            scopes = self._running[req.id]
+            scopes = self._running[key]
             scopes.remove(entry)
             if not scopes:
-                del self._running[req.id]
+                del self._running[key]
+            if scope.cancelled_caught:
+                reason = "shutting_down" if self._shutdown else "cancelled"
+                self._stats.rejected_requests[reason] += 1
+        if req.is_notification:
+            return FAILED_NOTIFICATION
+        if self._shutdown:
+            data = f"{req.method} was cancelled: the server is shutting down"
+            return encode_error(req.id, ErrorCode.SHUTTING_DOWN, data=data)
+        return encode_error(req.id, ErrorCode.CANCELLED, data=f"{req.method} was cancelled")
+
+    def cancel_for_shutdown(self) -> None:
+        """The server's grace is over: cancel every running call, even run-to-completion ones."""
+        self._shutdown = True
+        for scopes in self._running.values():
+            for scope, _ in scopes:
+                scope.cancel()
+
+    async def _run_task(self, call: Call, sink: Sink, entry: tuple[trio.CancelScope, bool]) -> None:
+        req = call.request
+        start = time.perf_counter_ns() if self._timing else 0
+        try:
+            self._finish(req.method, False, True, sink, await self._cancellable(call, entry), start)
+        finally:
             self.in_flight -= 1
             self._stats.in_flight -= 1
             self._changed.unpark_all()

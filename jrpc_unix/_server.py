@@ -82,6 +82,8 @@ class Server:
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
         self._stopped = trio.Event()
+        self._stop_requested = trio.Event()
+        self._changed = trio.lowlevel.ParkingLot()  # a connection ended
         self._started = False
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -92,9 +94,10 @@ class Server:
     def add_topic(self, name: str, producer: Producer | None = None, description: str = "") -> None:
         """Declare a topic clients may subscribe to.
 
-        Without ``producer`` it is fed by :meth:`publish`. With one, ``producer(**params)`` (an
-        async generator taking the subscriber's ``rpc.subscribe`` params) runs per subscription
-        and each item it yields is an event.
+        Without ``producer`` it is fed by :meth:`publish`. With one, ``producer(**params)``
+        (given the subscriber's ``rpc.subscribe`` params) returns the subscription's async
+        iterator of events. A TypeError or ValueError it raises at once refuses the
+        subscription with -32602 (an async generator function only runs at its first event).
         """
         if name in self.topics:
             raise ValueError(f"topic {name!r} exists already")
@@ -126,9 +129,25 @@ class Server:
         self.stopping = True
         self._accept_scope.cancel()
         self._watchdog_scope.cancel()
-        self._work_scope.deadline = trio.current_time() + self.limits.shutdown_grace
+        self._stop_requested.set()  # _shutdown takes it from here
         for conn in list(self._connections):
             conn.wake_for_stop()
+
+    async def _shutdown(self) -> None:
+        """After stop(): wait out the grace, then cancel what still runs, answering each call.
+
+        Every call gets its answer (-32002) rather than a bare EOF; one more second bounds the
+        flushing, after which whatever is left (a peer that does not read) is cut off.
+        """
+        await self._stop_requested.wait()
+        with trio.move_on_after(self.limits.shutdown_grace):
+            while self._connections:
+                await self._changed.park()
+        if self._connections:
+            log.warning("grace of %s s over: cancelling calls still running", self.limits.shutdown_grace)
+            for conn in list(self._connections):
+                conn.cancel_for_shutdown()
+            self._work_scope.deadline = trio.current_time() + 1.0
 
     async def serve(
         self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -151,6 +170,7 @@ class Server:
                     async with trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
                             nursery.start_soon(self._idle_watchdog, self.limits.idle_timeout / 4)
+                        nursery.start_soon(self._shutdown)
                         task_status.started(self)
                         log.info("listening on %s", path)
                         with self._accept_scope:
@@ -227,6 +247,7 @@ class Server:
             if not self._per_uid[uid]:
                 del self._per_uid[uid]
             self.stats.connections_open -= 1
+            self._changed.unpark_all()
 
 
 async def serve(
