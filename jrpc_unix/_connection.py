@@ -36,7 +36,15 @@ from ._dispatch import Call
 from ._errors import ErrorCode
 from ._framing import TOO_LONG, LineSplitter
 from ._methods import MethodSpec, RunMode
-from ._protocol import FAILED_NOTIFICATION, Request, encode_error, encode_result, is_valid_request, parse_json, parse_line
+from ._protocol import (
+    FAILED_NOTIFICATION,
+    Request,
+    encode_error,
+    encode_result,
+    is_valid_request,
+    parse_json,
+    parse_line,
+)
 from ._push import Push
 
 if TYPE_CHECKING:
