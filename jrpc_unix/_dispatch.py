@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._access import Access
-from ._errors import ErrorCode, RpcError
+from ._errors import ERROR_MESSAGES, ErrorCode, RpcError
 from ._methods import Methods, MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
 from ._response import Response, Status
@@ -130,11 +130,11 @@ class Dispatcher:
 
     def _reference(self, req: Request) -> Call | bytes | None:
         """Resolve through jsonrpcserver's own pipeline."""
-        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": req.method}
+        # Always as a call (a notification with id null): jsonrpcserver answers nothing to a
+        # notification, and we want its error to log it. Deferred calls keep our own request.
+        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": req.method, "id": req.id}
         if req.params is not None:
             obj["params"] = req.params
-        if not req.is_notification:
-            obj["id"] = req.id
         sink: list[Call] = []
         response = dispatch_to_response_pure(
             deserializer=_identity,
@@ -148,12 +148,9 @@ class Dispatcher:
             call = sink[0]
             call.request = req
             return call
-        if req.is_notification:
-            log.warning("notification %r failed: %r", req.method, response)
-            return FAILED_NOTIFICATION
         error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
         data = NO_DATA if error.data is NODATA else error.data
-        return encode_error(req.id, error.code, error.message, data)
+        return _error(req.method, req.id, req.is_notification, error.code, error.message, data)
 
     def answer(self, call: Call, value: Any) -> bytes | None:
         """Encode a handler's return value (None for a notification)."""
@@ -199,6 +196,8 @@ def _error(
     method: str, rid: Any, notification: bool, code: int, message: str | None, data: Any
 ) -> bytes | None:
     if notification:
-        log.warning("notification %r failed: [%s] %s", method, code, message)
+        text = message or ERROR_MESSAGES.get(code, "error")
+        detail = "" if data is NO_DATA else f" {data!r}"
+        log.warning("notification %r failed: [%s] %s%s", method, code, text, detail)
         return FAILED_NOTIFICATION
     return encode_error(rid, code, message, data)
