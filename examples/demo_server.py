@@ -10,7 +10,7 @@ It runs until SIGTERM or SIGINT, then lets in-flight calls finish, removes the s
 exits 0. Tests, benchmarks and the documentation all drive this service.
 
 Its methods, topics and state (a config and a counter) live in ``jrpc_unix/_demo.py``, so that
-``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix._demo:methods SOCK --topic config`` work from
+``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix._demo:methods SOCK`` work from
 any install, not only from a source checkout; this file runs them as a standalone service.
 """
 

@@ -1,7 +1,7 @@
 """The demo service's methods, and the guided tour ``jrpc-unix demo`` gives of them.
 
 The methods live in the package so ``jrpc-unix demo`` and ``jrpc-unix serve
-jrpc_unix._demo:methods SOCK --topic config`` work from any install; ``examples/demo_server.py``
+jrpc_unix._demo:methods SOCK`` work from any install; ``examples/demo_server.py``
 runs them as a standalone service. The state they expose (a config and a counter) is this
 module's.
 """

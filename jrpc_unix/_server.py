@@ -86,6 +86,7 @@ class Server:
         self._changed = trio.lowlevel.ParkingLot()  # a connection ended
         self._started = False
         self._token: trio.lowlevel.TrioToken | None = None
+        self._thread = 0  # the event loop's thread, once serving
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
@@ -104,12 +105,15 @@ class Server:
         self.topics[name] = Topic(name, producer, description)
 
     def publish(self, topic: str, data: Any) -> None:
-        """Send ``data`` to every subscriber of ``topic``. Never blocks; any thread.
+        """Send ``data`` to every subscriber of ``topic``; never waits for a subscriber.
 
-        A subscriber whose queue is full loses its oldest event (see specs/protocol.md).
+        A subscriber whose queue is full loses its oldest event (see specs/protocol.md). From
+        another thread it waits only for the event loop to take the event, and does nothing
+        once the server has stopped.
         """
         if self._token is not None and threading.get_ident() != self._thread:
-            trio.from_thread.run_sync(self.publish, topic, data, trio_token=self._token)
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self.publish, topic, data, trio_token=self._token)
             return
         try:
             found = self.topics[topic]
