@@ -1216,12 +1216,22 @@ async def test_fast_path_and_general_path_answer_alike_over_the_socket(messages:
     payload = b"".join(json.dumps(m).encode() + b"\n" for m in messages)
     with short_tmpdir() as d:
         fast_path, slow_path = os.path.join(d, "fast.sock"), os.path.join(d, "slow.sock")
-        async with serving(fast_path, differential_methods(), fast_path=True), serving(
+        async with serving(fast_path, differential_methods(), fast_path=True) as fast_server, serving(
             slow_path, differential_methods(), fast_path=False
-        ):
+        ) as slow_server:
             fast = await exchange(fast_path, payload)
             slow = await exchange(slow_path, payload)
+            assert counts(fast_server) == counts(slow_server)  # the fast path counts alike too
     assert normalized(fast) == normalized(slow)
+
+
+def counts(server: Server) -> dict[str, Any]:
+    """The request counts in ``rpc.stats`` (latency figures reduced to how many were recorded)."""
+    snapshot = server.stats.snapshot()
+    figures = {k: v for k, v in snapshot["server"].items() if k not in ("uptime_s", "connections")}
+    for name, m in snapshot["methods"].items():
+        figures[name] = (m["calls"], m["notifications"], m["errors"], m["latency_us"]["count"])
+    return figures
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
