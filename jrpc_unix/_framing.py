@@ -7,8 +7,10 @@ A line longer than ``max_size`` bytes is never buffered whole: the splitter repo
 bounded however the reads are split. ``\\n`` never occurs inside a multi-byte UTF-8 sequence, so
 splitting raw bytes is safe; UTF-8 itself is checked by the JSON parser.
 
-Like h11's receive buffer, it remembers how far it has searched, so a long line arriving in many
-small reads costs linear, not quadratic, time.
+Each read is searched once, never the buffer: a long line arriving in many small reads costs
+linear, not quadratic, time. A read is cut with one ``split``; only the line begun in earlier
+reads is joined to the buffer, so a read that ends mid-line (most large reads do) costs no more
+than one that ends on a newline.
 """
 
 from __future__ import annotations
@@ -33,14 +35,13 @@ TOO_LONG: Final = _TooLong()
 class LineSplitter:
     """Cuts a byte stream into lines; see the module docstring."""
 
-    __slots__ = ("_buf", "_cr", "_discarding", "_scanned", "max_size")
+    __slots__ = ("_buf", "_cr", "_discarding", "max_size")
 
     def __init__(self, max_size: int) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1 byte")
         self.max_size = max_size
         self._buf = bytearray()
-        self._scanned = 0  # bytes of _buf already known to hold no b"\n"
         self._discarding = False  # inside an over-size line, dropping until its end
         self._cr = False  # a full-size line's "\r" held back: the end of "\r\n", or too long?
 
@@ -65,31 +66,32 @@ class LineSplitter:
             self._discarding = False
             data = data[nl + 1 :]
         buf = self._buf
-        if not buf and data.endswith(b"\n"):
-            # Fast path: a read that holds only whole lines (the common case).
-            if len(data) <= self.max_size + 1 and b"\r" not in data:
-                # No line can be too long and none ends in "\r" (checked once for the whole
-                # read, not per line): only blank lines to skip, with no call per line.
-                out += [line for line in data.split(b"\n") if line and not line.isspace()]
-                return out
-            for line in data.split(b"\n")[:-1]:
+        if data.find(b"\n") < 0:  # (find, not `in`: see _codec.dumps) no line ends here
+            buf += data
+            return self._hold(out)
+        lines = data.split(b"\n")
+        tail = lines.pop()  # the start of a line that ends in a later read ("" if none)
+        if buf:  # the line begun in earlier reads ends here
+            buf += lines[0]
+            self._emit(bytes(buf), out)
+            buf.clear()
+            del lines[0]
+        if len(data) <= self.max_size + 1 and data.find(b"\r") < 0:
+            # No line can be too long and none ends in "\r" (checked once for the whole read,
+            # not per line): only blank lines to skip, with no call per line.
+            out += [line for line in lines if line and not line.isspace()]
+        else:
+            for line in lines:
                 self._emit(line, out)
-            return out
-        buf += data
-        start = 0
-        search = self._scanned
-        while True:
-            nl = buf.find(b"\n", search)
-            if nl < 0:
-                break
-            self._emit(bytes(buf[start:nl]), out)
-            start = search = nl + 1
-        if start:
-            del buf[:start]
+        buf += tail
+        return self._hold(out)
+
+    def _hold(self, out: list[bytes | _TooLong]) -> list[bytes | _TooLong]:
+        """Keep the unfinished line in the buffer, unless it is over the limit already."""
+        buf = self._buf
         if len(buf) == self.max_size + 1 and buf[-1] == 0x0D:
             del buf[-1]  # may end "\r\n": decide when the next byte comes
             self._cr = True
-        self._scanned = len(buf)
         if len(buf) > self.max_size:
             self._too_long(out)
         return out
@@ -97,7 +99,6 @@ class LineSplitter:
     def _too_long(self, out: list[bytes | _TooLong]) -> None:
         out.append(TOO_LONG)
         self._buf.clear()
-        self._scanned = 0
         self._discarding = True
 
     def eof(self) -> list[bytes | _TooLong]:
@@ -108,7 +109,6 @@ class LineSplitter:
         if self._buf and not self._discarding:
             self._emit(bytes(self._buf), out)
         self._buf.clear()
-        self._scanned = 0
         self._discarding = self._cr = False
         return out
 
