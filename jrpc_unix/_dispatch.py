@@ -28,7 +28,7 @@ from ._access import Access
 from ._errors import ERROR_MESSAGES, ErrorCode, RpcError
 from ._methods import Methods, MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
-from ._response import Response, Status
+from ._response import OK, Response
 
 with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -167,7 +167,7 @@ class Dispatcher:
         if type(value) in _PLAIN:
             return None if notification else encode_result(rid, value)
         if type(value) is Response:
-            if value.status is Status.OK:
+            if value.status is OK:
                 return None if notification else encode_result(rid, value.payload)
             data = NO_DATA if value.payload is None else value.payload
             return _error(method, rid, notification, value.code, value.error or "failed", data)

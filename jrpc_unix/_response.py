@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ._errors import ErrorCode
 
@@ -27,6 +27,10 @@ class Status(enum.Enum):
     FAIL = "FAIL"
 
 
+#: Status.OK for hot paths: an attribute of an Enum class costs ~65 ns to look up on 3.11.
+OK: Final = Status.OK
+
+
 @dataclass(slots=True)
 class Response:
     """What a handler answers; see the module docstring for the wire mapping.
@@ -40,7 +44,7 @@ class Response:
     code: int = DEFAULT_FAIL_CODE
 
     def __post_init__(self) -> None:
-        if self.status is Status.OK:
+        if self.status is OK:
             return
         if self.status is not Status.FAIL:
             raise TypeError(f"status must be Status.OK or Status.FAIL, not {self.status!r}")
@@ -55,7 +59,7 @@ class Response:
         # Filled in slot by slot: calling the class (type.__call__, __init__, __post_init__)
         # costs twice as much on Python 3.11, and OK answers are the hot path.
         response = _new(cls)
-        response.status = Status.OK
+        response.status = OK
         response.payload = payload
         response.error = ""
         response.code = DEFAULT_FAIL_CODE
