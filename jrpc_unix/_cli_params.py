@@ -6,18 +6,19 @@ is its JSON value when it parses as JSON (``5``, ``true``, ``[1]``), else the st
 
 from __future__ import annotations
 
-import argparse
-import re
-import shlex
 import sys
 from typing import IO, Any
 
-from ._codec import loads
-from ._conversation import Call, Notify, Params
+from ._client_codec import loads
+from ._requests import Call, Notify, Params
 
 __all__ = ["UsageError", "batch_item", "parse_params", "parse_timeout"]
 
-_KEY = re.compile(r"[^=\s]+=")
+
+def _is_pair(word: str) -> bool:
+    """``key=value``: a non-empty key without whitespace before the first ``=``."""
+    key, eq, _ = word.partition("=")
+    return bool(eq and key) and not any(c.isspace() for c in key)
 
 
 class UsageError(Exception):
@@ -52,7 +53,7 @@ def parse_params(words: list[str], style: str = "auto", stdin: IO[str] | None = 
         return _json_params((stdin or sys.stdin).read(), "params read from stdin")
     if len(words) == 1 and words[0].lstrip().startswith(("[", "{")) and style == "auto":
         return _json_params(words[0], "PARAMS")
-    named = [bool(_KEY.match(w)) for w in words]
+    named = [_is_pair(w) for w in words]
     if style == "keywords" or (style == "auto" and all(named)):
         if not all(named):
             raise UsageError(f"params must be key=value pairs here, not {words[named.index(False)]!r}")
@@ -80,6 +81,8 @@ def batch_item(line: str, style: str = "auto") -> Call | None:
     method, _, rest = text.partition(" ")
     if rest.lstrip().startswith(("[", "{")) and style == "auto":  # METHOD [1, 2]: JSON params
         return Call.with_params(method, _json_params(rest, "PARAMS"))
+    import shlex  # only batch lines need it
+
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -90,7 +93,9 @@ def batch_item(line: str, style: str = "auto") -> Call | None:
 
 
 def parse_timeout(text: str) -> float | None:
-    """Seconds; ``0``, ``inf`` or ``none`` wait forever."""
+    """Seconds; ``0``, ``inf`` or ``none`` wait forever (an argparse type: argparse is loaded)."""
+    import argparse
+
     if text.lower() in ("none", "inf", "infinity", "0"):
         return None
     try:

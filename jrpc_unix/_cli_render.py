@@ -1,119 +1,20 @@
-"""What the command line prints: JSON results, error lines, and ``jrpc-unix methods``' text.
+"""What the command line prints: JSON results, error lines, and a progress bar on stderr.
 
-Works on any OpenRPC document (a jrpc-unix server's or another's), so it trusts nothing: every
-member may be missing.
+Each result is flushed as it is printed, so ``jrpc-unix watch`` shows events as they come even
+through a pipe. The text renderings (methods, stats) are :mod:`._cli_text`'s.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
-from ._codec import dumps
+from ._client_codec import dumps
 from ._errors import RpcError
 
-__all__ = [
-    "pretty",
-    "print_json",
-    "print_line",
-    "print_rpc_error",
-    "render_method",
-    "render_methods",
-    "signature",
-    "type_name",
-]
-
-
-def type_name(schema: Any) -> str:
-    """A short type for a JSON Schema: ``string``, ``array<number>``, ``string | null``, ``any``."""
-    if not isinstance(schema, dict) or not schema:
-        return "any"
-    if "enum" in schema:
-        return " | ".join(json.dumps(v) for v in schema["enum"]) or "never"
-    if "anyOf" in schema:
-        return " | ".join(type_name(s) for s in schema["anyOf"])
-    kind = schema.get("type")
-    if kind == "array":
-        if "prefixItems" in schema:
-            return "[" + ", ".join(type_name(s) for s in schema["prefixItems"]) + "]"
-        items = schema.get("items")
-        return f"array<{type_name(items)}>" if isinstance(items, dict) and items else "array"
-    if kind == "object":
-        extra = schema.get("additionalProperties")
-        return f"object<{type_name(extra)}>" if isinstance(extra, dict) and extra else "object"
-    if isinstance(kind, str):
-        return kind
-    return str(schema.get("x-python-type", "any"))
-
-
-def _param(p: dict[str, Any]) -> str:
-    name = str(p.get("name", "?"))
-    variadic = p.get("x-variadic")
-    if variadic == "positional":
-        name = "*" + name
-    elif variadic == "named":
-        name = "**" + name
-    elif not p.get("required", False):
-        name += "?"
-    text = f"{name}: {type_name(p.get('schema'))}"
-    schema = p.get("schema")
-    if isinstance(schema, dict) and "default" in schema:
-        text += f" = {json.dumps(schema['default'])}"
-    return text
-
-
-def _plain(text: str) -> str:
-    """Docstring markup a terminal does not need: ``code`` -> `code`."""
-    return text.replace("``", "`")
-
-
-def signature(method: dict[str, Any]) -> str:
-    """``name(a: integer, b?: string = "x") -> number``"""
-    params = ", ".join(_param(p) for p in method.get("params", []) if isinstance(p, dict))
-    result = method.get("result")
-    returns = type_name(result.get("schema")) if isinstance(result, dict) else "any"
-    return f"{method.get('name', '?')}({params}) -> {returns}"
-
-
-def render_methods(methods: list[dict[str, Any]]) -> str:
-    """One line per method: its signature, then its summary."""
-    rows = [(signature(m), _plain(str(m.get("summary", "")))) for m in methods if isinstance(m, dict)]
-    if not rows:
-        return "(no methods)"
-    width = min(max(len(sig) for sig, _ in rows), 60)
-    lines = []
-    for sig, summary in rows:
-        if summary and len(sig) > width:
-            lines.append(f"{sig}\n{'':{width}}  {summary}")
-        else:
-            lines.append(f"{sig:{width}}  {summary}".rstrip())
-    return "\n".join(lines)
-
-
-_STRUCTURE = {"by-name": "by name", "by-position": "by position", "either": "by name or by position"}
-
-
-def render_method(method: dict[str, Any]) -> str:
-    """Everything the document says about one method."""
-    out = [signature(method)]
-    text = _plain(str(method.get("description") or method.get("summary") or ""))
-    if text:
-        out += ["", *("  " + line if line else "" for line in text.splitlines())]
-    params = [p for p in method.get("params", []) if isinstance(p, dict)]
-    structure = _STRUCTURE.get(str(method.get("paramStructure", "either")), "by name or by position")
-    out += ["", f"params ({structure}):" if params else "params: none"]
-    for p in params:
-        kind = {"positional": "any number, positional", "named": "any names"}.get(
-            str(p.get("x-variadic")), "required" if p.get("required") else "optional"
-        )
-        out.append(f"  {p.get('name', '?')}: {type_name(p.get('schema'))}  ({kind})")
-    result = method.get("result")
-    out.append(f"result: {type_name(result.get('schema')) if isinstance(result, dict) else 'any'}")
-    for key, label in (("x-access", "access"), ("x-timeout", "timeout (s)")):
-        if key in method:
-            out.append(f"{label}: {method[key]}")
-    return "\n".join(out)
+__all__ = ["ProgressBar", "pretty", "print_json", "print_line", "print_rpc_error"]
 
 
 # -- output ------------------------------------------------------------------------------
@@ -125,7 +26,7 @@ def pretty(flag: bool | None) -> bool:
 
 def print_json(value: Any, pretty: bool) -> None:
     if pretty:
-        print(json.dumps(value, indent=2, ensure_ascii=False))
+        print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
     else:
         print_line(dumps(value))
 
@@ -142,3 +43,51 @@ def print_rpc_error(exc: RpcError, prefix: str = "") -> None:
     print(f"{prefix}error [{exc.code}] {exc.message}", file=sys.stderr)
     if exc.data is not None:
         print(f"  data: {dumps(exc.data).decode()}", file=sys.stderr)
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+class ProgressBar:
+    """A call's progress reports as one line on a terminal (stderr), redrawn for each report.
+
+    ``[#########...........]  45%  9/20  step 9 of 20``; without a total, just the count and
+    the message. :meth:`clear` erases it before the result is printed.
+    """
+
+    def __init__(self, stream: TextIO, width: int = 20) -> None:
+        self.stream = stream
+        self.width = width
+        self.shown = False
+
+    def __call__(self, done: Any, total: Any, message: Any) -> None:
+        self.stream.write("\r" + self.line(done, total, message)[: self._columns() - 1] + "\x1b[K")
+        self.stream.flush()
+        self.shown = True
+
+    def line(self, done: Any, total: Any, message: Any) -> str:
+        parts: list[str] = []
+        numeric = isinstance(done, (int, float)) and isinstance(total, (int, float))
+        if numeric and total > 0 and not isinstance(total, bool):
+            share = min(max(done / total, 0.0), 1.0)
+            filled = round(share * self.width)
+            parts += [f"[{'#' * filled}{'.' * (self.width - filled)}]", f"{share:4.0%}"]
+            parts.append(f"{_number(done)}/{_number(total)}")
+        else:
+            parts.append(_number(done))
+        if message is not None:
+            parts.append(str(message))
+        return "  ".join(parts)
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (OSError, ValueError):
+            return 80
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False

@@ -142,7 +142,8 @@ def load_target(spec: str) -> Any:
 def serve_command(args: argparse.Namespace) -> int:
     import logging
 
-    from ._cli import EXIT_OK, UsageError
+    from ._cli import EXIT_OK
+    from ._cli_params import UsageError
     from ._server import run
 
     try:

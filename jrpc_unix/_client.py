@@ -1,18 +1,17 @@
 """The trio client: many tasks calling at once over one connection, answers matched by id.
 
-``async with open_client(path) as client`` connects and runs two helper tasks for the block:
-a reader that feeds answers to the :class:`~._conversation.Conversation` and wakes the callers
-they complete, and a single writer, so writes never interleave and a cancelled caller never
-leaves half a request on the wire. Cancelling a waiting call (``trio.fail_after``) only stops
-the wait: the request was or will be sent whole, and its late answer is dropped.
+``async with open_client(path) as client`` connects and runs two helper tasks for the block (a
+reader and a writer: :mod:`._client_io`). Many tasks may call at once; a call's progress
+reports go to its ``progress`` callback; subscriptions are async iterators. A cancelled caller
+stops the server's work too (``rpc.cancel``), and its late answer is dropped
+(``client.dropped``).
 
 As trio asks, no method takes a ``timeout``: wrap calls in ``trio.fail_after``/``move_on_after``.
 """
 
 from __future__ import annotations
 
-import collections
-import math
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,48 +19,35 @@ from typing import Any
 
 import trio
 
+from ._async_subscription import AsyncSubscription
+from ._client_io import CLIENT_CLOSED, ClientConnection
 from ._connect import connect_address, connect_error
-from ._conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchange, Notification, make_params
-from ._errors import ConnectionClosedError, JrpcUnixError, ProtocolError
+from ._conversation import DEFAULT_MAX_ANSWER, Call
+from ._errors import ConnectionClosedError, ProtocolError, RpcError
+from ._feeds import END, PROGRESS, UNSUBSCRIBED, Feed
+from ._requests import Notification, make_params, response_from, seed_params
 from ._response import Response
-from ._sync_client import MAX_KEPT_NOTIFICATIONS, _seed_params, response_from
+from ._sync_io import Progress
 
-__all__ = ["AsyncClient", "open_client"]
-
-_CLIENT_CLOSED = "the client was closed"
+__all__ = ["AsyncClient", "AsyncSubscription", "open_client"]
 
 
-class _Outgoing:
-    __slots__ = ("data", "sent", "settled")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.sent = False
-        self.settled = trio.Event()  # written, or never will be
-
-
-class AsyncClient:
+class AsyncClient(ClientConnection):
     """One connection to a server; get one from :func:`open_client`. Safe for many tasks."""
-
-    def __init__(
-        self, path: str, stream: trio.SocketStream, max_message_size: int = DEFAULT_MAX_ANSWER
-    ) -> None:
-        self.path = path
-        self._stream = stream
-        self._conv = Conversation(max_message_size)
-        self._waiters: dict[Exchange, trio.Event] = {}
-        self._send_queue, self._queued = trio.open_memory_channel[_Outgoing](math.inf)
-        self._closed: str | ProtocolError | None = None  # why the connection is over
-        self._write_failed: str | None = None  # why nothing more can be sent
-        self._inbox: collections.deque[Notification] = collections.deque(maxlen=MAX_KEPT_NOTIFICATIONS)
-        self._arrived = trio.Event()
 
     # -- public API ------------------------------------------------------------------------
 
-    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` and return its result; raises RpcError if the server answers an error."""
-        exchange = await self._exchange(self._conv.call(method, make_params(args, kwargs)))
-        return exchange.result()
+    async def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` and return its result; raises RpcError if the server answers an error.
+
+        ``progress(done, total, message)`` is called for each progress report of this call, in
+        order, before ``call`` returns (the connection subscribes to ``progress`` once, first).
+        """
+        params = make_params(args, kwargs)
+        if progress is not None:
+            await self._subscribe_progress()
+        pair = self._conv.call(method, params, progress=progress is not None)
+        return (await self._exchange(pair, progress)).result()
 
     async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification; returns once it is written (no answer ever comes)."""
@@ -80,14 +66,24 @@ class AsyncClient:
 
     async def send(self, cmd: str, args: Any = None, respond: bool = True) -> Response | None:
         """The Go original's ``Send``: a Response for a call, None for ``respond=False``."""
-        params = _seed_params(args)
+        params = seed_params(args)
         if not respond:
             await self._write(self._conv.notify(cmd, params))
             return None
-        return response_from(await self._exchange(self._conv.call(cmd, params)))
+        exchange = await self._exchange(self._conv.call(cmd, params))
+        return response_from(exchange.outcomes[exchange.ids[0]])
+
+    def subscribe(self, topic: str, /, **params: Any) -> AsyncSubscription:
+        """``async with client.subscribe(topic, **params) as sub: async for data in sub: ...``
+
+        Entering calls ``rpc.subscribe`` (params: the topic's own, and ``queue_size``); leaving
+        sends ``rpc.unsubscribe`` as a notification, queued without waiting when the block is
+        left by an exception or a cancellation.
+        """
+        return AsyncSubscription(self, topic, params)
 
     async def wait_notification(self) -> Notification:
-        """The next notification the server sent (``rpc.event`` after ``rpc.subscribe``).
+        """The next notification the server sent that no :meth:`subscribe` claimed.
 
         Kept (the newest 10,000) until taken; raises ConnectionClosedError once the connection
         is over and none are left. Bound the wait with ``trio.fail_after`` if need be.
@@ -106,111 +102,51 @@ class AsyncClient:
         """How many answers arrived for calls nobody waited for any more (late answers)."""
         return self._conv.dropped
 
-    # -- sending and waiting ---------------------------------------------------------------
+    # -- subscriptions (for AsyncSubscription) ---------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed is not None:
-            raise self._closed_error()
-        if self._write_failed is not None:
-            raise ConnectionClosedError(f"{self.path}: {self._write_failed}")
+    async def open_feed(self, topic: str, params: dict[str, Any]) -> Feed:
+        exchange = await self._exchange(self._conv.subscribe(topic, params))
+        result = exchange.result()
+        if exchange.feed is None:
+            raise ProtocolError(f"rpc.subscribe answered without a subscription id: {result!r:.200}")
+        return exchange.feed
 
-    def _closed_error(self, label: str | None = None) -> JrpcUnixError:
-        reason = self._closed
-        if isinstance(reason, ProtocolError):
-            return ProtocolError(str(reason))
-        if label is None:
-            if reason == _CLIENT_CLOSED:
-                return ConnectionClosedError(f"the client for {self.path} is closed")
-            return ConnectionClosedError(f"{self.path}: {reason}")
-        said = self._conv.unattributed
-        suffix = f" (the server said: {said[-1]})" if said else ""
-        return ConnectionClosedError(f"{self.path}: {reason} before answering {label}{suffix}")
+    async def next_event(self, feed: Feed) -> Any:
+        """The next event of ``feed``; END once unsubscribed; ConnectionClosedError once the
+        connection is over."""
+        while not feed.events:
+            if feed.ended == UNSUBSCRIBED:
+                return END
+            if feed.ended is not None:
+                raise self._closed_error()
+            waiter = self._feed_waiters.get(feed)
+            if waiter is None:
+                waiter = self._feed_waiters[feed] = trio.Event()
+            await waiter.wait()
+        return feed.events.popleft()
 
-    async def _write(self, data: bytes) -> None:
-        self._check_open()
-        out = _Outgoing(data)
-        self._send_queue.send_nowait(out)
-        await out.settled.wait()
-        if not out.sent:
-            self._check_open()
-            raise ConnectionClosedError(f"{self.path}: the notification was not sent")
+    async def close_feed(self, feed: Feed, wait: bool = True) -> None:
+        """Unsubscribe (idempotent): ``rpc.unsubscribe`` as a notification, awaited until written,
+        or with ``wait=False`` queued without waiting (cleanup during a cancellation)."""
+        if feed.ended is not None:
+            return
+        data = self._conv.unsubscribe(feed)
+        self._wake_feed(feed)
+        if self._closed is not None or self._write_failed is not None:
+            return
+        if not wait:
+            self._queue_nowait(data)
+            return
+        with contextlib.suppress(ConnectionClosedError):  # the subscription ended with it
+            await self._write(data)
 
-    async def _exchange(self, pair: tuple[Exchange, bytes]) -> Exchange:
-        exchange, data = pair
-        self._check_open()
-        done = self._waiters[exchange] = trio.Event()
-        try:
-            self._send_queue.send_nowait(_Outgoing(data))
-            await done.wait()
-        finally:
-            del self._waiters[exchange]
-            if not exchange.done:
-                self._conv.abandon(exchange)  # cancelled: a late answer will be dropped
-        if not exchange.done:
-            raise self._closed_error(exchange.label)
-        return exchange
-
-    # -- the helper tasks ------------------------------------------------------------------
-
-    async def _write_loop(self) -> None:
-        batch: list[_Outgoing] = []
-        try:
-            async for out in self._queued:
-                batch = [out]
-                while True:
-                    try:
-                        batch.append(self._queued.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self._stream.send_all(b"".join(o.data for o in batch))
-                for o in batch:
-                    o.sent = True
-                    o.settled.set()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            # Callers keep waiting: the reader still delivers what the server said before it
-            # closed (an overloaded server's refusal), then ends them at EOF.
-            self._write_failed = f"writing failed ({exc or 'connection lost'})"
-            self._send_queue.close()
-            self._settle_queued()
-        finally:
-            for o in batch:
-                o.settled.set()
-
-    async def _read_loop(self) -> None:
-        conv = self._conv
-        try:
-            while True:
-                data = await self._stream.receive_some(65536)
-                for exchange in conv.receive_data(data) if data else conv.receive_eof():
-                    self._waiters[exchange].set()  # completed exchanges are always awaited
-                if conv.notifications:
-                    self._inbox.extend(conv.take_notifications())
-                    self._arrived.set()
-                    self._arrived = trio.Event()
-                if not data:
-                    self._shut("the server closed the connection")
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._shut(f"reading failed ({exc or 'connection lost'})")
-        except ProtocolError as exc:
-            self._shut(exc)
-
-    def _shut(self, reason: str | ProtocolError) -> None:
-        """The connection is over: fail every waiting caller and every queued write."""
-        if self._closed is None:
-            self._closed = reason
-        self._send_queue.close()
-        for event in self._waiters.values():
-            event.set()
-        self._arrived.set()
-        self._settle_queued()
-
-    def _settle_queued(self) -> None:
-        while True:
-            try:
-                self._queued.receive_nowait().settled.set()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
+    async def _subscribe_progress(self) -> None:
+        """Subscribe the connection to ``progress`` once, however many tasks ask at once."""
+        async with self._progress_lock:
+            if not self._conv.progress_subscribed:
+                exchange = await self._exchange(self._conv.subscribe(PROGRESS, visible=False))
+                with contextlib.suppress(RpcError):  # a server without progress: no reports
+                    exchange.result()
 
 
 @asynccontextmanager
@@ -243,7 +179,7 @@ async def open_client(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        client._shut(_CLIENT_CLOSED)
+        client._shut(CLIENT_CLOSED)
         with trio.CancelScope(shield=True):
             await stream.aclose()
     if failure is not None:

@@ -1,4 +1,5 @@
-"""Reaching a server's socket: the address to connect to, and why it could not be reached.
+"""Reaching a server's socket: the address to connect to, why it could not be reached, and the
+blocking client's small socket chores.
 
 Shared by both clients (and stdlib only, so the blocking client and the command line stay light).
 Messages are for a person at a terminal: they name the path and the reason in words.
@@ -8,13 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
+import select
+import socket
 import stat
+import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from ._errors import ConnectError
+from ._errors import ConnectError, ProtocolError
 
-__all__ = ["MAX_PATH_BYTES", "connect_address", "connect_error"]
+if TYPE_CHECKING:
+    from ._conversation import Conversation
+
+__all__ = [
+    "MAX_PATH_BYTES",
+    "connect_address",
+    "connect_error",
+    "drain",
+    "remaining",
+    "still_open",
+    "wait_readable",
+]
 
 #: sun_path holds 108 bytes on Linux, including the terminating NUL.
 MAX_PATH_BYTES = 107
@@ -79,3 +96,49 @@ def connect_error(path: str, exc: OSError) -> ConnectError:
     else:
         reason = exc.strerror or str(exc)
     return ConnectError(f"cannot connect to {path}: {reason}")
+
+
+# -- the blocking client's socket chores ---------------------------------------------------------
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a monotonic time; None: no limit), never quite zero."""
+    if deadline is None:
+        return None
+    return max(deadline - time.monotonic(), 0.000001)
+
+
+def wait_readable(sock: socket.socket, deadline: float | None) -> bool:
+    """Wait until ``sock`` has something to read (or EOF); False when the deadline passed.
+
+    Waiting in poll rather than in a blocking recv means Ctrl-C interrupts the wait, never a
+    read that already took bytes off the socket, so the client's stream stays in step.
+    """
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    if deadline is None:
+        return bool(poller.poll())
+    left = deadline - time.monotonic()
+    return left > 0 and bool(poller.poll(math.ceil(left * 1000)))
+
+
+def drain(sock: socket.socket, conv: Conversation) -> None:
+    """Feed ``conv`` whatever the closed peer sent and we have not read; never blocks."""
+    sock.settimeout(0.0)
+    try:
+        while data := sock.recv(65536):
+            conv.receive_data(data)
+        conv.receive_eof()
+    except (OSError, ProtocolError):
+        pass
+
+
+def still_open(sock: socket.socket) -> bool:
+    """False if the peer has closed (EOF waiting) or reset the connection; never blocks."""
+    sock.settimeout(0.0)  # with a timeout set, CPython would first wait for readability
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False

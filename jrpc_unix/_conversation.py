@@ -2,12 +2,14 @@
 
 Both clients drive the same :class:`Conversation` (the blocking one over ``socket``, the trio one
 over a stream), so ids, matching and error mapping behave identically. Requests are built by
-jsonrpcclient (its dicts, our ids) and encoded by :mod:`._codec`. An :class:`Exchange` is one
+jsonrpcclient (its dicts, our ids) and encoded by :mod:`._client_codec`. An :class:`Exchange` is one
 message that expects answers: a call, or a batch holding at least one call. Answers are matched
 by id; an answer nobody waits for any more (the caller was cancelled or timed out) is dropped.
 
-Lines with a ``method`` and no ``id`` are notifications from the server (``rpc.event`` after
-``rpc.subscribe``): they are kept for the driver in :attr:`Conversation.notifications`.
+Lines with a ``method`` and no ``id`` are notifications from the server. Those of a subscription
+opened with :meth:`Conversation.subscribe` go to its feed, and progress reports to the waiting
+call they name (:mod:`._feeds`), as each line is read; the rest are kept for the driver in
+:attr:`Conversation.notifications`.
 
 An error answer with ``"id": null`` cannot be matched (the server could not read the request's
 id: too large, unparseable, refused connection). When exactly one exchange is waiting it must be
@@ -18,14 +20,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import jsonrpcclient
 
-from ._codec import UnserializableError, dumps, loads
+from ._client_codec import UnserializableError, dumps, loads
 from ._errors import ProtocolError, RpcError
+from ._feeds import CLOSED, UNSUBSCRIBED, Feed, Feeds
 from ._framing import TOO_LONG, LineSplitter
+from ._requests import Call, Notification, Notify, Params, make_params
 
 __all__ = [
     "DEFAULT_MAX_ANSWER",
@@ -41,77 +44,24 @@ __all__ = [
 #: Longest answer line a client accepts, in bytes (answers can be larger than requests).
 DEFAULT_MAX_ANSWER: Final = 64 << 20
 
-Params = list[Any] | dict[str, Any] | None
 
-
-def make_params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Params:
-    """JSON-RPC params from Python call arguments: positional or named, never both."""
-    if args and kwargs:
-        raise TypeError("JSON-RPC params are either positional or named, not both")
-    if kwargs:
-        return kwargs
-    return list(args) if args else None
-
-
-class Notification(NamedTuple):
-    """A notification the server sent, such as ``rpc.event`` after ``rpc.subscribe``."""
-
-    method: str
-    params: Any
-
-
-class Call:
-    """One call inside a batch: ``Call("subtract", 5, 3)`` or ``Call("config.get", key="level")``."""
-
-    __slots__ = ("method", "params")
-    is_notification = False
-
-    def __init__(self, method: str, /, *args: Any, **kwargs: Any) -> None:
-        self.method = method
-        self.params = make_params(args, kwargs)
-
-    @classmethod
-    def with_params(cls, method: str, params: Params) -> Call:
-        """Build from a ready params value (a list, a dict or None)."""
-        item = cls(method)
-        item.params = params
-        return item
-
-    def __repr__(self) -> str:
-        """As it would be written: ``Call('subtract', 42, 23)``, ``Notify('config.set', key='x')``."""
-        name, params = type(self).__name__, self.params
-        if params is None:
-            return f"{name}({self.method!r})"
-        if isinstance(params, list):
-            return f"{name}({', '.join(map(repr, [self.method, *params]))})"
-        if all(k.isidentifier() for k in params):
-            return f"{name}({self.method!r}, {', '.join(f'{k}={v!r}' for k, v in params.items())})"
-        return f"{name}.with_params({self.method!r}, {params!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Call)
-        return (self.method, self.params) == (other.method, other.params)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class Notify(Call):
-    """One notification inside a batch: sent, never answered."""
-
-    __slots__ = ()
-    is_notification = True
-
-
-@dataclass(eq=False, slots=True)
 class Exchange:
     """A sent message waiting for its answers; ``outcomes`` follow the calls' order."""
 
-    label: str
-    ids: list[int]
-    outcomes: dict[int, Any] = field(default_factory=dict)  # id -> result, or an RpcError
-    raw: list[bytes] = field(default_factory=list)  # the answer line(s), for --raw and traces
+    __slots__ = ("feed", "ids", "label", "outcomes", "raw", "reports", "topic", "visible")
+
+    def __init__(
+        self, label: str, ids: list[int], *, progress: bool = False, topic: str | None = None
+    ) -> None:
+        self.label = label
+        self.ids = ids
+        self.outcomes: dict[int, Any] = {}  # id -> result, or an RpcError
+        self.raw: list[bytes] = []  # the answer line(s), for --raw and traces
+        #: Progress reports for this call, in arrival order (None: the caller did not ask).
+        self.reports: list[dict[str, Any]] | None = [] if progress else None
+        self.topic = topic  # an rpc.subscribe exchange: the topic (its feed opens on the answer)
+        self.visible = True  # False: the feed is the client's own (progress), not a reader's
+        self.feed: Feed | None = None
 
     @property
     def done(self) -> bool:
@@ -127,6 +77,9 @@ class Exchange:
         if isinstance(value, RpcError):
             raise value
         return value
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.label} ids={self.ids} {'done' if self.done else 'waiting'}>"
 
 
 def _encode(obj: Any, what: str) -> bytes:
@@ -177,21 +130,56 @@ class Conversation:
         self._ids = itertools.count(1)
         self._splitter = LineSplitter(max_message_size)
         self._waiting: dict[int, Exchange] = {}  # call id -> its exchange
+        self._orphans: set[int] = set()  # ids of rpc.subscribe calls abandoned before the answer
         self.max_message_size = max_message_size
         #: Answers that matched nobody (late answers after a cancel or a timeout).
         self.dropped = 0
         #: Error answers with a null id that no single waiting exchange could claim.
         self.unattributed: list[RpcError] = []
-        #: Notifications the server sent (``rpc.event`` after ``rpc.subscribe``), not yet taken.
+        #: Notifications the server sent that no subscription of ours claimed, not yet taken.
         self.notifications: list[Notification] = []
+        #: This connection's subscriptions (events routed as they are read).
+        self.feeds = Feeds()
+        #: Messages the driver should send on its own (ending subscriptions nobody waited for).
+        self.outgoing: list[bytes] = []
 
     # -- outgoing --------------------------------------------------------------------------
 
-    def call(self, method: str, params: Params = None) -> tuple[Exchange, bytes]:
-        """A call: the exchange to wait on, and the bytes to send."""
+    def call(self, method: str, params: Params = None, *, progress: bool = False) -> tuple[Exchange, bytes]:
+        """A call: the exchange to wait on, and the bytes to send.
+
+        With ``progress``, reports for this call collect in ``exchange.reports`` (the caller
+        must have subscribed the connection to the ``progress`` topic: :meth:`subscribe`).
+        """
         rid = next(self._ids)
         data = _encode(_request(method, params, rid), repr(method))
-        return self._open(Exchange(repr(method), [rid])), data
+        return self._open(Exchange(repr(method), [rid], progress=progress)), data
+
+    def subscribe(
+        self, topic: str, params: dict[str, Any] | None = None, *, visible: bool = True
+    ) -> tuple[Exchange, bytes]:
+        """Call ``rpc.subscribe``; its feed opens as soon as the answer is read (``exchange.feed``),
+        so events right behind the answer already land in it. ``visible=False``: a feed only for
+        progress reports of this client's calls, keeping no events."""
+        rid = next(self._ids)
+        data = _encode(_request("rpc.subscribe", {**(params or {}), "topic": topic}, rid), repr(topic))
+        exchange = Exchange(f"the subscription to {topic!r}", [rid], topic=topic)
+        exchange.visible = visible
+        return self._open(exchange), data
+
+    def unsubscribe(self, feed: Feed) -> bytes:
+        """End ``feed`` here at once (late events are dropped) and the bytes telling the server.
+
+        ``rpc.unsubscribe`` goes as a notification: there is no answer to wait for, and as a
+        barrier it takes effect before anything sent after it on the connection.
+        """
+        self.feeds.end(feed, UNSUBSCRIBED)
+        return self.notify("rpc.unsubscribe", {"subscription": feed.id})
+
+    @property
+    def progress_subscribed(self) -> bool:
+        """Whether the server sends this connection's progress reports to a feed of ours."""
+        return self.feeds.progress is not None
 
     def notify(self, method: str, params: Params = None) -> bytes:
         """A notification: just the bytes to send; no answer will come."""
@@ -222,11 +210,15 @@ class Conversation:
             self._waiting[rid] = exchange
         return exchange
 
-    def abandon(self, exchange: Exchange) -> None:
-        """Stop waiting for ``exchange`` (cancelled, timed out): its late answers are dropped."""
+    def abandon(self, exchange: Exchange, *, sent: bool = True) -> None:
+        """Stop waiting for ``exchange`` (cancelled, timed out): its late answers are dropped.
+
+        A subscription whose answer comes late is ended at once (see :attr:`outgoing`)."""
         for rid in exchange.ids:
             if self._waiting.get(rid) is exchange:
                 del self._waiting[rid]
+                if sent and exchange.topic is not None and not exchange.done:
+                    self._orphans.add(rid)
 
     @property
     def waiting(self) -> list[Exchange]:
@@ -234,9 +226,13 @@ class Conversation:
         return list(dict.fromkeys(self._waiting.values()))
 
     def reset(self) -> list[Exchange]:
-        """The connection is gone: forget partial input and return the exchanges left waiting."""
+        """The connection is gone: forget partial input, end every subscription, and return
+        the exchanges left waiting."""
         left = self.waiting
         self._waiting.clear()
+        self._orphans.clear()
+        self.outgoing.clear()
+        self.feeds.end_all(CLOSED)
         self._splitter = LineSplitter(self.max_message_size)
         return left
 
@@ -278,9 +274,11 @@ class Conversation:
         return completed
 
     def _notification(self, obj: dict[str, Any]) -> None:
-        if obj.get("jsonrpc") != "2.0" or type(obj["method"]) is not str:
+        method, params = obj["method"], obj.get("params")
+        if obj.get("jsonrpc") != "2.0" or type(method) is not str:
             raise ProtocolError(f"the server sent a malformed notification: {obj!r:.200}")
-        self.notifications.append(Notification(obj["method"], obj.get("params")))
+        if not self.feeds.route(method, params, self._waiting.get):
+            self.notifications.append(Notification(method, params))
 
     def take_notifications(self) -> list[Notification]:
         """The notifications received since the last call, oldest first."""
@@ -294,9 +292,26 @@ class Conversation:
         exchange = self._waiting.get(rid) if type(rid) is int else None
         if exchange is None or rid in exchange.outcomes:
             self.dropped += 1
+            if rid in self._orphans:
+                self._orphaned(rid, answer.get("result"))
             return None
-        exchange.outcomes[rid] = _to_error(answer) if "error" in answer else answer["result"]
+        if "error" in answer:
+            exchange.outcomes[rid] = _to_error(answer)
+            return exchange
+        result = exchange.outcomes[rid] = answer["result"]
+        if exchange.topic is not None:
+            sub_id = result.get("subscription") if type(result) is dict else None
+            if type(sub_id) is str:
+                exchange.feed = self.feeds.open(sub_id, exchange.topic, exchange.visible)
         return exchange
+
+    def _orphaned(self, rid: int, result: Any) -> None:
+        """A subscription nobody waits for any more: end it on the server, drop its events."""
+        self._orphans.discard(rid)
+        sub_id = result.get("subscription") if type(result) is dict else None
+        if type(sub_id) is str:
+            self.feeds.forget(sub_id)
+            self.outgoing.append(self.notify("rpc.unsubscribe", {"subscription": sub_id}))
 
     def _settle_unmatched(self, error: RpcError | None) -> Exchange | None:
         if error is None:  # a result with a null id answers nothing we sent

@@ -436,19 +436,140 @@ def test_a_closed_pipe_is_not_an_error(shared_demo: DemoProcess) -> None:
 
 
 def test_client_commands_import_neither_trio_nor_jsonrpcserver(shared_demo: DemoProcess) -> None:
+    """Start-up: ``call`` loads no server, no orjson, no argparse (and what those pull in)."""
     code = (
         "import sys\n"
         "from jrpc_unix._cli import main\n"
         f"assert main(['call', {shared_demo.path!r}, 'ping']) == 0\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = {'trio', 'jsonrpcserver', 'oslash', 'jsonschema', 'orjson', 'argparse', 'dataclasses',\n"
+        "         'inspect', 'threading', 'signal', 'shutil', 'shlex', 'jrpc_unix._codec'}\n"
+        "print('call:', sorted((loaded | set(sys.modules)) & heavy))\n"
         f"assert main(['methods', {shared_demo.path!r}]) == 0\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
-        "heavy = sorted(loaded & {'trio', 'jsonrpcserver', 'oslash', 'jsonschema'})\n"
-        "print('heavy:', heavy)\n"
+        "print('methods:', sorted(loaded & {'trio', 'jsonrpcserver', 'oslash', 'jsonschema', 'orjson'}))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=True
     )
-    assert proc.stdout.splitlines()[-1] == "heavy: []"
+    report = [line for line in proc.stdout.splitlines() if line.startswith(("call:", "methods:"))]
+    assert report == ["call: []", "methods: []"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["call", "S", "ping"],
+        ["call", "S", "subtract", "42", "23"],
+        ["call", "S", "subtract", "-5", "-3.5", "-.5"],
+        ["call", "S", "config.get", "key=level"],
+        ["call", "S", "echo", "-"],
+        ["call", "-", "echo", "", "a b", "[1, 2]", '{"a": 1}', "x=-y"],
+        ["notify", "S", "config.set", "key=level", "value=debug"],
+        ["notify", "S", "update", "1", "-2"],
+    ],
+)
+def test_the_fast_command_line_reads_as_argparse_does(argv: list[str]) -> None:
+    from jrpc_unix._cli import quick_args
+    from jrpc_unix._cli_parser import build_parser
+
+    quick = quick_args(argv)
+    assert quick is not None
+    assert vars(quick) == vars(build_parser(serve=False).parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["call", "S"],
+        ["call", "--raw", "S", "ping"],
+        ["call", "S", "ping", "--pretty"],
+        ["call", "S", "echo", "-x"],
+        ["call", "S", "echo", "-1e5"],
+        ["call", "S", "echo", "--"],
+        ["call", "S", "echo", "-1."],
+        ["notify", "-k", "S", "m"],
+        ["stats", "S", "x"],
+        ["watch", "S", "t"],
+        [],
+    ],
+)
+def test_anything_else_goes_to_argparse(argv: list[str]) -> None:
+    from jrpc_unix._cli import quick_args
+
+    assert quick_args(argv) is None
+
+
+def test_stats_table_renders_every_figure() -> None:
+    from jrpc_unix._cli_text import render_stats
+
+    figures = {
+        "server": {
+            "uptime_s": 3725.5,
+            "connections": {"open": 2, "total": 1234, "rejected": {"max_connections": 1}},
+            "calls": 1200,
+            "notifications": 4,
+            "errors": 3,
+            "in_flight": 0,
+            "subscriptions": 1,
+            "events_dropped": 0,
+            "rejected_requests": {},
+            "new_figure": [1, 2],
+        },
+        "methods": {
+            "ping": {
+                "calls": 1199,
+                "notifications": 0,
+                "errors": 0,
+                "latency_us": {"count": 1199, "mean": 3.1, "p50": 2.9, "p99": 10.2},
+            },
+            "rpc.stats": {"calls": 1, "notifications": 4, "errors": 3, "latency_us": {}},
+        },
+        "service": {"counter": 3},
+    }
+    assert render_stats(figures) == (
+        "uptime             1 h 2 min 5 s\n"
+        "connections        2 open, 1,234 total, rejected: max_connections 1\n"
+        "calls              1,200\n"
+        "notifications      4\n"
+        "errors             3\n"
+        "in flight          0\n"
+        "subscriptions      1\n"
+        "events dropped     0\n"
+        "rejected requests  none\n"
+        "new_figure         [1, 2]\n"
+        "\n"
+        "method     calls  notifs  errors  mean us  p50 us  p99 us\n"
+        "ping       1,199       0       0      3.1     2.9    10.2\n"
+        "rpc.stats      1       4       3        -       -       -\n"
+        "\n"
+        'service            {"counter": 3}'
+    )
+    assert render_stats({"not": "stats"}) is None
+    assert render_stats([1]) is None
+    assert render_stats({"server": {"uptime_s": 0.25}}) == "uptime             0.2 s"
+
+
+def test_progress_bar_lines() -> None:
+    from jrpc_unix._cli_render import ProgressBar
+
+    bar = ProgressBar(io.StringIO(), width=10)
+    assert bar.line(3, 10, "step 3") == "[###.......]   30%  3/10  step 3"
+    assert bar.line(2.5, 5, None) == "[#####.....]   50%  2.5/5"
+    assert bar.line(12, 10, None) == "[##########]  100%  12/10"
+    assert bar.line(7, None, "seven") == "7  seven"
+    assert bar.line(7, 0, None) == "7"
+    bar(1, 2, "x")
+    bar.clear()
+    bar.clear()
+    assert bar.stream.getvalue() == "\r[#####.....]   50%  1/2  x\x1b[K\r\x1b[K"  # type: ignore[attr-defined]
+
+
+def test_stats_table_on_request(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "stats", shared_demo.path, "--table")
+    assert (code, err) == (0, "")
+    assert out.startswith("uptime ")
+    assert "\nmethod " in out
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")

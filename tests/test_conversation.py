@@ -308,3 +308,158 @@ def test_big_integers_and_unicode_round_trip_exactly() -> None:
     assert sent(data)["params"] == [big, "☃", -0.5]
     conv.receive_data(result_line(1, [big, "☃"]))
     assert call.result() == [big, "☃"]
+
+
+# -- pushed events: subscriptions and progress (jrpc_unix._feeds) ---------------------------------
+
+
+def event_line(sub: str, data: Any, topic: str = "t") -> bytes:
+    params = {"subscription": sub, "topic": topic, "data": data}
+    return json.dumps({"jsonrpc": "2.0", "method": "rpc.event", "params": params}).encode() + b"\n"
+
+
+def dropped_line(sub: str, count: int, topic: str = "t") -> bytes:
+    params = {"subscription": sub, "topic": topic, "count": count}
+    return json.dumps({"jsonrpc": "2.0", "method": "rpc.dropped", "params": params}).encode() + b"\n"
+
+
+def test_subscribe_sends_rpc_subscribe_with_the_topic_and_its_params() -> None:
+    conv = Conversation()
+    _, data = conv.subscribe("stats", {"interval": 0.5, "queue_size": 3})
+    assert sent(data) == {
+        "jsonrpc": "2.0",
+        "method": "rpc.subscribe",
+        "params": {"interval": 0.5, "queue_size": 3, "topic": "stats"},
+        "id": 1,
+    }
+
+
+def test_events_right_behind_the_subscribe_answer_land_in_its_feed() -> None:
+    """The answer and the first events in one read: routing happens line by line."""
+    conv = Conversation()
+    exchange, _ = conv.subscribe("t")
+    chunk = result_line(1, {"subscription": "s7", "topic": "t"}) + event_line("s7", 1) + event_line("s7", 2)
+    assert conv.receive_data(chunk) == [exchange]
+    assert exchange.feed is not None
+    assert (exchange.feed.id, exchange.feed.topic, list(exchange.feed.events)) == ("s7", "t", [1, 2])
+    assert conv.take_notifications() == []
+
+
+def test_feeds_are_routed_by_subscription_and_the_rest_goes_to_the_inbox() -> None:
+    conv = Conversation()
+    a, _ = conv.subscribe("t")
+    b, _ = conv.subscribe("u")
+    conv.receive_data(result_line(1, {"subscription": "s1"}) + result_line(2, {"subscription": "s2"}))
+    conv.receive_data(event_line("s2", "b1") + event_line("s1", "a1") + event_line("s9", "other"))
+    conv.receive_data(b'{"jsonrpc":"2.0","method":"hello","params":[1]}\n')
+    assert a.feed is not None
+    assert b.feed is not None
+    assert (list(a.feed.events), list(b.feed.events)) == (["a1"], ["b1"])
+    assert [n.method for n in conv.take_notifications()] == ["rpc.event", "hello"]
+    assert conv.feeds.take_touched() == {a.feed, b.feed}
+
+
+def test_dropped_notices_add_up_and_late_events_after_unsubscribe_are_dropped() -> None:
+    conv = Conversation()
+    exchange, _ = conv.subscribe("t")
+    conv.receive_data(result_line(1, {"subscription": "s1"}))
+    feed = exchange.feed
+    assert feed is not None
+    conv.receive_data(dropped_line("s1", 7) + event_line("s1", 8) + dropped_line("s1", 2))
+    assert (feed.dropped, list(feed.events)) == (9, [8])
+    assert sent(conv.unsubscribe(feed)) == {
+        "jsonrpc": "2.0",
+        "method": "rpc.unsubscribe",
+        "params": {"subscription": "s1"},
+    }
+    assert feed.ended == "unsubscribed"
+    conv.receive_data(event_line("s1", 9) + dropped_line("s1", 1))
+    assert (list(feed.events), feed.dropped, conv.feeds.stray) == ([], 9, 2), "unread events go too"
+    assert conv.take_notifications() == []
+
+
+def test_progress_reports_go_to_the_call_they_name() -> None:
+    conv = Conversation()
+    conv.subscribe("progress", visible=False)
+    conv.receive_data(result_line(1, {"subscription": "s1", "topic": "progress"}))
+    assert conv.progress_subscribed
+    mine, _ = conv.call("work", [3], progress=True)
+    other, _ = conv.call("work", [1])
+    reports = [event_line("s1", {"id": 2, "done": i, "total": 3}, "progress") for i in (1, 2)]
+    reports.append(event_line("s1", {"id": 3, "done": 1}, "progress"))  # its caller did not ask
+    conv.receive_data(b"".join(reports))
+    assert mine.reports == [{"id": 2, "done": 1, "total": 3}, {"id": 2, "done": 2, "total": 3}]
+    assert other.reports is None
+    assert conv.feeds.take_touched() == {mine}
+    assert conv.take_notifications() == []
+    conv.receive_data(result_line(2, "done") + event_line("s1", {"id": 2, "done": 3}, "progress"))
+    assert mine.result() == "done"
+    assert len(mine.reports) == 2, "a report for a finished call is dropped"
+
+
+def test_reset_ends_every_feed_and_the_progress_subscription() -> None:
+    conv = Conversation()
+    exchange, _ = conv.subscribe("progress")
+    conv.receive_data(result_line(1, {"subscription": "s1"}))
+    assert conv.progress_subscribed
+    conv.reset()
+    assert exchange.feed is not None
+    assert exchange.feed.ended == "closed"
+    assert not conv.progress_subscribed
+
+
+def test_a_subscription_answered_after_its_caller_gave_up_is_ended() -> None:
+    conv = Conversation()
+    exchange, _ = conv.subscribe("t")
+    conv.abandon(exchange)
+    conv.receive_data(result_line(1, {"subscription": "s4"}) + event_line("s4", 1))
+    assert [sent(line) for line in conv.outgoing] == [
+        {"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"subscription": "s4"}}
+    ]
+    assert (conv.dropped, conv.feeds.stray, conv.take_notifications()) == (1, 1, [])
+
+
+def test_an_unsent_subscribe_given_up_leaves_nothing_behind() -> None:
+    conv = Conversation()
+    exchange, _ = conv.subscribe("t")
+    conv.abandon(exchange, sent=False)
+    conv.receive_data(result_line(1, {"subscription": "s4"}))
+    assert conv.outgoing == []
+
+
+def test_malformed_pushes_are_plain_notifications() -> None:
+    conv = Conversation()
+    conv.subscribe("t")
+    conv.receive_data(result_line(1, {"subscription": "s1"}))
+    conv.receive_data(b'{"jsonrpc":"2.0","method":"rpc.event","params":["s1"]}\n')
+    conv.receive_data(b'{"jsonrpc":"2.0","method":"rpc.event","params":{"subscription":1}}\n')
+    assert len(conv.take_notifications()) == 2
+
+
+# -- the client's JSON (jrpc_unix._client_codec) ---------------------------------------------------
+
+
+def test_client_codec_is_exact_and_strict() -> None:
+    from jrpc_unix._client_codec import UnserializableError, dumps, loads
+
+    big = 2**200 + 1
+    assert loads(dumps([big, -big, 0.1, "☃", {"k": None}])) == [big, -big, 0.1, "☃", {"k": None}]
+    assert dumps("☃\n") == '"☃\\n"'.encode()
+    assert dumps("\ud800") == b'"\\ud800"', "a lone surrogate is only valid JSON escaped"
+    for bad in (float("nan"), float("inf"), [float("-inf")], object(), {"a": {1, 2}}):
+        with pytest.raises(UnserializableError):
+            dumps(bad)
+    for text, reason in [
+        (b"NaN", "NaN is not valid JSON"),
+        (b"[Infinity]", "Infinity is not valid JSON"),
+        (b"-Infinity", "-Infinity is not valid JSON"),
+        (b"1e999", "number 1e999 is out of range"),
+        (b"\xff", "can't decode byte 0xff"),
+        (b"[1,]", "Expecting value"),
+        (b"\xef\xbb\xbf1", "Expecting value"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            loads(text)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads(deep)

@@ -1,0 +1,362 @@
+"""Progress reports and cancellation over real sockets: raw lines, the trio client, the blocking one.
+
+The server runs in the test's trio run; its handlers record what happened to them (entered,
+cancelled, finished) in trio Events the test waits on, so "the server saw the cancel" is a fact
+the handler reports, not a guess from elapsed time. The blocking client runs in a worker thread
+(``trio.to_thread``) against the same server.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+from helpers import TIMEOUT, TrioLineClient
+
+from jrpc_unix import (
+    Call,
+    Client,
+    Methods,
+    RpcError,
+    RpcTimeoutError,
+    Server,
+    current_context,
+    open_client,
+    serve,
+)
+
+
+class Record:
+    """``record["entered", name]``, ``["cancelled", name]``, ``["finished", name]``,
+    ``["open", name]`` (the test sets it to let the handler finish): trio Events."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str], trio.Event] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> trio.Event:
+        return self.events.setdefault(key, trio.Event())
+
+    def happened(self, what: str, name: str) -> bool:
+        return self[what, name].is_set()
+
+
+def make_methods(record: Record) -> Methods:
+    methods = Methods()
+
+    async def held(name: str) -> str:
+        record["entered", name].set()
+        try:
+            await record["open", name].wait()
+        except trio.Cancelled:
+            record["cancelled", name].set()
+            raise
+        record["finished", name].set()
+        return name
+
+    methods.add("hold")(held)
+    methods.add("hold_rtc", run_to_completion=True)(held)
+
+    @methods.add
+    async def steps(n: int) -> int:
+        """n progress reports with a checkpoint between each, then the answer."""
+        ctx = current_context()
+        try:
+            for i in range(1, n + 1):
+                ctx.progress(i, n, f"step {i}")
+                await trio.lowlevel.checkpoint()
+        except trio.Cancelled:
+            record["cancelled", "steps"].set()
+            raise
+        return n
+
+    @methods.add
+    def quick(n: int) -> int:
+        """Reports and answers in one step (an inline handler)."""
+        ctx = current_context()
+        for i in range(1, n + 1):
+            ctx.progress(i, n)
+        return n
+
+    @methods.add(blocking=True)
+    def threaded(n: int) -> int:
+        """Reports from a worker thread."""
+        ctx = current_context()
+        for i in range(1, n + 1):
+            ctx.progress(i, None, f"{i} done")
+        return n
+
+    @methods.add
+    def ping() -> str:
+        return "pong"
+
+    return methods
+
+
+@pytest.fixture
+def record() -> Record:
+    return Record()
+
+
+@pytest.fixture
+async def server(sock_path: str, record: Record) -> AsyncIterator[Server]:
+    async with trio.open_nursery() as nursery:
+        started: Server = await nursery.start(functools.partial(serve, sock_path, make_methods(record)))
+        yield started
+        nursery.cancel_scope.cancel()
+
+
+def calls(server: Server, method: str) -> int:
+    entry = server.stats.methods.get(method)
+    return 0 if entry is None else entry.calls
+
+
+def notifications(server: Server, method: str) -> int:
+    entry = server.stats.methods.get(method)
+    return 0 if entry is None else entry.notifications
+
+
+async def raw_client(path: str) -> TrioLineClient:
+    return await TrioLineClient.connect(path)
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["steps", "quick", "threaded"])
+async def test_every_report_precedes_the_answer_on_the_wire(
+    server: Server, sock_path: str, method: str
+) -> None:
+    raw = await raw_client(sock_path)
+    sub = (await raw.call("rpc.subscribe", {"topic": "progress"}, rid=1))["result"]["subscription"]
+    await raw.send({"jsonrpc": "2.0", "method": method, "params": [5], "id": 2})
+    lines = [await raw.read_json()]
+    while "id" not in lines[-1]:
+        lines.append(await raw.read_json())
+    assert lines[-1] == {"jsonrpc": "2.0", "result": 5, "id": 2}
+    reports = [line["params"] for line in lines[:-1]]
+    assert [r["subscription"] for r in reports] == [sub] * 5
+    assert [(r["data"]["id"], r["data"]["done"]) for r in reports] == [(2, i) for i in range(1, 6)]
+    await raw.aclose()
+
+
+async def test_no_subscription_no_reports(server: Server, sock_path: str) -> None:
+    raw = await raw_client(sock_path)
+    assert await raw.call("steps", [3], rid=4) == {"jsonrpc": "2.0", "result": 3, "id": 4}
+    assert await raw.call("ping", rid=5) == {"jsonrpc": "2.0", "result": "pong", "id": 5}
+    await raw.aclose()
+
+
+async def test_trio_progress_callbacks_get_their_own_reports_in_order(server: Server, sock_path: str) -> None:
+    seen: dict[int, list[tuple[Any, Any, Any]]] = {3: [], 5: []}
+    async with open_client(sock_path) as client:
+
+        async def one(n: int) -> None:
+            result = await client.call("steps", n, progress=lambda *report: seen[n].append(report))
+            assert result == n
+            assert len(seen[n]) == n, "every report was handed on before call returned"
+
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one, 3)
+                nursery.start_soon(one, 5)
+            assert await client.call("threaded", 2, progress=lambda *r: seen[3].append(r)) == 2
+    assert seen[5] == [(i, 5, f"step {i}") for i in range(1, 6)]
+    assert seen[3] == [
+        (1, 3, "step 1"),
+        (2, 3, "step 2"),
+        (3, 3, "step 3"),
+        (1, None, "1 done"),
+        (2, None, "2 done"),
+    ]
+    assert calls(server, "rpc.subscribe") == 1, "one progress subscription per connection, however many ask"
+
+
+async def test_trio_progress_callback_failing_cancels_the_call(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    def fail(done: Any, total: Any, message: Any) -> None:
+        raise ValueError(f"callback saw {done}")
+
+    async with open_client(sock_path) as client:
+        with trio.fail_after(TIMEOUT):
+            with pytest.raises(ValueError, match=r"^callback saw 1$"):
+                await client.call("steps", 1000, progress=fail)
+            await record["cancelled", "steps"].wait()
+            assert await client.call("ping") == "pong"
+
+
+async def test_blocking_client_progress(server: Server, sock_path: str, record: Record) -> None:
+    def scenario() -> tuple[list[Any], list[Any]]:
+        first: list[Any] = []
+        second: list[Any] = []
+        with Client(sock_path, timeout=TIMEOUT) as client:
+            assert client.call("steps", 3, progress=lambda *r: first.append(r)) == 3
+            assert client.call("quick", 2, progress=lambda *r: second.append(r)) == 2
+            assert client.call("steps", 2) == 2  # its reports are not asked for: none leak out
+            with pytest.raises(RpcTimeoutError):
+                client.wait_notification(timeout=0.05)
+            client.timeout = 0.05
+            with pytest.raises(RpcTimeoutError):  # closes the connection, and its subscription
+                client.call("hold", "slow")
+            client.timeout = TIMEOUT
+            assert client.call("quick", 1, progress=lambda *r: second.append(r)) == 1
+        return first, second
+
+    with trio.fail_after(TIMEOUT):
+        first, second = await trio.to_thread.run_sync(scenario)
+    assert first == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    assert second == [(1, 2, None), (2, 2, None), (1, 1, None)]
+    assert calls(server, "rpc.subscribe") == 2, "once per connection: again after the reconnect"
+
+
+async def test_blocking_client_progress_callback_failing(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    def scenario() -> None:
+        with Client(sock_path, timeout=TIMEOUT) as client:
+            with pytest.raises(ZeroDivisionError):
+                client.call("steps", 1000, progress=lambda *r: 1 / 0)
+            assert client.call("ping") == "pong"  # on a new connection
+
+    with trio.fail_after(TIMEOUT):
+        await trio.to_thread.run_sync(scenario)
+        await record["cancelled", "steps"].wait()  # the dropped connection cancelled it
+    assert server.stats.connections_total == 2
+
+
+# -- cancellation by rpc.cancel ----------------------------------------------------------------
+
+
+async def test_rpc_cancel_as_a_notification(server: Server, sock_path: str, record: Record) -> None:
+    raw = await raw_client(sock_path)
+    await raw.send({"jsonrpc": "2.0", "method": "hold", "params": ["a"], "id": 7})
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "a"].wait()
+    await raw.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": 7}})
+    assert await raw.read_json() == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32005, "message": "Cancelled", "data": "hold was cancelled"},
+        "id": 7,
+    }
+    assert record.happened("cancelled", "a")
+    assert not record.happened("finished", "a")
+    await raw.aclose()
+
+
+async def test_rpc_cancel_as_a_call(server: Server, sock_path: str, record: Record) -> None:
+    raw = await raw_client(sock_path)
+    await raw.send({"jsonrpc": "2.0", "method": "hold", "params": ["b"], "id": "x"})
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "b"].wait()
+    await raw.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": "x"}, "id": 9})
+    answers = {a["id"]: a for a in [await raw.read_json(), await raw.read_json()]}
+    assert answers[9] == {"jsonrpc": "2.0", "result": True, "id": 9}
+    assert answers["x"]["error"]["code"] == -32005
+    assert await raw.call("rpc.cancel", {"id": 12345}, rid=10) == {
+        "jsonrpc": "2.0",
+        "result": False,
+        "id": 10,
+    }
+    await raw.aclose()
+
+
+# -- cancellation by disconnect ----------------------------------------------------------------
+
+
+async def test_disconnect_cancels_calls_but_not_run_to_completion_ones(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    raw = await raw_client(sock_path)
+    await raw.send({"jsonrpc": "2.0", "method": "hold", "params": ["c"], "id": 1})
+    await raw.send({"jsonrpc": "2.0", "method": "hold_rtc", "params": ["d"], "id": 2})
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "c"].wait()
+        await record["entered", "d"].wait()
+        await raw.aclose()
+        await record["cancelled", "c"].wait()  # the server noticed the disconnect...
+        await trio.testing.wait_all_tasks_blocked()
+        assert not record.happened("cancelled", "d")  # ...and left the run-to-completion call alone
+        record["open", "d"].set()
+        await record["finished", "d"].wait()
+    assert server.stats.in_flight == 0
+
+
+async def test_blocking_client_timeout_drops_the_connection_and_the_call(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    def call(method: str, name: str) -> None:
+        with Client(sock_path, timeout=0.05) as client, pytest.raises(RpcTimeoutError):
+            client.call(method, name)
+
+    with trio.fail_after(TIMEOUT):
+        await trio.to_thread.run_sync(call, "hold", "e")
+        await record["cancelled", "e"].wait()
+        await trio.to_thread.run_sync(call, "hold_rtc", "f")
+        await trio.testing.wait_all_tasks_blocked()
+        assert not record.happened("cancelled", "f")
+        record["open", "f"].set()
+        await record["finished", "f"].wait()
+
+
+# -- the trio client cancels what its callers give up ------------------------------------------
+
+
+async def test_a_cancelled_caller_sends_rpc_cancel_without_waiting(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    async with open_client(sock_path) as client:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(client.call, "hold", "g"))
+                await record["entered", "g"].wait()
+                nursery.cancel_scope.cancel()  # the caller unwinds at once: nothing to wait for
+            await record["cancelled", "g"].wait()  # the server got rpc.cancel and stopped it
+            assert await client.call("ping") == "pong"
+        assert client.dropped == 1, "its late -32005 answer reached nobody"
+        assert notifications(server, "rpc.cancel") == 1
+
+
+async def test_a_request_cancelled_before_it_is_written_is_never_sent(server: Server, sock_path: str) -> None:
+    async with open_client(sock_path) as client:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await client.call("hold", "never")
+        assert scope.cancelled_caught
+        with trio.fail_after(TIMEOUT):
+            assert await client.call("ping") == "pong"
+        assert calls(server, "hold") == 0
+        assert notifications(server, "rpc.cancel") == 0
+        assert client.dropped == 0
+
+
+async def test_a_cancelled_batch_cancels_each_call(server: Server, sock_path: str, record: Record) -> None:
+    async with open_client(sock_path) as client:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.batch, Call("hold", "h"), Call("hold", "i"), Call("ping"))
+                await record["entered", "h"].wait()
+                await record["entered", "i"].wait()
+                nursery.cancel_scope.cancel()
+            await record["cancelled", "h"].wait()
+            await record["cancelled", "i"].wait()
+            assert await client.call("ping") == "pong"
+        # a batch is answered as one array: all three calls were unanswered, ping included
+        assert notifications(server, "rpc.cancel") == 3
+
+
+async def test_a_timed_out_call_leaves_the_client_usable(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    async with open_client(sock_path) as client:
+        with trio.move_on_after(0.05):
+            await client.call("hold", "j")
+        with trio.fail_after(TIMEOUT):
+            await record["cancelled", "j"].wait()
+            assert await client.call("ping") == "pong"
+        with pytest.raises(RpcError, match=r"^\[-32601\] Method not found$"):
+            await client.call("nope")
