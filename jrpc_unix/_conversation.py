@@ -24,11 +24,11 @@ from typing import Any, Final
 
 import jsonrpcclient
 
-from ._client_codec import UnserializableError, dumps, loads
+from ._client_codec import loads
 from ._errors import ProtocolError, RpcError
 from ._feeds import CLOSED, UNSUBSCRIBED, Feed, Feeds
 from ._framing import TOO_LONG, LineSplitter
-from ._requests import Call, Notification, Notify, Params, make_params
+from ._requests import Call, Notification, Notify, Params, encode, make_params, notification_obj, request_obj
 
 __all__ = [
     "DEFAULT_MAX_ANSWER",
@@ -82,28 +82,6 @@ class Exchange:
         return f"<Exchange {self.label} ids={self.ids} {'done' if self.done else 'waiting'}>"
 
 
-def _encode(obj: Any, what: str) -> bytes:
-    try:
-        return dumps(obj) + b"\n"
-    except UnserializableError as exc:
-        raise TypeError(f"cannot send {what}: its params are not JSON ({exc})") from None
-
-
-def _checked(method: str, params: Params) -> dict[str, Any] | tuple[Any, ...] | None:
-    """jsonrpcclient's params form (it drops empty params, which JSON-RPC allows)."""
-    if type(method) is not str:
-        raise TypeError(f"method name must be a str, not {type(method).__name__}")
-    return tuple(params) if isinstance(params, list) else params
-
-
-def _request(method: str, params: Params, rid: int) -> dict[str, Any]:
-    return jsonrpcclient.request(method, _checked(method, params), id=rid)
-
-
-def _notification(method: str, params: Params) -> dict[str, Any]:
-    return jsonrpcclient.notification(method, _checked(method, params))
-
-
 def _to_error(obj: dict[str, Any]) -> RpcError:
     answer = jsonrpcclient.parse(obj)
     assert isinstance(answer, jsonrpcclient.Error)
@@ -152,7 +130,7 @@ class Conversation:
         must have subscribed the connection to the ``progress`` topic: :meth:`subscribe`).
         """
         rid = next(self._ids)
-        data = _encode(_request(method, params, rid), repr(method))
+        data = encode(request_obj(method, params, rid), repr(method))
         return self._open(Exchange(repr(method), [rid], progress=progress)), data
 
     def subscribe(
@@ -162,7 +140,7 @@ class Conversation:
         so events right behind the answer already land in it. ``visible=False``: a feed only for
         progress reports of this client's calls, keeping no events."""
         rid = next(self._ids)
-        data = _encode(_request("rpc.subscribe", {**(params or {}), "topic": topic}, rid), repr(topic))
+        data = encode(request_obj("rpc.subscribe", {**(params or {}), "topic": topic}, rid), repr(topic))
         exchange = Exchange(f"the subscription to {topic!r}", [rid], topic=topic)
         exchange.visible = visible
         return self._open(exchange), data
@@ -183,7 +161,7 @@ class Conversation:
 
     def notify(self, method: str, params: Params = None) -> bytes:
         """A notification: just the bytes to send; no answer will come."""
-        return _encode(_notification(method, params), repr(method))
+        return encode(notification_obj(method, params), repr(method))
 
     def batch(self, items: Iterable[Call]) -> tuple[Exchange | None, bytes]:
         """A batch: its exchange (None if it holds only notifications) and the bytes to send."""
@@ -193,14 +171,14 @@ class Conversation:
             if not isinstance(item, Call):
                 raise TypeError(f"batch items are Call(...) or Notify(...), not {item!r:.80}")
             if item.is_notification:
-                objs.append(_notification(item.method, item.params))
+                objs.append(notification_obj(item.method, item.params))
             else:
                 rid = next(self._ids)
                 ids.append(rid)
-                objs.append(_request(item.method, item.params, rid))
+                objs.append(request_obj(item.method, item.params, rid))
         if not objs:
             raise ValueError("a batch needs at least one call or notification")
-        data = _encode(objs, f"a batch of {len(objs)}")
+        data = encode(objs, f"a batch of {len(objs)}")
         if not ids:
             return None, data
         return self._open(Exchange(f"a batch of {len(objs)}", ids)), data

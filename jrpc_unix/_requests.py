@@ -1,16 +1,32 @@
-"""What a client sends: params from Python arguments, and the items of a batch.
+"""What a client sends: params from Python arguments, the items of a batch, the request objects
+(built by jsonrpcclient, a fixed choice of the project) and their bytes on the wire.
 
-Shared by both clients and the command line (no I/O, standard library only).
+Shared by both clients and the command line; no I/O.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import jsonrpcclient
+
+from ._client_codec import UnserializableError, dumps
+
 if TYPE_CHECKING:
     from ._response import Response
 
-__all__ = ["Call", "Notification", "Notify", "Params", "make_params", "response_from", "seed_params"]
+__all__ = [
+    "Call",
+    "Notification",
+    "Notify",
+    "Params",
+    "encode",
+    "make_params",
+    "notification_obj",
+    "request_obj",
+    "response_from",
+    "seed_params",
+]
 
 Params = list[Any] | dict[str, Any] | None
 
@@ -90,6 +106,31 @@ class Notify(Call):
 
     __slots__ = ()
     is_notification = True
+
+
+def encode(obj: Any, what: str) -> bytes:
+    """One message as a line of compact JSON; TypeError (naming ``what``) if it is not JSON."""
+    try:
+        return dumps(obj) + b"\n"
+    except UnserializableError as exc:
+        raise TypeError(f"cannot send {what}: its params are not JSON ({exc})") from None
+
+
+def _checked(method: str, params: Params) -> dict[str, Any] | tuple[Any, ...] | None:
+    """jsonrpcclient's params form (it drops empty params, which JSON-RPC allows)."""
+    if type(method) is not str:
+        raise TypeError(f"method name must be a str, not {type(method).__name__}")
+    return tuple(params) if isinstance(params, list) else params
+
+
+def request_obj(method: str, params: Params, rid: int) -> dict[str, Any]:
+    """A call's request object, by jsonrpcclient, with our id."""
+    return jsonrpcclient.request(method, _checked(method, params), id=rid)
+
+
+def notification_obj(method: str, params: Params) -> dict[str, Any]:
+    """A notification's request object, by jsonrpcclient."""
+    return jsonrpcclient.notification(method, _checked(method, params))
 
 
 def seed_params(args: Any) -> Params:

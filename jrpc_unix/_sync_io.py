@@ -179,6 +179,7 @@ class SyncConnection:
                 self._disconnect()
                 raise
             self._inbox.extend(self._conv.take_notifications())
+            self._conv.feeds.touched.clear()  # wake-ups are for the trio client; here we poll
             if self.trace is not None:
                 for line in (line for done in finished for line in done.raw):
                     self.trace("recv", line)

@@ -463,3 +463,12 @@ def test_client_codec_is_exact_and_strict() -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(ValueError, match="nested too deeply"):
         loads(deep)
+
+
+def test_touched_is_what_changed_since_last_taken() -> None:
+    conv = Conversation()
+    exchange, _ = conv.subscribe("t")
+    conv.receive_data(result_line(1, {"subscription": "s1"}))
+    conv.receive_data(event_line("s1", 1))
+    assert conv.feeds.take_touched() == {exchange.feed}
+    assert conv.feeds.take_touched() == set()

@@ -360,3 +360,27 @@ async def test_a_timed_out_call_leaves_the_client_usable(
             assert await client.call("ping") == "pong"
         with pytest.raises(RpcError, match=r"^\[-32601\] Method not found$"):
             await client.call("nope")
+
+
+async def test_rpc_cancel_stops_a_run_to_completion_method_too(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    """run_to_completion survives a disconnect; an explicit rpc.cancel still stops it."""
+    async with open_client(sock_path) as client:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(client.call, "hold_rtc", "k"))
+                await record["entered", "k"].wait()
+                nursery.cancel_scope.cancel()
+            await record["cancelled", "k"].wait()
+
+
+async def test_an_own_progress_subscription_shares_the_reports(server: Server, sock_path: str) -> None:
+    seen: list[Any] = []
+    async with open_client(sock_path) as client, client.subscribe("progress") as sub:
+        with trio.fail_after(TIMEOUT):
+            assert await client.call("steps", 2, progress=lambda *r: seen.append(r)) == 2
+            events = [await sub.__anext__(), await sub.__anext__()]
+    assert seen == [(1, 2, "step 1"), (2, 2, "step 2")]
+    assert [(e["id"], e["done"]) for e in events] == [(2, 1), (2, 2)]
+    assert calls(server, "rpc.subscribe") == 1, "the client used the reader's subscription"
