@@ -339,20 +339,23 @@ async def test_trio_unsubscribe_leaves_no_task_behind(server: Server, sock_path:
 
 
 async def test_trio_disconnect_ends_subscriptions(server: Server, sock_path: str) -> None:
-    async with open_client(sock_path) as client, client.subscribe("stats", interval=0.05) as stats:
+    """Subscribed with plain calls, never unsubscribed: closing the connection ends them."""
+    async with open_client(sock_path) as client:
+        await client.call("rpc.subscribe", topic="stats", interval=0.05)
+        await client.call("rpc.subscribe", topic="t")
         with trio.fail_after(TIMEOUT):
-            await stats.__anext__()
-        await client.call("rpc.subscribe", topic="t")  # a raw one too
+            await client.wait_notification()  # the producer runs
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(push_tasks()) == 3
         assert server.stats.subscriptions == 2
-        async with trio.open_nursery() as nursery:  # leave the client without unsubscribing
-            nursery.cancel_scope.cancel()
     with trio.fail_after(TIMEOUT):
-        while server.stats.connections_open:
+        while server.stats.connections_open:  # the server notices the close on its own
             await trio.testing.wait_all_tasks_blocked()
             await trio.lowlevel.checkpoint()
     await trio.testing.wait_all_tasks_blocked()
     assert push_tasks() == []
     assert server.stats.subscriptions == 0
+    assert "rpc.unsubscribe" not in server.stats.methods
 
 
 async def test_trio_cancelled_reader_unsubscribes_without_waiting(server: Server, sock_path: str) -> None:
