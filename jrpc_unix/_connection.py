@@ -31,7 +31,7 @@ import trio
 
 from ._access import Access
 from ._codec import loads, parser_for
-from ._context import Peer, RequestContext, _current, _inline
+from ._context import Peer, RequestContext, _current, inline_slot
 from ._dispatch import Call
 from ._errors import ErrorCode
 from ._framing import TOO_LONG, LineSplitter
@@ -125,6 +125,7 @@ class Connection:
         self._fast_specs = server.dispatcher.fast_specs(level)
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
+        self._inline = inline_slot()
         self.push = Push(self)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -286,9 +287,9 @@ class Connection:
             stats.calls += 1
         name, rid = spec.name, obj.get("id")
         start = time.perf_counter_ns() if self._timing else 0
-        inline = _inline  # what current_context() reads; see _call_inline
+        inline = self._inline  # what current_context() reads; see _call_inline
         inline.connection, inline.method, inline.request_id = self, name, rid
-        inline.notification, inline.thread = notification, self._thread
+        inline.notification = notification
         try:
             if type(params) is dict:
                 value = spec.func(**params)
@@ -321,12 +322,12 @@ class Connection:
     ) -> bytes | None:
         """Run a synchronous handler right here; nothing else runs until it returns.
 
-        So the server only points :data:`_inline` at the request rather than setting a
-        contextvar; :func:`current_context` builds the context if the handler asks.
+        So the server only points its thread's inline slot at the request rather than setting
+        a contextvar; :func:`current_context` builds the context if the handler asks.
         """
-        inline = _inline
+        inline = self._inline
         inline.connection, inline.method, inline.request_id = self, spec.name, rid
-        inline.notification, inline.thread = notification, self._thread
+        inline.notification = notification
         try:
             value = spec.func(*args, **kwargs)
         except Exception as exc:
