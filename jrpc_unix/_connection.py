@@ -231,7 +231,13 @@ class Connection:
             parse = parser_for(b"\n".join(lines))
         except TypeError:  # a TOO_LONG marker among them: check line by line
             parse = loads
+        limit = self._limits.max_pending_output
         for line in lines:
+            if self._out_bytes > limit:  # one read's answers alone can pass it: write, then wait
+                await self.flush()
+                await self.wait_output_below(limit)
+                if self._broken:
+                    return
             if line is TOO_LONG:
                 data = f"message exceeds the limit of {self._limits.max_message_size} bytes"
                 answer = encode_error(None, ErrorCode.REQUEST_TOO_LARGE, data=data)

@@ -469,3 +469,25 @@ def test_back_pressure_does_not_block_other_connections_in_process(sock_path: st
             assert done.is_set()
         finally:
             stuck.close()
+
+
+def test_one_read_cannot_queue_answers_past_max_pending_output(sock_path: str) -> None:
+    """Answers far larger than their requests (rpc.discover): one read must not queue MBs."""
+    limit = 64 * 1024
+    with served(sock_path, basic_methods(), limits=Limits(max_pending_output=limit)) as handle:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(sock_path)
+        try:
+            request = b'{"jsonrpc":"2.0","method":"rpc.discover","id":1}\n'
+            sock.sendall(request * 1000)  # ~50 kB of requests, ~2 MB of answers, nothing read
+            (conn,) = handle.server._connections
+            wait_for(lambda: conn._writing, "the server to block writing to us")
+            biggest = max(len(request), 4096) * 4  # one answer over the limit, at most
+            assert conn._out_bytes <= limit + biggest
+            sock.settimeout(TIMEOUT)
+            got = b""
+            while got.count(b"\n") < 1000:  # and nothing was lost
+                got += sock.recv(1 << 20)
+            assert got.count(b'"openrpc"') == 1000
+        finally:
+            sock.close()
