@@ -531,6 +531,16 @@ class Connection:
             self._out.append(answer)
             self._out_bytes += len(answer) + 1
 
+    def flush_soon(self) -> None:
+        """Have a task of the connection's own write the queued answers.
+
+        For callers whose cancel scope may be cancelled mid-write (a subscription's pump, which
+        rpc.unsubscribe cancels): an interrupted send_all would lose the rest of the write and
+        every answer queued behind it.
+        """
+        if self._out and not self._writing and self._nursery is not None:
+            self._nursery.start_soon(self.flush)
+
     async def flush(self) -> None:
         """Write queued answers unless another task is already writing (it will take them)."""
         if self._writing:

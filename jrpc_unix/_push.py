@@ -10,6 +10,7 @@ the output is below half its limit: a slow reader makes events wait, and drop, i
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,7 @@ class Push:
                         await sub.lot.park()
                     await conn.wait_output_below(limit)  # slow reader: events wait, and drop, here
                     self._drain(sub)
-                    await conn.flush()
+                    conn.flush_soon()  # not flush(): cancelling this pump must not cut a write
 
     async def _produce(self, sub: Subscription, events: AsyncIterator[Any]) -> None:
         try:
@@ -99,7 +100,13 @@ class Push:
                 if not sub.push(dumps(item)):
                     self._stats.events_dropped += 1
         except Exception:
-            log.exception("producer of topic %r failed; ending subscription %s", sub.topic, sub.id)
+            error_id = secrets.token_hex(4)
+            log.exception("producer of topic %r failed (error id %s); ending %s", sub.topic, error_id, sub.id)
+            # Tell the subscriber, who would otherwise wait for events forever.
+            params = {"subscription": sub.id, "topic": sub.topic, "error_id": error_id}
+            self._drain(sub)  # the events it did produce come first
+            self._conn.deliver(b'{"jsonrpc":"2.0","method":"rpc.ended","params":' + dumps(params) + b"}")
+            self._conn.flush_soon()
             self.unsubscribe(sub.id)
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:

@@ -60,3 +60,23 @@ def test_unsubscribe_needs_a_string(sock_path: str) -> None:
         assert "subscription" in c.call("rpc.subscribe", {"topic": "progress"}, rid=1)["result"]
         _invalid(c.call("rpc.unsubscribe", [[1]], rid=2), 2, "subscription must be a string")
         assert c.call("rpc.unsubscribe", ["s-none"], rid=3)["result"] is False
+
+
+def test_a_failing_producer_ends_its_subscription_with_a_notice(sock_path: str) -> None:
+    methods = Methods()
+
+    async def flaky() -> Any:
+        yield 1
+        yield 2
+        raise RuntimeError("the source went away")
+
+    methods.add_topic("flaky", "two events, then a failure", flaky)
+    with served(sock_path, methods) as handle, LineClient(sock_path) as c:
+        sid = c.call("rpc.subscribe", {"topic": "flaky"}, rid=1)["result"]["subscription"]
+        events = [c.read_json() for _ in range(3)]
+        assert [e["params"].get("data") for e in events[:2]] == [1, 2]
+        assert events[2]["method"] == "rpc.ended"
+        assert events[2]["params"]["subscription"] == sid
+        assert "error_id" in events[2]["params"]
+        assert c.call("rpc.topics", rid=2)["id"] == 2  # the connection goes on
+        assert handle.server.stats.subscriptions == 0

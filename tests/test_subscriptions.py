@@ -5,10 +5,6 @@ events inside one handler step, when no pump can run, so a queue of Q keeps the 
 drops n - Q; the back-pressure test holds the pump with an answer larger than the socket can
 take, which it cannot finish writing until the test reads. Cleanup is checked in the server's
 own figures and in trio's task tree (no pump or producer task left).
-
-With a server in another thread, the blocking-client tests read the figures after an
-unsubscribe on a new connection: on the same one, the next answer can be lost to the server
-bug that ``test_unsubscribing_while_the_pump_writes_loses_nothing`` pins (xfail).
 """
 
 from __future__ import annotations
@@ -252,12 +248,6 @@ def test_the_raw_wire_of_a_drop(threaded: ServerThread, sock_path: str) -> None:
         assert raw.call("ping", rid=3) == {"jsonrpc": "2.0", "result": "pong", "id": 3}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG/NEEDS (server, _push._pump/_connection.flush): a pump cancelled by rpc.unsubscribe "
-    "while it writes loses the rest of its write and every answer queued behind it; the pump should "
-    "not flush inside its cancellable scope (e.g. start the flush in the connection's nursery)",
-)
 def test_unsubscribing_while_the_pump_writes_loses_nothing(sock_path: str) -> None:
     """The pump is stuck writing a 4 MiB event when rpc.unsubscribe arrives; both must arrive."""
     limits = Limits(shutdown_grace=0.1)  # the stop must not wait for the write that never ends
