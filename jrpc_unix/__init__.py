@@ -6,12 +6,12 @@ never pays for importing trio or jsonrpcserver.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._access import Access as Access
     from ._access import Policy as Policy
+    from ._async_subscription import AsyncSubscription as AsyncSubscription
     from ._client import AsyncClient as AsyncClient
     from ._client import open_client as open_client
     from ._context import Peer as Peer
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._server import Server as Server
     from ._server import run as run
     from ._server import serve as serve
+    from ._subscription import Subscription as Subscription
     from ._sync_client import Client as Client
     from ._thread import ServerThread as ServerThread
     from ._thread import serve_in_thread as serve_in_thread
@@ -73,6 +74,8 @@ _EXPORTS: dict[str, str] = {
     "open_client": "_client",
     "Call": "_conversation",
     "Notify": "_conversation",
+    "Subscription": "_subscription",
+    "AsyncSubscription": "_async_subscription",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -82,6 +85,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'jrpc_unix' has no attribute {name!r}")
+    import importlib  # here, not at the top: every CLI start imports this package
+
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
