@@ -6,8 +6,8 @@ registry, so either can be served. What it adds per method is decided once, at r
 * how it runs: ``async def`` is awaited; a plain function runs on the event loop (it must be
   quick), or in a worker thread when registered with ``blocking=True``;
 * its parameter check, precomputed from the signature so a well-formed call binds without
-  ``inspect.Signature.bind`` (~14 us); a call that fails the check goes to ``bind`` for the
-  exact error jsonrpcserver would give.
+  ``inspect.Signature.bind`` (~14 us); a call that fails the check goes to jsonrpcserver's own
+  pipeline (see :mod:`jrpc_unix._dispatch`) for the exact error it would give.
 
 A seed-style ``handler(cmd, args) -> Response`` can stand behind every name not registered
 (``Methods(handler=...)``), so code written for the Go original ports line by line.
@@ -134,19 +134,6 @@ class MethodSpec:
         return cls(
             name, func, mode, sig, _Shape.of(sig), Access(access), timeout, run_to_completion, immediate
         )
-
-    def bind_error(self, params: list[Any] | dict[str, Any] | None) -> str | None:
-        """None if the params bind; else the TypeError text ``Signature.bind`` gives."""
-        if self.shape.accepts(params):
-            return None
-        try:
-            if type(params) is dict:
-                self.signature.bind(**params)
-            else:
-                self.signature.bind(*(params or ()))
-        except TypeError as exc:
-            return str(exc)
-        return None
 
 
 class Methods(Mapping[str, Handler]):

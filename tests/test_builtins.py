@@ -80,3 +80,14 @@ def test_a_failing_producer_ends_its_subscription_with_a_notice(sock_path: str) 
         assert "error_id" in events[2]["params"]
         assert c.call("rpc.topics", rid=2)["id"] == 2  # the connection goes on
         assert handle.server.stats.subscriptions == 0
+
+
+def test_a_service_adds_its_own_figures_to_rpc_stats(sock_path: str) -> None:
+    queue = [1, 2, 3]
+    with served(sock_path, Methods()) as handle, LineClient(sock_path) as c:
+        handle.server.stats.add_source("queue", lambda: {"length": len(queue)})
+        assert c.call("rpc.stats", rid=1)["result"]["queue"] == {"length": 3}
+        queue.append(4)
+        assert c.call("rpc.stats", rid=2)["result"]["queue"] == {"length": 4}
+    with pytest.raises(ValueError, match="'server' is taken by the server's own figures"):
+        handle.server.stats.add_source("server", dict)
