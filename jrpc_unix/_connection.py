@@ -6,10 +6,10 @@ everything received before it has finished, and what follows waits for it. ``ser
 every message a barrier. ``rpc.cancel`` alone runs at once, outside the order.
 
 Cheap synchronous handlers run right here in the reader, with no task; async and blocking ones
-get a task in the connection's nursery. Answers produced by one read go out in one ``send_all``.
-Whoever finds the writer idle writes (the reader, a finishing task, a subscription pump), so
-writes never interleave. Back-pressure: the reader stops reading while ``max_in_flight`` calls run
-or ``max_pending_output`` bytes wait to be sent, so a client that never reads cannot grow the
+get a task in the connection's nursery. Answers go through a :class:`~jrpc_unix._writer.Writer`
+(one writer at a time; the answers of one read in one ``send_all``). Back-pressure: the reader
+stops reading while ``max_in_flight`` calls run or ``max_pending_output`` bytes wait to be sent,
+and stops handling a read's lines once they do, so a client that never reads cannot grow the
 server.
 """
 
@@ -38,6 +38,7 @@ from ._framing import TOO_LONG, LineSplitter
 from ._methods import MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, Request, encode_error, is_valid_request, parse_json, parse_line
 from ._push import Push
+from ._writer import Writer
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -108,16 +109,14 @@ class Connection:
         self._timing = server.stats.per_method
         self._serial = server.serial
         self._splitter = LineSplitter(server.limits.max_message_size)
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._writing = False
-        self._broken = False
         self._changed = trio.lowlevel.ParkingLot()  # in_flight dropped or output drained
+        self.writer = Writer(stream, self._changed, self._peer_gone)
+        self.deliver = self.writer.deliver  # the sink of single requests
+        self.flush = self.writer.flush
         self._reading_stopped = False
         self.reads = 0  # receive_some calls, for the idle watchdog
         self._half_closed = False  # the peer shut its write side (EOF)
         self._shutdown = False  # the server's grace is over: cancelled calls say so
-        self._writes = 0  # send_all calls completed, for the idle watchdog
         self._progress_seen = (-1, -1)  # the first tick counts as activity: a new connection
         self._idle_ticks = 0
         self._nursery: trio.Nursery | None = None
@@ -169,8 +168,8 @@ class Connection:
                 return
             if self.in_flight == 0:
                 self.push.end_progress()  # no call can come any more to report progress on
-        progress = (self.reads, self._writes)
-        stalled = self._writing  # a send_all is blocked on the client
+        progress = (self.reads, self.writer.writes)
+        stalled = self.writer.writing  # a send_all is blocked on the client
         if progress != self._progress_seen or not (stalled or self._idle()):
             self._progress_seen, self._idle_ticks = progress, 0
             return
@@ -190,7 +189,7 @@ class Connection:
     async def _read_loop(self) -> None:
         server = self.server
         while not (server.stopping and self.in_flight == 0):
-            await self.wait_output_below(self._limits.max_pending_output)
+            await self.writer.wait_below(self._limits.max_pending_output)
             try:
                 data = await self.stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -206,7 +205,7 @@ class Connection:
                     self._peer_gone()
                 return
             await self._handle_lines(self._splitter.feed(data))
-            if self._broken:
+            if self.writer.broken:
                 return
 
     def _peer_closed(self) -> bool:
@@ -233,10 +232,10 @@ class Connection:
             parse = loads
         limit = self._limits.max_pending_output
         for line in lines:
-            if self._out_bytes > limit:  # one read's answers alone can pass it: write, then wait
+            if self.writer.pending > limit:  # one read's answers alone can pass it: write, wait
                 await self.flush()
-                await self.wait_output_below(limit)
-                if self._broken:
+                await self.writer.wait_below(limit)
+                if self.writer.broken:
                     return
             if line is TOO_LONG:
                 data = f"message exceeds the limit of {self._limits.max_message_size} bytes"
@@ -517,49 +516,3 @@ class Connection:
                 else encode_error(req.id, ErrorCode.TIMEOUT, data=data)
             )
         return self._dispatcher.answer(call, value)
-
-    # -- answers ---------------------------------------------------------------------------
-
-    async def wait_output_below(self, limit: int) -> None:
-        """Wait until fewer than ``limit`` answer bytes wait to be sent (or the peer is gone)."""
-        while self._out_bytes > limit and not self._broken:
-            await self._changed.park()
-
-    def deliver(self, answer: bytes | None) -> None:
-        """Queue one answer line for the writer."""
-        if answer and not self._broken:  # None, FAILED_NOTIFICATION: nothing to send
-            self._out.append(answer)
-            self._out_bytes += len(answer) + 1
-
-    def flush_soon(self) -> None:
-        """Have a task of the connection's own write the queued answers.
-
-        For callers whose cancel scope may be cancelled mid-write (a subscription's pump, which
-        rpc.unsubscribe cancels): an interrupted send_all would lose the rest of the write and
-        every answer queued behind it.
-        """
-        if self._out and not self._writing and self._nursery is not None:
-            self._nursery.start_soon(self.flush)
-
-    async def flush(self) -> None:
-        """Write queued answers unless another task is already writing (it will take them)."""
-        if self._writing:
-            return
-        self._writing = True
-        try:
-            while self._out and not self._broken:
-                data = b"\n".join(self._out) + b"\n"
-                self._out.clear()
-                try:
-                    await self.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._broken = True
-                    self._out.clear()
-                    self._out_bytes = 0
-                    self._peer_gone()
-                else:
-                    self._out_bytes -= len(data)
-                    self._writes += 1
-                self._changed.unpark_all()
-        finally:
-            self._writing = False

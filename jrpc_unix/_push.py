@@ -90,9 +90,10 @@ class Push:
                 while True:
                     while not sub.queue and not sub.dropped:
                         await sub.lot.park()
-                    await conn.wait_output_below(limit)  # slow reader: events wait, and drop, here
+                    await conn.writer.wait_below(limit)  # slow reader: events wait, and drop, here
                     self._drain(sub)
-                    conn.flush_soon()  # not flush(): cancelling this pump must not cut a write
+                    assert conn._nursery is not None  # the connection's, which unsubscribe spares
+                    conn.writer.flush_soon(conn._nursery)  # not flush(): a cancel must not cut a write
 
     async def _produce(self, sub: Subscription, events: AsyncIterator[Any]) -> None:
         try:
@@ -106,7 +107,8 @@ class Push:
             params = {"subscription": sub.id, "topic": sub.topic, "error_id": error_id}
             self._drain(sub)  # the events it did produce come first
             self._conn.deliver(b'{"jsonrpc":"2.0","method":"rpc.ended","params":' + dumps(params) + b"}")
-            self._conn.flush_soon()
+            assert self._conn._nursery is not None
+            self._conn.writer.flush_soon(self._conn._nursery)
             self.unsubscribe(sub.id)
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:

@@ -482,9 +482,9 @@ def test_one_read_cannot_queue_answers_past_max_pending_output(sock_path: str) -
             sock.sendall(request * 1000)  # ~50 kB of requests, ~2 MB of answers, nothing read
             wait_for(lambda: handle.server._connections, "the server to accept us")
             (conn,) = handle.server._connections
-            wait_for(lambda: conn._writing, "the server to block writing to us")
+            wait_for(lambda: conn.writer.writing, "the server to block writing to us")
             biggest = max(len(request), 4096) * 4  # one answer over the limit, at most
-            assert conn._out_bytes <= limit + biggest
+            assert conn.writer.pending <= limit + biggest
             sock.settimeout(TIMEOUT)
             got = b""
             while got.count(b"\n") < 1000:  # and nothing was lost

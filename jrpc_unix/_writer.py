@@ -1,0 +1,74 @@
+"""The write side of a connection: queue answer lines, write them, one writer at a time.
+
+Whoever finds the writer idle writes (the reader, a finishing call, a subscription pump), so
+writes never interleave and the answers of one read go out in one ``send_all``. ``pending``
+counts the bytes queued or being written, which is what back-pressure is measured against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+__all__ = ["Writer"]
+
+
+class Writer:
+    """Answer lines for one stream; ``on_broken`` runs once the peer can no longer read."""
+
+    def __init__(
+        self, stream: trio.SocketStream, changed: trio.lowlevel.ParkingLot, on_broken: Callable[[], None]
+    ) -> None:
+        self._stream = stream
+        self._changed = changed  # unparked after each write: output drained
+        self._on_broken = on_broken
+        self._lines: list[bytes] = []
+        self.pending = 0  # bytes queued or being written
+        self.writing = False
+        self.broken = False
+        self.writes = 0  # send_all calls completed, for the idle watchdog
+
+    def deliver(self, answer: bytes | None) -> None:
+        """Queue one answer line."""
+        if answer and not self.broken:  # None, FAILED_NOTIFICATION: nothing to send
+            self._lines.append(answer)
+            self.pending += len(answer) + 1
+
+    async def wait_below(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` bytes wait to be sent (or the peer is gone)."""
+        while self.pending > limit and not self.broken:
+            await self._changed.park()
+
+    def flush_soon(self, nursery: trio.Nursery) -> None:
+        """Have a task of ``nursery`` write the queued lines.
+
+        For callers whose cancel scope may be cancelled mid-write (a subscription's pump, which
+        rpc.unsubscribe cancels): an interrupted send_all would lose the rest of the write and
+        every answer queued behind it.
+        """
+        if self._lines and not self.writing:
+            nursery.start_soon(self.flush)
+
+    async def flush(self) -> None:
+        """Write the queued lines unless another task is already writing (it will take them)."""
+        if self.writing:
+            return
+        self.writing = True
+        try:
+            while self._lines and not self.broken:
+                data = b"\n".join(self._lines) + b"\n"
+                self._lines.clear()
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.broken = True
+                    self._lines.clear()
+                    self.pending = 0
+                    self._on_broken()
+                else:
+                    self.pending -= len(data)
+                    self.writes += 1
+                self._changed.unpark_all()
+        finally:
+            self.writing = False
