@@ -38,6 +38,7 @@ from ._framing import TOO_LONG, LineSplitter
 from ._methods import MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, Request, encode_error, is_valid_request, parse_json, parse_line
 from ._push import Push
+from ._throttle import Throttle
 from ._writer import Writer
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "read_peer"]
 
 log = logging.getLogger("jrpc_unix.server")
+noisy = Throttle(log)  # log lines any client can cause
 
 _NOTIFICATION = object()  # the key of running notifications, which have no id
 _ERROR_PREFIX = b'{"jsonrpc":"2.0","error"'
@@ -372,7 +374,7 @@ class Connection:
         if spec.access > self.level:
             need, have = spec.access.name.lower(), self.level.name.lower()
             data = f"{req.method} needs {need} access; you have {have}"
-            log.warning("denied %s to %s: %s", req.method, self.peer, data)
+            noisy.warning("access_denied", "denied %s to %s: %s", req.method, self.peer, data)
             denied = (
                 FAILED_NOTIFICATION
                 if req.is_notification
@@ -508,7 +510,7 @@ class Connection:
         if scope.cancelled_caught:
             req = call.request
             data = f"{req.method} ran longer than {timeout} s and was cancelled"
-            log.warning("%s", data)
+            noisy.warning("timeout", "%s", data)
             self._stats.rejected_requests["timeout"] += 1
             return (
                 FAILED_NOTIFICATION

@@ -29,6 +29,7 @@ from ._errors import ERROR_MESSAGES, ErrorCode, RpcError
 from ._methods import Methods, MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
 from ._response import OK, Response
+from ._throttle import Throttle
 
 with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -41,6 +42,7 @@ with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib A
 __all__ = ["Call", "Dispatcher"]
 
 log = logging.getLogger("jrpc_unix.dispatch")
+noisy = Throttle(log)  # log lines any client can cause
 
 
 @dataclass(slots=True)
@@ -198,6 +200,6 @@ def _error(
     if notification:
         text = message or ERROR_MESSAGES.get(code, "error")
         detail = "" if data is NO_DATA else f" {data!r}"
-        log.warning("notification %r failed: [%s] %s%s", method, code, text, detail)
+        noisy.warning("notification", "notification %r failed: [%s] %s%s", method, code, text, detail)
         return FAILED_NOTIFICATION
     return encode_error(rid, code, message, data)

@@ -22,7 +22,7 @@ import trio
 
 from ._access import Access, Policy, group_id
 from ._builtins import builtin_methods, builtin_topics
-from ._connection import Connection, read_peer
+from ._connection import Connection, noisy, read_peer
 from ._context import Peer
 from ._discover import add_discover
 from ._dispatch import Dispatcher
@@ -231,7 +231,7 @@ class Server:
         if refusal is not None:
             code, key, text = refusal
             self.stats.rejected_connections[key] += 1
-            log.warning("refused a connection: %s", text)
+            noisy.warning(key, "refused a connection: %s", text)
             await _refuse(stream, encode_error(None, code, data=text) + b"\n")
             return
         level = self.policy.level(peer) if self.policy is not None and peer is not None else Access.ADMIN
