@@ -15,6 +15,7 @@ import enum
 import grp
 import os
 import pwd
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -51,12 +52,25 @@ def group_id(who: str | int) -> int:
         raise ValueError(f"no such group: {who!r}") from None
 
 
-def _groups_of(peer: Peer) -> set[int]:
+#: (uid, gid) -> (when looked up, groups): NSS lookups (files, LDAP, ...) can block, and they
+#: run on the event loop, so each user's groups are looked up once a minute at most.
+_GROUPS_TTL = 60.0
+_groups_cache: dict[tuple[int, int], tuple[float, frozenset[int]]] = {}
+
+
+def _groups_of(peer: Peer) -> frozenset[int]:
     """The peer's primary group and the supplementary groups its user is configured with."""
+    key, now = (peer.uid, peer.gid), time.monotonic()
+    cached = _groups_cache.get(key)
+    if cached is not None and now - cached[0] < _GROUPS_TTL:
+        return cached[1]
     gids = {peer.gid}
     with contextlib.suppress(KeyError, OSError):  # a uid with no passwd entry: primary only
         gids.update(os.getgrouplist(pwd.getpwuid(peer.uid).pw_name, peer.gid))
-    return gids
+    if len(_groups_cache) > 1024:  # bounded: many distinct uids only cost lookups
+        _groups_cache.clear()
+    _groups_cache[key] = (now, frozenset(gids))
+    return _groups_cache[key][1]
 
 
 @dataclass(frozen=True, slots=True)
