@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from ._client_codec import loads
 from ._requests import Call, Notify, Params
+from ._stdjson import loads
 
 __all__ = ["UsageError", "batch_item", "parse_params", "parse_timeout"]
 

@@ -11,8 +11,8 @@ import os
 import sys
 from typing import Any, TextIO
 
-from ._client_codec import dumps
 from ._errors import RpcError
+from ._stdjson import dumps
 
 __all__ = ["ProgressBar", "pretty", "print_json", "print_line", "print_rpc_error"]
 

@@ -8,12 +8,15 @@ refused when written (orjson would silently write ``null``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+from ._stdjson import UnserializableError
+from ._stdjson import dumps as _std_dumps
+from ._stdjson import loads as _std_loads
 
 __all__ = ["UnserializableError", "dumps", "loads", "parser_for"]
 
@@ -22,21 +25,6 @@ __all__ = ["UnserializableError", "dumps", "loads", "parser_for"]
 # 2.5x faster than a regex.
 _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
 _LONG_RUN = b"0" * 19
-
-
-class UnserializableError(ValueError):
-    """The value has no exact JSON text."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
 
 
 def parser_for(text: bytes) -> Callable[[bytes], Any]:
@@ -55,11 +43,8 @@ def loads(data: bytes) -> Any:
     """Parse one JSON text; raises ValueError (with a readable reason) when it is not JSON."""
     if len(data) < 19 or _LONG_RUN not in data.translate(_DIGITS_TO_ZERO):
         return orjson.loads(data)
-    try:  # strict UTF-8 first: json.loads(bytes) would let encoded surrogates and a BOM through
-        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
-        _check_strings(value)  # escaped lone surrogates ("\ud800"), which orjson refuses too
-    except RecursionError:
-        raise ValueError("the JSON text is nested too deeply") from None
+    value = _std_loads(data)  # strict UTF-8: no encoded surrogates, no BOM
+    _check_strings(value)  # nor escaped lone surrogates ("\ud800"), which orjson refuses too
     return value
 
 
@@ -90,11 +75,8 @@ def dumps(obj: Any) -> bytes:
     """Compact JSON bytes with no raw newline; raises UnserializableError if there are none."""
     try:
         out = orjson.dumps(obj)
-    except TypeError:
-        try:
-            return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise UnserializableError(str(exc)) from None
+    except TypeError:  # ints beyond 64 bits, non-string keys, lone surrogates
+        return _std_dumps(obj)
     # orjson writes NaN/Infinity as null. (find, not `in`: on 3.11 bytes.__contains__ first
     # tries its operand as an integer and swallows the TypeError, ~80 ns on every answer.)
     if out.find(b"null") != -1 and _has_nonfinite(obj):

@@ -2,7 +2,7 @@
 
 Both clients drive the same :class:`Conversation` (the blocking one over ``socket``, the trio one
 over a stream), so ids, matching and error mapping behave identically. Requests are built by
-jsonrpcclient (its dicts, our ids) and encoded by :mod:`._client_codec`. An :class:`Exchange` is one
+jsonrpcclient (its dicts, our ids) and encoded by :mod:`._stdjson`. An :class:`Exchange` is one
 message that expects answers: a call, or a batch holding at least one call. Answers are matched
 by id; an answer nobody waits for any more (the caller was cancelled or timed out) is dropped.
 
@@ -24,11 +24,11 @@ from typing import Any, Final
 
 import jsonrpcclient
 
-from ._client_codec import loads
 from ._errors import ProtocolError, RpcError
 from ._feeds import CLOSED, UNSUBSCRIBED, Feed, Feeds
 from ._framing import TOO_LONG, LineSplitter
 from ._requests import Call, Notification, Notify, Params, encode, make_params, notification_obj, request_obj
+from ._stdjson import loads
 
 __all__ = [
     "DEFAULT_MAX_ANSWER",

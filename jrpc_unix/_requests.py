@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonrpcclient
 
-from ._client_codec import UnserializableError, dumps
+from ._stdjson import UnserializableError, dumps
 
 if TYPE_CHECKING:
     from ._response import Response

@@ -436,11 +436,11 @@ def test_malformed_pushes_are_plain_notifications() -> None:
     assert len(conv.take_notifications()) == 2
 
 
-# -- the client's JSON (jrpc_unix._client_codec) ---------------------------------------------------
+# -- the client's JSON (jrpc_unix._stdjson) ---------------------------------------------------
 
 
-def test_client_codec_is_exact_and_strict() -> None:
-    from jrpc_unix._client_codec import UnserializableError, dumps, loads
+def test_stdjson_is_exact_and_strict() -> None:
+    from jrpc_unix._stdjson import UnserializableError, dumps, loads
 
     big = 2**200 + 1
     assert loads(dumps([big, -big, 0.1, "☃", {"k": None}])) == [big, -big, 0.1, "☃", {"k": None}]

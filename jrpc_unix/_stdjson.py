@@ -1,6 +1,7 @@
-"""JSON for the clients and the command line: the standard library's ``json``, exact and strict.
+"""JSON with the standard library's ``json``, exact and strict: the clients' and the CLI's codec,
+and the server's fallback wherever orjson would not be exact (:mod:`._codec`).
 
-The server encodes with orjson (its hot path, :mod:`._codec`). The client side does not: a
+The server's hot path uses orjson. The client side does not: a
 ``jrpc-unix call`` process lives ~20 ms, and importing orjson alone costs ~9 ms (it loads
 dataclasses, inspect, uuid and datetime), while the JSON it handles takes microseconds. The
 stdlib is exact where it matters: integers of any size are read and written as themselves.
