@@ -75,6 +75,16 @@ def make_methods(record: Record) -> Methods:
         return n
 
     @methods.add
+    async def report_then_hold() -> None:
+        """One progress report, then wait until cancelled: only a cancel can end it."""
+        current_context().progress(1, 2, "half way")
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            record["cancelled", "report_then_hold"].set()
+            raise
+
+    @methods.add
     def quick(n: int) -> int:
         """Reports and answers in one step (an inline handler)."""
         ctx = current_context()
@@ -185,8 +195,8 @@ async def test_trio_progress_callback_failing_cancels_the_call(
     async with open_client(sock_path) as client:
         with trio.fail_after(TIMEOUT):
             with pytest.raises(ValueError, match=r"^callback saw 1$"):
-                await client.call("steps", 1000, progress=fail)
-            await record["cancelled", "steps"].wait()
+                await client.call("report_then_hold", progress=fail)
+            await record["cancelled", "report_then_hold"].wait()
             assert await client.call("ping") == "pong"
 
 
@@ -220,12 +230,12 @@ async def test_blocking_client_progress_callback_failing(
     def scenario() -> None:
         with Client(sock_path, timeout=TIMEOUT) as client:
             with pytest.raises(ZeroDivisionError):
-                client.call("steps", 1000, progress=lambda *r: 1 / 0)
+                client.call("report_then_hold", progress=lambda *r: 1 / 0)
             assert client.call("ping") == "pong"  # on a new connection
 
     with trio.fail_after(TIMEOUT):
         await trio.to_thread.run_sync(scenario)
-        await record["cancelled", "steps"].wait()  # the dropped connection cancelled it
+        await record["cancelled", "report_then_hold"].wait()  # the dropped connection cancelled it
     assert server.stats.connections_total == 2
 
 
