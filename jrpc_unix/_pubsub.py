@@ -5,9 +5,10 @@ the same connection as notifications until ``rpc.unsubscribe`` or disconnect::
 
     {"jsonrpc":"2.0","method":"rpc.event","params":{"subscription":"s1","topic":"stats","data":…}}
 
-Each subscription has a bounded queue (``queue_size``, default 100). Publishing never waits: a
-full queue drops its oldest event, and before the next event delivered the subscriber gets one
-notice of how many were lost::
+Each subscription has a bounded queue (``queue_size`` events, default 100, and at most
+``max_pending_output`` bytes, however large the events). Publishing never waits: a full queue
+drops its oldest events, and before the next event delivered the subscriber gets one notice of
+how many were lost::
 
     {"jsonrpc":"2.0","method":"rpc.dropped","params":{"subscription":"s1","topic":"stats","count":7}}
 
@@ -42,12 +43,15 @@ _ids = itertools.count(1)
 class Subscription:
     """One client's subscription: a bounded queue of encoded events and a pump task's scope."""
 
-    __slots__ = ("_head", "dropped", "id", "lot", "queue", "scope", "topic")
+    __slots__ = ("_head", "_max_bytes", "_size", "bytes", "dropped", "id", "lot", "queue", "scope", "topic")
 
-    def __init__(self, topic: str, queue_size: int) -> None:
+    def __init__(self, topic: str, queue_size: int, max_bytes: int) -> None:
         self.id = f"s{next(_ids)}"
         self.topic = topic
-        self.queue: collections.deque[bytes] = collections.deque(maxlen=queue_size)
+        self.queue: collections.deque[bytes] = collections.deque()
+        self._size = queue_size
+        self._max_bytes = max_bytes  # large events: bounded by bytes too, not only by count
+        self.bytes = 0
         self.dropped = 0
         self.lot = trio.lowlevel.ParkingLot()
         self.scope = trio.CancelScope()
@@ -59,14 +63,18 @@ class Subscription:
             + b',"data":'
         )
 
-    def push(self, data: bytes) -> bool:
-        """Queue one encoded event; returns False if it pushed out the oldest one."""
-        full = len(self.queue) == self.queue.maxlen
-        if full:
-            self.dropped += 1
-        self.queue.append(data)
+    def push(self, data: bytes) -> int:
+        """Queue one encoded event; returns how many of the oldest it pushed out."""
+        queue = self.queue
+        queue.append(data)
+        self.bytes += len(data)
+        dropped = 0
+        while len(queue) > self._size or (self.bytes > self._max_bytes and len(queue) > 1):
+            self.bytes -= len(queue.popleft())
+            dropped += 1
+        self.dropped += dropped
         self.lot.unpark_all()
-        return not full
+        return dropped
 
     def take(self) -> list[bytes]:
         """Every queued event as an answer line, preceded by a dropped notice if any."""
@@ -78,6 +86,7 @@ class Subscription:
         head = self._head
         lines.extend(head + data + b"}}" for data in self.queue)
         self.queue.clear()
+        self.bytes = 0
         return lines
 
 
@@ -97,4 +106,4 @@ class Topic:
         if not self.subscribers:
             return 0
         encoded = dumps(data)
-        return sum(not sub.push(encoded) for sub in self.subscribers)
+        return sum(sub.push(encoded) for sub in self.subscribers)

@@ -39,7 +39,7 @@ class Push:
 
     def subscribe(self, topic: Topic, events: AsyncIterator[Any] | None, queue_size: int) -> Subscription:
         """Start delivering ``topic``'s events (for a produced topic: ``events``) here."""
-        sub = Subscription(topic.name, queue_size)
+        sub = Subscription(topic.name, queue_size, self._conn.server.limits.max_pending_output)
         topic.subscribers.add(sub)
         self.subscriptions[sub.id] = sub
         self._stats.subscriptions += 1
@@ -98,8 +98,7 @@ class Push:
     async def _produce(self, sub: Subscription, events: AsyncIterator[Any]) -> None:
         try:
             async for item in events:
-                if not sub.push(dumps(item)):
-                    self._stats.events_dropped += 1
+                self._stats.events_dropped += sub.push(dumps(item))
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("producer of topic %r failed (error id %s); ending %s", sub.topic, error_id, sub.id)
@@ -127,5 +126,4 @@ class Push:
             event["total"] = total
         if message is not None:
             event["message"] = message
-        if not sub.push(dumps(event)):
-            self._stats.events_dropped += 1
+        self._stats.events_dropped += sub.push(dumps(event))
