@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -57,42 +57,66 @@ def demo_module() -> ModuleType:
     return module
 
 
-class DemoProcess:
-    """``python examples/demo_server.py SOCK`` as a subprocess."""
+# -- bounded waiting and server processes ------------------------------------------------------
 
-    def __init__(self, path: str, log_path: str) -> None:
-        self.path = path
+
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT, interval: float = 0.005) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """A server subprocess (the demo, the CLI, a wrapper); up when ``ready()`` holds."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        log_path: str,
+        ready: Callable[[], bool],
+        *,
+        env: Mapping[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, str(DEMO), path],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=str(ROOT),
+            env=dict(env) if env is not None else None,
+            pass_fds=pass_fds,
+            preexec_fn=preexec_fn,
         )
         try:
-            self._wait_listening()
+            wait_for(lambda: self.proc.poll() is not None or ready(), "the server to be ready")
         except BaseException:
             self.close()
             raise
+        if self.proc.poll() is not None:
+            self.close()
+            raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
 
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while not os.path.exists(self.path):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"demo server exited with {self.proc.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"demo server did not create {self.path}:\n{self.log()}")
-            time.sleep(0.01)  # bounded poll for a real condition (the socket file appearing)
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def log(self) -> str:
         self._log.flush()
         return Path(self.log_path).read_text(errors="replace")
 
-    def terminate(self) -> int:
-        """SIGTERM, then the exit code (bounded wait)."""
-        self.proc.send_signal(signal.SIGTERM)
+    def signal(self, signum: int = signal.SIGTERM) -> int:
+        """Send ``signum``; the exit code (bounded wait)."""
+        self.proc.send_signal(signum)
         return self.proc.wait(timeout=TIMEOUT)
 
     def close(self) -> None:
@@ -104,6 +128,24 @@ class DemoProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=TIMEOUT)
         self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DemoProcess(ServerProcess):
+    """``python examples/demo_server.py SOCK`` as a subprocess, up once its socket file exists."""
+
+    def __init__(self, path: str, log_path: str) -> None:
+        self.path = path
+        super().__init__([sys.executable, str(DEMO), path], log_path, lambda: os.path.exists(path))
+
+    def terminate(self) -> int:
+        """SIGTERM, then the exit code (bounded wait)."""
+        return self.signal(signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -10,39 +10,22 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from helpers import DEMO, ROOT, TIMEOUT, LineClient
+from helpers import DEMO, TIMEOUT, LineClient, ServerProcess, wait_for
 
 from jrpc_unix import Methods, ServerThread, serve_in_thread
 from jrpc_unix._listener import connect_path
 
 PING = b'{"jsonrpc":"2.0","method":"ping","id":"ping"}\n'
 PONG = {"jsonrpc": "2.0", "result": "pong", "id": "ping"}
-
-
-# -- bounded waiting ----------------------------------------------------------------------------
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT, interval: float = 0.005) -> Any:
-    """Poll ``cond`` until it returns something truthy (returned), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # -- figures of a process (from /proc) ----------------------------------------------------------
@@ -271,70 +254,6 @@ def open_for_others(directory: str) -> None:
 
 
 # -- server processes -----------------------------------------------------------------------------
-
-
-class ServerProcess:
-    """A server subprocess (the demo, the CLI, a wrapper); up when ``ready()`` holds."""
-
-    def __init__(
-        self,
-        argv: list[str],
-        log_path: str,
-        ready: Callable[[], bool],
-        *,
-        env: Mapping[str, str] | None = None,
-        pass_fds: tuple[int, ...] = (),
-        preexec_fn: Callable[[], None] | None = None,
-    ) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=str(ROOT),
-            env=dict(env) if env is not None else None,
-            pass_fds=pass_fds,
-            preexec_fn=preexec_fn,
-        )
-        try:
-            wait_for(lambda: self.proc.poll() is not None or ready(), "the server to be ready")
-        except BaseException:
-            self.close()
-            raise
-        if self.proc.poll() is not None:
-            self.close()
-            raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        self._log.flush()
-        return Path(self.log_path).read_text(errors="replace")
-
-    def signal(self, signum: int = signal.SIGTERM) -> int:
-        """Send ``signum``; the exit code (bounded wait)."""
-        self.proc.send_signal(signum)
-        return self.proc.wait(timeout=TIMEOUT)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=TIMEOUT)
-        self._log.close()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def demo_process(path: str, log_path: str, **options: Any) -> ServerProcess:
