@@ -94,6 +94,10 @@ class Dispatcher:
         self._specs: dict[str, MethodSpec] = {s.name: s for s in methods.specs()}
         self._specs.update(extensions or {})
         self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
+        #: Methods that run at once, outside the connection's order (rpc.cancel).
+        self.immediate = frozenset(name for name, spec in self._specs.items() if spec.immediate)
+        #: Methods whose calls survive the caller's disconnect.
+        self.run_to_completion = frozenset(n for n, spec in self._specs.items() if spec.run_to_completion)
         self._fast_specs: dict[Access, dict[str, MethodSpec]] = {}
         self._fallback = (
             MethodSpec.build("*", methods.handler) if methods.handler is not None else None

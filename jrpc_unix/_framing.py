@@ -50,6 +50,11 @@ class LineSplitter:
         """Bytes held for an incomplete line."""
         return len(self._buf)
 
+    @property
+    def mid_line(self) -> bool:
+        """A line has begun and not ended (held, or being discarded as too long)."""
+        return bool(self._buf) or self._discarding or self._cr
+
     def feed(self, data: bytes) -> list[bytes | _TooLong]:
         """Add received bytes; return the lines they complete, in order."""
         out: list[bytes | _TooLong] = []

@@ -19,14 +19,28 @@ class Limits:
     max_connections: int = 128
     #: Most connections open at once from one user (uid).
     max_connections_per_uid: int | None = 32
-    #: Most calls running at once on one connection; reading pauses beyond it.
+    #: Most calls running at once on one connection; more wait in its queue.
     max_in_flight: int = 32
-    #: Close a connection after this many seconds with nothing received and nothing running.
+    #: Most requests waiting on one connection (behind a barrier, max_in_flight, or unsent
+    #: answers); reading pauses beyond it.
+    max_queued_requests: int = 256
+    #: Most bytes of requests waiting on one connection; reading pauses beyond it.
+    max_queued_bytes: int = 1 << 20
+    #: Most blocking=True handlers running in worker threads at once, for the whole server
+    #: (threads of abandoned calls are bounded by as many again).
+    max_blocking_threads: int = 32
+    #: Most blocking=True handlers running at once for one connection.
+    max_blocking_per_connection: int = 8
+    #: Close a connection after this many seconds with nothing received and nothing running,
+    #: or with answers unread, or with one message still arriving, for that long.
     idle_timeout: float | None = 300.0
     #: Cancel a handler after this many seconds (answering "timed out"); per method overrides.
     handler_timeout: float | None = None
     #: On stop, how long in-flight calls may take to finish before they are cancelled.
     shutdown_grace: float = 5.0
+    #: After that, how long to wait for worker threads still running (they cannot be cancelled)
+    #: before the server returns without them.
+    thread_grace: float = 10.0
     #: Unsent answer bytes on one connection above which the server stops reading from it.
     max_pending_output: int = 1 << 20
 

@@ -2,9 +2,10 @@
 
 ``await serve(path, methods)`` runs until cancelled or until :meth:`Server.stop`. It works with
 ``nursery.start``: it reports started only once the socket is listening, with the Server as the
-start value. Stop is graceful (hypercorn's model): stop accepting, let in-flight calls finish
-until ``Limits.shutdown_grace`` passes (answering requests that arrive meanwhile with "shutting
-down"), cancel what still runs, close every connection, remove the socket file.
+start value. Stop is graceful (hypercorn's model): stop accepting, answer what waits and what
+arrives with "shutting down", let running calls finish until ``Limits.shutdown_grace`` passes,
+cancel what still runs (each call still answered), close every connection, remove the socket
+file, then wait up to ``Limits.thread_grace`` for worker threads still running.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from ._context import Peer
 from ._discover import add_discover
 from ._dispatch import Dispatcher
 from ._errors import ErrorCode, ServerSetupError
+from ._hangup import HangupWatch
 from ._limits import Limits
 from ._listener import is_abstract, open_unix_listener
 from ._methods import Methods, MethodSpec
 from ._protocol import encode_error
 from ._pubsub import Producer, Topic
 from ._stats import ServerStats
+from ._workers import WorkerThreads
 
 __all__ = ["Server", "run", "serve", "serve_until_signalled"]
 
@@ -76,7 +79,12 @@ class Server:
                 self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
+        self.workers = WorkerThreads(
+            self.limits.max_blocking_threads, self.limits.max_blocking_per_connection, self.stats
+        )
+        self.hangups = HangupWatch()
         self._connections: set[Connection] = set()
+        self._detached: set[Connection] = set()  # the peer left; notifications etc. run on
         self._per_uid: collections.Counter[int] = collections.Counter()
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
@@ -134,7 +142,7 @@ class Server:
         self._accept_scope.cancel()
         self._watchdog_scope.cancel()
         self._stop_requested.set()  # _shutdown takes it from here
-        for conn in list(self._connections):
+        for conn in [*self._connections, *self._detached]:
             conn.wake_for_stop()
 
     async def _shutdown(self) -> None:
@@ -145,13 +153,39 @@ class Server:
         """
         await self._stop_requested.wait()
         with trio.move_on_after(self.limits.shutdown_grace):
-            while self._connections:
+            while self._connections or self._detached:
                 await self._changed.park()
-        if self._connections:
+        if self._connections or self._detached:
             log.warning("grace of %s s over: cancelling calls still running", self.limits.shutdown_grace)
-            for conn in list(self._connections):
+            for conn in [*self._connections, *self._detached]:
                 conn.cancel_for_shutdown()
             self._work_scope.deadline = trio.current_time() + 1.0
+
+    def detach(self, conn: Connection) -> None:
+        """``conn``'s peer is gone: free its slot now; what it still runs goes on in the background."""
+        if conn in self._connections:
+            self._forget(conn)
+            self._detached.add(conn)
+            self.stats.connections_detached += 1
+
+    def _forget(self, conn: Connection) -> None:
+        """Give back ``conn``'s slot (and its count by uid)."""
+        self._connections.discard(conn)
+        uid = conn.peer.uid if conn.peer is not None else -1
+        self._per_uid[uid] -= 1
+        if not self._per_uid[uid]:
+            del self._per_uid[uid]
+        self.stats.connections_open -= 1
+        self._changed.unpark_all()
+
+    def _release(self, conn: Connection) -> None:
+        """``conn`` has ended: its slot, or its place among the detached."""
+        if conn in self._detached:
+            self._detached.discard(conn)
+            self.stats.connections_detached -= 1
+            self._changed.unpark_all()
+        elif conn in self._connections:
+            self._forget(conn)
 
     async def serve(
         self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -171,20 +205,25 @@ class Server:
         try:
             async with listener:
                 with self._work_scope:
-                    async with trio.open_nursery() as nursery:
-                        if self.limits.idle_timeout is not None:
-                            nursery.start_soon(self._idle_watchdog, self.limits.idle_timeout / 4)
-                        nursery.start_soon(self._shutdown)
-                        task_status.started(self)
-                        log.info("listening on %s", path)
-                        with self._accept_scope:
-                            await self._accept_loop(listener, nursery)
-                        self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
-                        # Stop listening now: a newcomer is refused at once instead of waiting
-                        # out the grace, and a new server may take the path while we drain.
-                        await listener.aclose()
-                        sockfile.remove()
-                        log.info("stopped accepting; removed %s", path)
+                    async with trio.open_nursery() as watch:
+                        watch.start_soon(self.hangups.run)
+                        async with trio.open_nursery() as nursery:
+                            if self.limits.idle_timeout is not None:
+                                nursery.start_soon(self._idle_watchdog, self.limits.idle_timeout / 4)
+                            nursery.start_soon(self._shutdown)
+                            task_status.started(self)
+                            log.info("listening on %s", path)
+                            with self._accept_scope:
+                                await self._accept_loop(listener, nursery)
+                            self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
+                            # Stop listening now: a newcomer is refused at once instead of waiting
+                            # out the grace, and a new server may take the path while we drain.
+                            await listener.aclose()
+                            sockfile.remove()
+                            log.info("stopped accepting; removed %s", path)
+                        watch.cancel_scope.cancel()
+                # Worker threads cannot be cancelled; the process would end them mid-way.
+                await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             sockfile.remove()  # a no-op if it is gone, or no longer ours
             self._stopped.set()
@@ -246,12 +285,7 @@ class Server:
         except Exception:
             log.exception("connection failed")
         finally:
-            self._connections.discard(conn)
-            self._per_uid[uid] -= 1
-            if not self._per_uid[uid]:
-                del self._per_uid[uid]
-            self.stats.connections_open -= 1
-            self._changed.unpark_all()
+            self._release(conn)
 
 
 async def serve(

@@ -93,12 +93,16 @@ class ServerStats:
         self.started = time.monotonic()
         self.connections_open = 0
         self.connections_total = 0
+        self.connections_detached = 0  # the client left; a notification (etc.) still runs
         self.calls = 0
         self.notifications = 0
         self.errors = 0
         self.in_flight = 0
         self.subscriptions = 0
         self.events_dropped = 0
+        self.threads_busy = 0  # worker threads running a blocking handler for a live call
+        self.threads_abandoned = 0  # ... for a call that was cancelled or timed out
+        self.threads_waiting = 0  # blocking calls waiting for a thread slot
         self.rejected_connections: Counter[str] = Counter()
         self.rejected_requests: Counter[str] = Counter()
         self.methods: dict[str, MethodStats] = {}
@@ -132,6 +136,7 @@ class ServerStats:
                     "open": self.connections_open,
                     "total": self.connections_total,
                     "rejected": dict(self.rejected_connections),
+                    "detached": self.connections_detached,
                 },
                 "calls": self.calls,
                 "notifications": self.notifications,
@@ -139,6 +144,11 @@ class ServerStats:
                 "in_flight": self.in_flight,
                 "subscriptions": self.subscriptions,
                 "events_dropped": self.events_dropped,
+                "threads": {
+                    "busy": self.threads_busy,
+                    "abandoned": self.threads_abandoned,
+                    "waiting": self.threads_waiting,
+                },
                 "rejected_requests": dict(self.rejected_requests),
             },
             "methods": methods,

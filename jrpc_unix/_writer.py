@@ -29,6 +29,18 @@ class Writer:
         self.broken = False
         self.writes = 0  # send_all calls completed, for the idle watchdog
 
+    @property
+    def unsent(self) -> bool:
+        """Lines are queued that no write has taken yet."""
+        return bool(self._lines)
+
+    def abandon(self) -> None:
+        """The peer is gone: drop what waits and take nothing more (a write under way fails)."""
+        self.broken = True
+        self._lines.clear()
+        self.pending = 0
+        self._changed.unpark_all()
+
     def deliver(self, answer: bytes | None) -> None:
         """Queue one answer line."""
         if answer and not self.broken:  # None, FAILED_NOTIFICATION: nothing to send
@@ -62,12 +74,11 @@ class Writer:
                 try:
                     await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.broken = True
-                    self._lines.clear()
-                    self.pending = 0
+                    self.abandon()
                     self._on_broken()
                 else:
-                    self.pending -= len(data)
+                    if not self.broken:
+                        self.pending -= len(data)
                     self.writes += 1
                 self._changed.unpark_all()
         finally:

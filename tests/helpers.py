@@ -19,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import trio
+
+from jrpc_unix import Limits, Server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo_server.py"
@@ -274,6 +276,35 @@ class TrioLineClient:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving(path: str, methods: Any, **options: Any) -> AsyncIterator[Server]:
+    """A Server listening on ``path`` in this trio run; stopped (gracefully) on exit."""
+    options.setdefault("limits", Limits(shutdown_grace=2.0))
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(Server(methods, **options).serve, path)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+async def until(
+    cond: Callable[[], Any],
+    what: str,
+    timeout: float = TIMEOUT,  # noqa: ASYNC109 - a test's bound, turned into a readable failure
+    tick: float = 0.01,
+) -> Any:
+    """The trio twin of :func:`wait_for`: poll ``cond`` every ``tick`` (virtual time under
+    ``autojump_clock``, where the whole wait costs nothing) until it holds, or fail."""
+    with trio.move_on_after(timeout):
+        while True:
+            value = cond()
+            if value:
+                return value
+            await trio.sleep(tick)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def request(method: str, params: Any = None, rid: Any = None, *, notify: bool = False) -> dict[str, Any]:

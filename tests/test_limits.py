@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 import trio
-from helpers import ROOT, TIMEOUT, LineClient
+import trio.testing
+from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient, serving, until
 from ops_helpers import (
     PING,
     PONG,
@@ -269,43 +270,47 @@ def _slow_methods() -> Methods:
     return m
 
 
-def test_idle_connection_is_closed(sock_path: str) -> None:
-    with served(sock_path, basic_methods(), limits=Limits(idle_timeout=0.3)) as handle:
-        with LineClient(sock_path) as c:
-            start = time.monotonic()
-            assert read_until_eof_or_error(c) == b""
-            elapsed = time.monotonic() - start
-        assert 0.25 <= elapsed < 5, elapsed
-        wait_for(lambda: handle.server.stats.connections_open == 0, "the connection to be gone")
+async def test_idle_connection_is_closed(sock_path: str, autojump_clock: trio.testing.MockClock) -> None:
+    async with serving(sock_path, basic_methods(), limits=Limits(idle_timeout=1.0)) as server:
+        c = await TrioLineClient.connect(sock_path)
+        start = trio.current_time()
+        assert await c.read_to_eof() == b""
+        assert 1.0 <= trio.current_time() - start <= 1.25  # checked every quarter of the timeout
+        await until(lambda: server.stats.connections_open == 0, "the connection to be gone")
+        await c.aclose()
 
 
-def test_idle_timer_restarts_with_each_request_and_waits_for_running_calls(sock_path: str) -> None:
-    with served(sock_path, _slow_methods(), limits=Limits(idle_timeout=0.3)), LineClient(sock_path) as c:
+async def test_idle_timer_restarts_with_each_request_and_waits_for_running_calls(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with serving(sock_path, _slow_methods(), limits=Limits(idle_timeout=1.0)):
+        c = await TrioLineClient.connect(sock_path)
         # A call running longer than the idle timeout keeps the connection open.
-        assert c.call("sleep", [0.8]) == ok(0.8, 1)
+        assert await c.call("sleep", [3.0]) == ok(3.0, 1)
         # Requests at intervals shorter than the timeout keep it open too.
-        start = time.monotonic()
-        while time.monotonic() - start < 0.8:
-            c.send(PING)
-            assert c.read_json() == PONG
-            time.sleep(0.1)  # the client's pace, not a synchronisation
-        assert read_until_eof_or_error(c) == b""  # then it goes quiet and is closed
+        for _ in range(10):
+            assert await c.call("ping", rid="ping") == PONG
+            await trio.sleep(0.7)  # the client's pace (virtual time)
+        start = trio.current_time()
+        assert await c.read_to_eof() == b""  # then it goes quiet and is closed
+        assert 1.0 - 0.7 <= trio.current_time() - start <= 1.25 - 0.7
+        await c.aclose()
 
 
-def test_client_that_stopped_reading_is_idled_out(sock_path: str) -> None:
-    limits = Limits(idle_timeout=0.3, shutdown_grace=0.5)
-    with served(sock_path, basic_methods(), limits=limits) as handle:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(sock_path)
-        sock.setblocking(False)
-        try:
-            flood = b"".join(req("echo", ["q" * 500], i) for i in range(50_000))
-            _write_until_stalled(sock, flood, stall=0.1)  # the server now waits for us to read
-            assert handle.server.stats.connections_open == 1
-            wait_for(lambda: handle.server.stats.connections_open == 0,
-                     "the stalled connection to be closed as idle", timeout=2)
-        finally:
-            sock.close()
+async def test_client_that_stopped_reading_is_idled_out(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """It writes and never reads: once no answer has left for idle_timeout, the peer is gone."""
+    limits = Limits(idle_timeout=1.0, shutdown_grace=0.5)
+    async with serving(sock_path, basic_methods(), limits=limits) as server:
+        stream = await trio.open_unix_socket(sock_path)
+        flood = b"".join(req("echo", ["q" * 500], i) for i in range(50_000))  # 25 MB of answers
+        start = trio.current_time()
+        with pytest.raises(trio.BrokenResourceError):  # until the server closes on us
+            await stream.send_all(flood)
+        assert 1.0 <= trio.current_time() - start <= 1.5
+        await until(lambda: server.stats.connections_open == 0, "the stalled connection to go")
+        await stream.aclose()
 
 
 # -- handler timeouts -------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from helpers import TIMEOUT, TrioLineClient
 from jrpc_unix import (
     Call,
     Client,
+    Limits,
     Methods,
     RpcError,
     RpcTimeoutError,
@@ -394,3 +395,92 @@ async def test_an_own_progress_subscription_shares_the_reports(server: Server, s
     assert seen == [(1, 2, "step 1"), (2, 2, "step 2")]
     assert [(e["id"], e["done"]) for e in events] == [(2, 1), (2, 2)]
     assert calls(server, "rpc.subscribe") == 1, "the client used the reader's subscription"
+
+
+# -- cancellation whatever the in-flight state (the reader never waits for a slot) --------------
+
+
+@pytest.fixture
+async def narrow_server(sock_path: str, record: Record) -> AsyncIterator[Server]:
+    """Two calls at most in flight per connection."""
+    async with trio.open_nursery() as nursery:
+        limits = Limits(max_in_flight=2, shutdown_grace=2.0)
+        started: Server = await nursery.start(
+            functools.partial(serve, sock_path, make_methods(record), limits=limits)
+        )
+        yield started
+        nursery.cancel_scope.cancel()
+
+
+def _hold(name: str, rid: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": "hold", "params": [name], "id": rid}
+
+
+async def test_rpc_cancel_is_read_while_every_slot_is_taken(
+    narrow_server: Server, sock_path: str, record: Record
+) -> None:
+    raw = await raw_client(sock_path)
+    for rid, name in enumerate(["a", "b", "c"], 1):  # c waits for a slot
+        await raw.send(_hold(name, rid))
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "a"].wait()
+        await record["entered", "b"].wait()
+    await raw.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": 1}})
+    assert await raw.read_json() == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32005, "message": "Cancelled", "data": "hold was cancelled"},
+        "id": 1,
+    }
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "c"].wait()  # the freed slot went to the waiting call
+    record["open", "b"].set()
+    record["open", "c"].set()
+    assert {(await raw.read_json())["id"] for _ in range(2)} == {2, 3}
+    await raw.aclose()
+
+
+async def test_rpc_cancel_of_a_waiting_call_answers_it_without_running_it(
+    narrow_server: Server, sock_path: str, record: Record
+) -> None:
+    raw = await raw_client(sock_path)
+    for rid, name in enumerate(["a", "b", "c", "d"], 1):  # c and d wait for a slot
+        await raw.send(_hold(name, rid))
+    await raw.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": 3}, "id": 9})
+    answers = {a["id"]: a for a in [await raw.read_json(), await raw.read_json()]}
+    assert answers[9] == {"jsonrpc": "2.0", "result": True, "id": 9}
+    assert answers[3] == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32005, "message": "Cancelled", "data": "hold was cancelled"},
+        "id": 3,
+    }
+    record["open", "a"].set()
+    assert (await raw.read_json())["id"] == 1
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "d"].wait()  # d, not c, took the slot
+    record["open", "b"].set()
+    record["open", "d"].set()
+    assert {(await raw.read_json())["id"] for _ in range(2)} == {2, 4}
+    assert not record.happened("entered", "c")
+    assert narrow_server.stats.rejected_requests["cancelled"] == 1
+    await raw.aclose()
+
+
+async def test_a_ping_behind_a_running_notification_waits_but_a_cancel_does_not(
+    server: Server, sock_path: str, record: Record
+) -> None:
+    """A notification is a barrier for what follows it, not for rpc.cancel."""
+    raw = await raw_client(sock_path)
+    await raw.send(_hold("a", 1))
+    await raw.send({"jsonrpc": "2.0", "method": "hold", "params": ["note"]})  # waits for a
+    await raw.send({"jsonrpc": "2.0", "method": "ping", "id": "p"})  # waits for the notification
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "a"].wait()
+    await raw.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": 1}})
+    assert (await raw.read_json())["error"]["code"] == -32005
+    with trio.fail_after(TIMEOUT):
+        await record["entered", "note"].wait()
+    await trio.testing.wait_all_tasks_blocked()
+    assert not record.happened("finished", "note")
+    record["open", "note"].set()
+    assert await raw.read_json() == {"jsonrpc": "2.0", "result": "pong", "id": "p"}
+    await raw.aclose()

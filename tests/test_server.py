@@ -1346,17 +1346,6 @@ async def test_current_context_in_batch_members(sock_path: str) -> None:
     )
 
 
-async def test_a_slowly_arriving_request_is_not_idle(sock_path: str) -> None:
-    """Idle means nothing received: a line trickling in, byte by byte, keeps the connection."""
-    limits = Limits(idle_timeout=0.3, shutdown_grace=2)
-    data = lines(request("ping", rid=1))
-    async with serving(sock_path, basic_methods(), limits=limits), client(sock_path) as c:
-        for byte in data:  # ~45 bytes over ~1.4 s: longer than the timeout, no gap as long as it
-            await c.send(bytes([byte]))
-            await trio.sleep(0.03)
-        assert await c.read_json() == {"jsonrpc": "2.0", "result": "pong", "id": 1}
-
-
 async def test_notification_waits_for_a_blocking_call_before_it(sock_path: str) -> None:
     events: list[str] = []
     methods = recording_methods(events)

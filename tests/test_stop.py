@@ -8,6 +8,7 @@ socket file; idempotent; afterwards no spinning, no leaked threads or descriptor
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient
+import trio.testing
+from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient, until
 from ops_helpers import (
     PING,
     PONG,
@@ -79,6 +81,15 @@ class Work:
             time.sleep(seconds)
             self.finished += 1
             return seconds
+
+        self.gate = threading.Event()
+
+        @m.add(blocking=True)
+        def gated() -> str:
+            self.started += 1
+            self.gate.wait(TIMEOUT)
+            self.finished += 1
+            return "opened"
 
         @m.add
         def shutdown() -> str:
@@ -221,21 +232,51 @@ def test_handler_ignoring_the_deadline_is_cancelled_when_it_passes(sock_path: st
     assert_idle_afterwards(threads_before)
 
 
-def test_blocking_handler_past_the_deadline_is_abandoned(sock_path: str) -> None:
+def test_blocking_handler_past_the_deadline_is_answered_then_waited_for(
+    sock_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its call is answered -32002 at the deadline; the server then waits for its thread (up to
+    thread_grace): the process would otherwise end it mid-way."""
+    caplog.set_level(logging.INFO, logger="jrpc_unix.server")
     work = Work()
     threads_before = thread_baseline()
-    handle = serve_in_thread(sock_path, work.methods, limits=Limits(shutdown_grace=0.3))
+    limits = Limits(shutdown_grace=0.3, thread_grace=TIMEOUT)
+    handle = serve_in_thread(sock_path, work.methods, limits=limits)
     with LineClient(sock_path) as c:
-        c.send(req("block", [1.5], 1))
+        c.send(req("gated", rid=1))
         wait_for(lambda: work.started == 1, "the blocking call to run")
-        start = time.monotonic()
-        handle.stop(timeout=TIMEOUT)
-        assert time.monotonic() - start < 1.2, "stop waited for a worker thread past the deadline"
-        read_until_eof_or_error(c)
+        stopper, took = stop_in_background(handle)
+        assert c.read_json() == {"jsonrpc": "2.0", "id": 1, "error": {
+            **SHUTTING_DOWN, "data": "gated was cancelled: the server is shutting down"}}
+        assert read_until_eof_or_error(c) == b""
+        wait_for(lambda: "waiting up to 10.0 s for 1 worker thread" in caplog.text, "the server to say so")
+        assert handle.running, "the server waits for its worker thread"
+        work.gate.set()
+        stopper.join(TIMEOUT)
+    assert took, "stop did not return"
     assert not handle.running
-    # The worker thread cannot be interrupted; it ends by itself and nothing else is left.
-    wait_for(lambda: work.finished == 1, "the abandoned worker to return")
+    assert work.finished == 1
+    assert "worker threads done" in caplog.text
     assert_idle_afterwards(threads_before)
+
+
+def test_a_worker_thread_past_the_thread_grace_is_left_behind(
+    sock_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    work = Work()
+    handle = serve_in_thread(sock_path, work.methods, limits=Limits(shutdown_grace=0.1, thread_grace=0.2))
+    try:
+        with LineClient(sock_path) as c:
+            c.send(req("gated", rid=1))
+            wait_for(lambda: work.started == 1, "the blocking call to run")
+            handle.stop(timeout=TIMEOUT)
+            assert not handle.running
+            assert c.read_json()["error"]["code"] == -32002
+        assert "1 worker thread still running after 0.2 s; exiting without them" in caplog.text
+        assert work.finished == 0
+    finally:
+        work.gate.set()
+    wait_for(lambda: work.finished == 1, "the abandoned worker to return")
 
 
 def test_stop_with_a_client_that_never_reads(sock_path: str) -> None:
@@ -329,9 +370,9 @@ def test_demo_signal_stops_gracefully(sock_dir: str, signum: int) -> None:
     assert not os.path.lexists(path)
 
 
-def _in_flight(path: str) -> int:
+def _in_flight(path: str, method: str = "stats") -> int:
     with LineClient(path) as c:
-        return int(c.call("stats")["result"]["server"]["in_flight"])
+        return int(c.call(method)["result"]["server"]["in_flight"])
 
 
 def test_demo_sigterm_when_idle_exits_at_once(sock_dir: str) -> None:
@@ -407,3 +448,60 @@ def test_sigkill_leaves_a_file_that_is_then_replaced(sock_dir: str) -> None:
         assert ping(path)
         assert second.signal() == 0
     assert not os.path.lexists(path)
+
+
+# -- every call received is answered; nothing starts after the grace -----------------------------
+
+
+async def test_a_call_waiting_for_a_slot_is_answered_and_never_started_at_stop(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    work = Work()
+    server = Server(work.methods, limits=Limits(max_in_flight=2, shutdown_grace=1.0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, sock_path)
+        client = await TrioLineClient.connect(sock_path)
+        await client.send(req("stubborn", rid=1) + req("stubborn", rid=2) + req("stubborn", rid=3))
+        await until(lambda: work.started == 2, "two calls to run")
+        server.stop()
+        rest = await client.read_to_eof()
+        await client.aclose()
+    answers = sorted((json.loads(line) for line in rest.splitlines()), key=lambda a: a["id"])
+    assert [(a["id"], a["error"]["code"]) for a in answers] == [(1, -32002), (2, -32002), (3, -32002)]
+    assert work.started == 2, "the waiting call never started"
+    assert server.stats.rejected_requests["shutting_down"] == 3
+
+
+WORKER_SCRIPT = """
+import logging, pathlib, sys, time
+from jrpc_unix import Limits, Methods, run
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+path, done = sys.argv[1], sys.argv[2]
+methods = Methods()
+
+@methods.add(blocking=True)
+def work(seconds: float) -> str:
+    time.sleep(seconds)
+    pathlib.Path(done).write_text("finished")
+    return "finished"
+
+run(path, methods, limits=Limits(shutdown_grace=0.2))
+"""
+
+
+def test_the_process_waits_for_its_worker_threads_before_it_exits(sock_dir: str) -> None:
+    """A blocking handler past the grace is answered -32002 and abandoned, not killed at exit."""
+    path = os.path.join(sock_dir, "w.sock")
+    done = os.path.join(sock_dir, "done")
+    log = os.path.join(sock_dir, "log")
+    argv = [sys.executable, "-c", WORKER_SCRIPT, path, done]
+    with ServerProcess(argv, log, lambda: connectable(path)) as server, LineClient(path) as c:
+        c.send(req("work", [1.0], 1))
+        wait_for(lambda: _in_flight(path, "rpc.stats") == 1, "the call to run")
+        server.proc.send_signal(signal.SIGTERM)
+        assert c.read_json() == {"jsonrpc": "2.0", "id": 1, "error": {
+            **SHUTTING_DOWN, "data": "work was cancelled: the server is shutting down"}}
+        assert server.proc.wait(timeout=TIMEOUT) == 0
+        assert Path(done).read_text() == "finished", "the worker thread was killed mid-way"
+        assert "waiting up to 10.0 s for 1 worker thread" in server.log()
+        assert "worker threads done" in server.log()
