@@ -95,6 +95,7 @@ class Connection:
                 if not self.gone:  # calls and events may run on: a close must still be seen
                     self._watch_hangup()
                     self.settled_if_idle()
+            self._nursery = None  # closed to new tasks
             await self.flush()
         finally:
             self.push.close()

@@ -328,12 +328,16 @@ def test_per_method_timeout_answers_32004_and_the_connection_goes_on(sock_path: 
         assert handle.server.stats.rejected_requests["timeout"] == 1
 
 
-def test_server_wide_handler_timeout_and_per_method_override(sock_path: str) -> None:
-    with served(sock_path, _slow_methods(), limits=Limits(handler_timeout=0.2)), LineClient(sock_path) as c:
-        assert error_code(c.call("sleep", [30])) == -32004
-        assert error_code(c.call("block", [1.0], rid=2)) == -32004  # a worker thread: abandoned
-        assert c.call("patient", [0.5], rid=3) == ok(0.5, 3)  # its own timeout=2 wins
-        assert c.call("sleep", [0.01], rid=4) == ok(0.01, 4)
+async def test_server_wide_handler_timeout_and_per_method_override(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with serving(sock_path, _slow_methods(), limits=Limits(handler_timeout=0.2)):
+        c = await TrioLineClient.connect(sock_path)
+        assert error_code(await c.call("sleep", [30])) == -32004
+        assert error_code(await c.call("block", [1.0], rid=2)) == -32004  # a worker thread: abandoned
+        assert await c.call("patient", [1.5], rid=3) == ok(1.5, 3)  # its own timeout=2 wins
+        assert await c.call("sleep", [0.01], rid=4) == ok(0.01, 4)
+        await c.aclose()
 
 
 def test_timed_out_notification_gets_no_answer(sock_path: str) -> None:

@@ -34,6 +34,7 @@ from helpers import (
     lines,
     notification,
     request,
+    serving,
     short_tmpdir,
 )
 from hypothesis import HealthCheck, given, settings
@@ -51,18 +52,6 @@ from jrpc_unix import (
 )
 
 FAST = Limits(shutdown_grace=2.0)
-
-
-@contextlib.asynccontextmanager
-async def serving(path: str, methods: Any, **options: Any) -> AsyncIterator[Server]:
-    """A Server listening on ``path`` in this trio run; stopped (gracefully) on exit."""
-    options.setdefault("limits", FAST)
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(Server(methods, **options).serve, path)
-        try:
-            yield server
-        finally:
-            server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -614,13 +603,15 @@ async def test_max_in_flight_applies_back_pressure(sock_path: str) -> None:
     assert entered == 5
 
 
-async def test_idle_timeout_closes_an_idle_connection(sock_path: str) -> None:
-    limits = Limits(idle_timeout=0.2, shutdown_grace=2)
+async def test_idle_timeout_closes_an_idle_connection(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    limits = Limits(idle_timeout=1.0, shutdown_grace=2)
     async with serving(sock_path, basic_methods(), limits=limits) as server:
         async with client(sock_path) as idle:
             assert await idle.read_to_eof() == b""  # the server closed it
         async with client(sock_path) as busy:  # a call running past the timeout keeps it open
-            assert (await busy.call("nap", [0.5]))["result"] == 0.5
+            assert (await busy.call("nap", [3.0]))["result"] == 3.0
             assert (await busy.call("ping", rid=2))["result"] == "pong"
         assert server.stats.connections_total == 2
 

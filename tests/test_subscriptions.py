@@ -363,7 +363,8 @@ async def test_trio_cancelled_reader_unsubscribes_without_waiting(server: Server
 
 
 async def test_trio_subscription_given_up_before_its_answer_is_ended(server: Server, sock_path: str) -> None:
-    """rpc.subscribe written, its caller cancelled, the answer late: the client unsubscribes."""
+    """rpc.subscribe written (it waits behind a barrier), its caller cancelled: the client's
+    rpc.cancel reaches the waiting request, which never runs; its late -32005 is dropped."""
     gate: trio.Event = server.test_gate  # type: ignore[attr-defined]
     async with open_client(sock_path) as client:
         await client.notify(HOLD)  # a barrier the server is stuck in until the gate opens
@@ -377,11 +378,13 @@ async def test_trio_subscription_given_up_before_its_answer_is_ended(server: Ser
                 nursery.start_soon(subscribe)
                 await trio.testing.wait_all_tasks_blocked()  # the request is written
                 scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()  # so is rpc.cancel, read while the barrier runs
         gate.set()
         with trio.fail_after(TIMEOUT):
-            await client.call("ping")  # answered after the late subscribe answer
+            await client.call("ping")  # answered after the late -32005
             assert (await client.call("rpc.stats"))["server"]["subscriptions"] == 0
-        assert server.stats.method("rpc.subscribe", True).calls == 1
+        assert server.stats.method("rpc.subscribe", True).calls == 0
+        assert server.stats.rejected_requests["cancelled"] == 1
         assert client.dropped == 1
 
 
