@@ -2,10 +2,9 @@
 
 ``await serve(path, methods)`` runs until cancelled or until :meth:`Server.stop`. It works with
 ``nursery.start``: it reports started only once the socket is listening, with the Server as the
-start value. Stop is graceful (hypercorn's model): stop accepting, answer what waits and what
-arrives with "shutting down", let running calls finish until ``Limits.shutdown_grace`` passes,
-cancel what still runs (each call still answered), close every connection, remove the socket
-file, then wait up to ``Limits.thread_grace`` for worker threads still running.
+start value. Stop is graceful (hypercorn's model; specs/protocol.md §9): stop accepting, let
+running calls finish until ``Limits.shutdown_grace`` passes, cancel what still runs (each call
+answered), close every connection, then wait up to ``Limits.thread_grace`` for worker threads.
 """
 
 from __future__ import annotations
@@ -79,9 +78,7 @@ class Server:
                 self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
-        self.workers = WorkerThreads(
-            self.limits.max_blocking_threads, self.limits.max_blocking_per_connection, self.stats
-        )
+        self.workers = WorkerThreads(self.limits, self.stats)
         self.hangups = HangupWatch()
         self._connections: set[Connection] = set()
         self._detached: set[Connection] = set()  # the peer left; notifications etc. run on
@@ -162,30 +159,24 @@ class Server:
             self._work_scope.deadline = trio.current_time() + 1.0
 
     def detach(self, conn: Connection) -> None:
-        """``conn``'s peer is gone: free its slot now; what it still runs goes on in the background."""
-        if conn in self._connections:
-            self._forget(conn)
-            self._detached.add(conn)
-            self.stats.connections_detached += 1
-
-    def _forget(self, conn: Connection) -> None:
-        """Give back ``conn``'s slot (and its count by uid)."""
-        self._connections.discard(conn)
-        uid = conn.peer.uid if conn.peer is not None else -1
-        self._per_uid[uid] -= 1
-        if not self._per_uid[uid]:
-            del self._per_uid[uid]
-        self.stats.connections_open -= 1
-        self._changed.unpark_all()
+        """``conn``'s peer is gone: free its slot now; what still runs for it goes on detached."""
+        self._release(conn)
+        self._detached.add(conn)
+        self.stats.connections_detached += 1
 
     def _release(self, conn: Connection) -> None:
-        """``conn`` has ended: its slot, or its place among the detached."""
+        """Give back ``conn``'s slot (and its count by uid), or its place among the detached."""
         if conn in self._detached:
             self._detached.discard(conn)
             self.stats.connections_detached -= 1
-            self._changed.unpark_all()
         elif conn in self._connections:
-            self._forget(conn)
+            self._connections.discard(conn)
+            uid = conn.peer.uid if conn.peer is not None else -1
+            self._per_uid[uid] -= 1
+            if not self._per_uid[uid]:
+                del self._per_uid[uid]
+            self.stats.connections_open -= 1
+        self._changed.unpark_all()
 
     async def serve(
         self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -222,7 +213,6 @@ class Server:
                             sockfile.remove()
                             log.info("stopped accepting; removed %s", path)
                         watch.cancel_scope.cancel()
-                # Worker threads cannot be cancelled; the process would end them mid-way.
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             sockfile.remove()  # a no-op if it is gone, or no longer ours

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import trio
 
 if TYPE_CHECKING:
+    from ._limits import Limits
     from ._stats import ServerStats
 
 __all__ = ["WorkerThreads"]
@@ -33,10 +34,10 @@ T = TypeVar("T")
 class WorkerThreads:
     """The server's handler threads: slots for live calls, and a count of abandoned ones."""
 
-    def __init__(self, max_threads: int, per_connection: int, stats: ServerStats) -> None:
-        self._slots = trio.CapacityLimiter(max_threads)
-        self.per_connection = per_connection
-        self.max_abandoned = max_threads
+    def __init__(self, limits: Limits, stats: ServerStats) -> None:
+        self._slots = trio.CapacityLimiter(limits.max_blocking_threads)
+        self.per_connection = limits.max_blocking_per_connection
+        self.max_abandoned = limits.max_blocking_threads
         self._stats = stats
         self._returned = trio.lowlevel.ParkingLot()
 
