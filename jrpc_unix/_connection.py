@@ -10,7 +10,8 @@ The connection ends (specs/protocol.md §5) when the client half-closes (everyth
 answered first), when the server stops, or when it idles out. When the peer is *gone* (it closed
 entirely, or it stopped reading its answers, or sent an unfinished message for ``idle_timeout``)
 nobody can read an answer any more: its socket is closed and its slot freed at once, its calls
-cancelled, except notifications and run-to-completion calls, which finish in the background.
+cancelled, except notifications and run-to-completion calls, which finish in the background
+(*detached*; at most ``max_connections`` connections at once, beyond which all is cancelled).
 """
 
 from __future__ import annotations
@@ -191,8 +192,10 @@ class Connection:
         self.push.close()
         self._close()  # wakes our reader and writer, if they wait on the socket
         self.changed.unpark_all()
-        if not self.calls.schedule.idle:  # else it ends at once anyway
-            self.server.detach(self)
+        schedule = self.calls.schedule
+        if not schedule.idle and not self.server.detach(self):  # (idle: it ends at once anyway)
+            noisy.warning("detached", "too many connections run on for clients that left; cancelling")
+            schedule.cancel_everything()
 
     def _close(self) -> None:
         self._unwatch_hangup()

@@ -264,6 +264,11 @@ class Schedule:
         """The server stops: nothing that waits starts any more; each is answered -32002."""
         self._drop(lambda w: False, "shutting_down", shutting_down)
 
+    def cancel_everything(self) -> None:
+        """The peer is gone and no more work may run on detached: cancel and drop all of it."""
+        self.executor.cancel_running(everything=True)
+        self._drop(lambda w: False, "cancelled", shutting_down)
+
     def cancel_for_shutdown(self) -> None:
         """The grace is over: cancel everything still running, run-to-completion calls too."""
         self.executor.shutdown = True

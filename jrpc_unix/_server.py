@@ -158,11 +158,15 @@ class Server:
                 conn.cancel_for_shutdown()
             self._work_scope.deadline = trio.current_time() + 1.0
 
-    def detach(self, conn: Connection) -> None:
-        """``conn``'s peer is gone: free its slot now; what still runs for it goes on detached."""
+    def detach(self, conn: Connection) -> bool:
+        """``conn``'s peer is gone: free its slot now, what still runs for it goes on detached;
+        False if ``max_connections`` are detached already (then ``conn`` must cancel it all)."""
+        if len(self._detached) >= self.limits.max_connections:
+            return False
         self._release(conn)
         self._detached.add(conn)
         self.stats.connections_detached += 1
+        return True
 
     def _release(self, conn: Connection) -> None:
         """Give back ``conn``'s slot (and its count by uid), or its place among the detached."""

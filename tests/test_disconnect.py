@@ -133,9 +133,9 @@ async def test_a_stalled_half_closed_connection_is_closed_alone(
 
 async def test_a_notification_running_after_its_client_left_holds_no_slot(sock_path: str) -> None:
     work = Work()
-    limits = Limits(max_connections=3, max_connections_per_uid=None, shutdown_grace=2.0)
+    limits = Limits(max_connections_per_uid=3, shutdown_grace=2.0)
     async with serving(sock_path, work.methods, limits=limits) as server:
-        for i in range(6):  # twice the connection limit
+        for i in range(6):  # twice the limit of connections per uid
             c = await TrioLineClient.connect(sock_path)
             await c.send(lines(notification("hold", [f"n{i}"])))
             await c.aclose()  # gone at once, the notification just sent
@@ -235,3 +235,22 @@ async def test_a_client_that_closes_while_its_reader_waits_is_noticed(
         await until(lambda: "first" in work.cancelled, "the close to cancel the running call")
         await until(lambda: server.stats.connections_open == 0, "the slot to be freed")
     assert work.entered == {"first"}, "nothing queued started after the close"
+
+
+async def test_work_left_behind_is_bounded_by_max_connections(sock_path: str) -> None:
+    """Connect, send a slow notification, leave, repeat: at most max_connections run on."""
+    work = Work()
+    limits = Limits(max_connections=2, max_connections_per_uid=None, shutdown_grace=2.0)
+    async with serving(sock_path, work.methods, limits=limits) as server:
+        for i in range(3):
+            c = await TrioLineClient.connect(sock_path)
+            await c.send(lines(notification("hold", [f"n{i}"])))
+            await until(lambda i=i: f"n{i}" in work.entered, "the notification to run")  # type: ignore[misc]
+            await c.aclose()
+            await until(lambda: server.stats.connections_open == 0, "the slot to be freed")
+        assert work.cancelled == {"n2"}, "the third one's work is cancelled, not left running"
+        assert server_figures(server)["connections"]["detached"] == 2
+        for i in range(3):
+            work.release(f"n{i}")
+        await until(lambda: server_figures(server)["connections"]["detached"] == 0, "the notifications")
+    assert work.finished == {"n0", "n1"}
