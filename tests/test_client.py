@@ -8,6 +8,7 @@ is still running" are facts, not timing guesses.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from backlog import FullBacklog
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import (
@@ -32,6 +34,7 @@ from jrpc_unix import (
     open_client,
     serve,
 )
+from jrpc_unix._conversation import Exchange
 
 
 @dataclass
@@ -250,6 +253,43 @@ async def read_request(stream: trio.SocketStream) -> bytes:
     return data
 
 
+async def test_a_full_accept_queue_is_waited_out(sock_path: str, autojump_clock: trio.abc.Clock) -> None:
+    """EAGAIN on connect means "try again", not "connected" (issue 9, 13)."""
+    with FullBacklog(sock_path) as backlog:
+        listener = trio.socket.from_stdlib_socket(backlog.listener)
+
+        async def free_then_answer() -> None:
+            await trio.sleep(1)  # the client found the queue full at once and is trying again
+            backlog.free_one()
+            conn, _ = await listener.accept()
+            async with trio.SocketStream(conn) as stream:
+                request = json.loads(await read_request(stream))
+                await stream.send_all(b'{"jsonrpc":"2.0","result":"pong","id":%d}\n' % request["id"])
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(free_then_answer)
+            async with open_client(sock_path) as client:
+                assert trio.current_time() - start >= 1
+                assert await client.call("ping") == "pong"
+
+
+async def test_a_full_accept_queue_times_out_with_a_connect_error(
+    sock_path: str, autojump_clock: trio.abc.Clock
+) -> None:
+    with FullBacklog(sock_path):
+        start = trio.current_time()
+        message = r": the server is not accepting connections: its accept queue stayed full for 5\.0 s "
+        with pytest.raises(ConnectError, match=message + r"\(it is overloaded or stuck\)$"):
+            async with open_client(sock_path, connect_timeout=5):
+                pass
+        assert trio.current_time() - start == 5
+        with trio.move_on_after(1000) as scope:  # None: until the caller's cancel scope ends it
+            async with open_client(sock_path, connect_timeout=None):
+                pass
+        assert scope.cancelled_caught
+
+
 async def test_server_closing_mid_call(sock_path: str) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(scripted_peer, sock_path, read_request)
@@ -343,6 +383,38 @@ async def test_progress_events_while_a_call_runs(shared_demo: DemoProcess) -> No
             nursery.start_soon(watch)
             assert await client.call("work", 3, 0.001) == {"steps": 3}
         assert seen == [("rpc.event", sub, 1), ("rpc.event", sub, 2), ("rpc.event", sub, 3)]
+
+
+async def test_progress_reports_are_handed_on_and_forgotten(shared_demo: DemoProcess) -> None:
+    """A call's reports are not kept once its callback had them (issue 9, 14)."""
+    kept: list[int] = []
+    async with open_client(shared_demo.path) as client:
+        exchanges: list[Exchange] = []
+        make_call = client._conv.call
+
+        def call(*args: Any, **kwargs: Any) -> tuple[Exchange, bytes]:
+            exchange, data = make_call(*args, **kwargs)
+            exchanges.append(exchange)
+            return exchange, data
+
+        def progress(done: Any, total: Any, message: Any) -> None:
+            reports = exchanges[-1].reports
+            assert reports is not None
+            kept.append(len(reports))
+
+        client._conv.call = call  # type: ignore[method-assign]  # to watch the exchange's state
+
+        with trio.fail_after(TIMEOUT):
+            assert await client.call("work", 10_000, 0, progress=progress) == {"steps": 10_000}
+        assert client._conv.feeds.progress is not None
+        assert not client._conv.feeds.progress.events  # the client's own feed keeps no events
+    assert len(kept) > 1000  # the server drops reports only for a reader that falls behind
+    assert len(exchanges) == 1
+    assert exchanges[0].reports is not None
+    assert not exchanges[0].reports
+    # A read takes at most 64 KiB, a report line is over 100 bytes, and the reader task may read
+    # once more before the caller's task runs: at most two reads' worth wait for the callback.
+    assert max(kept) < 2 * 65536 // 100
 
 
 async def test_waiting_for_notifications_ends_when_the_connection_does(sock_path: str) -> None:

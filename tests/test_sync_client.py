@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from backlog import FullBacklog, waiting_in_connect
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import (
@@ -39,7 +41,7 @@ from jrpc_unix import (
     serve_in_thread,
 )
 from jrpc_unix._connect import connect_error
-from jrpc_unix._conversation import Notification
+from jrpc_unix._conversation import Exchange, Notification
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -371,13 +373,90 @@ def test_abstract_address() -> None:
     ("code", "reason"),
     [
         (errno.EACCES, "permission denied (check the mode and group of the socket file and its directory)"),
-        (errno.EAGAIN, "the server's accept queue is full (it is overloaded or stuck)"),
+        (
+            errno.EAGAIN,
+            "the server is not accepting connections: its accept queue is full (it is overloaded or stuck)",
+        ),
         (errno.ELOOP, "Too many levels of symbolic links"),
     ],
 )
 def test_connect_error_messages(code: int, reason: str) -> None:
     exc = connect_error("/run/x.sock", OSError(code, os.strerror(code)))
     assert str(exc) == f"cannot connect to /run/x.sock: {reason}"
+
+
+def answer_one_ping(listener: socket.socket) -> None:
+    """Accept the next connection and answer its one call with "pong"."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(TIMEOUT)
+        request = json.loads(conn.makefile("rb").readline())
+        conn.sendall(json.dumps({"jsonrpc": "2.0", "result": "pong", "id": request["id"]}).encode() + b"\n")
+
+
+def test_a_full_accept_queue_is_waited_out(sock_path: str) -> None:
+    """The kernel keeps the client waiting in connect until the server accepts one (issue 9, 13)."""
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            with Client(sock_path, timeout=TIMEOUT) as client:
+                outcome.append(client.call("ping"))
+        except Exception as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    with FullBacklog(sock_path) as backlog:
+        thread = threading.Thread(target=call)
+        thread.start()
+        wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait in connect")
+        assert thread.is_alive(), outcome
+        backlog.free_one()
+        answer_one_ping(backlog.listener)
+        thread.join(TIMEOUT)
+    assert outcome == ["pong"]
+
+
+def test_a_signal_does_not_end_the_wait_for_room(sock_path: str) -> None:
+    """A signal handler that returns interrupts connect(2); CPython then reports the socket
+    connected when it is not. The client notices and keeps waiting."""
+    outcome: list[object] = []
+    signalled = threading.Event()
+
+    def call() -> None:
+        try:
+            with Client(sock_path, timeout=TIMEOUT) as client:
+                outcome.append(client.call("ping"))
+        except Exception as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: signalled.set())
+    try:
+        with FullBacklog(sock_path) as backlog:
+            thread = threading.Thread(target=call)
+            thread.start()
+            wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait")
+            signal.pthread_kill(thread.ident or 0, signal.SIGUSR1)
+            wait_for(signalled.is_set, "the signal handler to run")
+            wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait again")
+            assert thread.is_alive(), outcome
+            backlog.free_one()
+            answer_one_ping(backlog.listener)
+            thread.join(TIMEOUT)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert outcome == ["pong"]
+
+
+def test_a_full_accept_queue_times_out_with_a_connect_error(sock_path: str) -> None:
+    with FullBacklog(sock_path) as backlog, Client(sock_path, timeout=0.3) as client:
+        start = time.monotonic()
+        message = r": the server is not accepting connections: its accept queue stayed full for 0\.\d s "
+        with pytest.raises(ConnectError, match=message + r"\(it is overloaded or stuck\)$"):
+            client.call("ping")
+        assert time.monotonic() - start >= 0.3
+        backlog.free_one()  # the client is not broken: the next call connects
+        threading.Thread(target=answer_one_ping, args=(backlog.listener,), daemon=True).start()
+        assert client.call("ping") == "pong"
 
 
 def test_server_closing_mid_call(scripted: Callable[..., ScriptedPeer], sock_path: str) -> None:
@@ -469,6 +548,36 @@ def test_subscription_events_and_progress(demo: DemoProcess) -> None:
             client.wait_notification(timeout=0.05)
         client.notify("config.set", "level", "warning")  # the subscription survived the timeout
         assert client.wait_notification().params["data"]["value"] == "warning"
+
+
+def test_progress_reports_are_handed_on_and_forgotten(shared_demo: DemoProcess) -> None:
+    """A call's reports are not kept once its callback had them (issue 9, 14: 200k reports took a
+    client from 12 to 128 MiB): the core holds at most one read's worth."""
+    kept: list[int] = []
+    with Client(shared_demo.path, timeout=TIMEOUT) as client:
+        exchanges: list[Exchange] = []
+        make_call = client._conv.call
+
+        def call(*args: Any, **kwargs: Any) -> tuple[Exchange, bytes]:
+            exchange, data = make_call(*args, **kwargs)
+            exchanges.append(exchange)
+            return exchange, data
+
+        def progress(done: Any, total: Any, message: Any) -> None:
+            reports = exchanges[-1].reports
+            assert reports is not None
+            kept.append(len(reports))
+
+        client._conv.call = call  # type: ignore[method-assign]  # to watch the exchange's state
+
+        assert client.call("work", 10_000, 0, progress=progress) == {"steps": 10_000}
+        assert client._conv.feeds.progress is not None
+        assert not client._conv.feeds.progress.events  # the client's own feed keeps no events
+    assert len(kept) > 1000  # the server drops reports only for a reader that falls behind
+    assert len(exchanges) == 1
+    assert exchanges[0].reports is not None
+    assert not exchanges[0].reports
+    assert max(kept) < 65536 // 100  # a read takes at most 64 KiB; a report line is over 100 bytes
 
 
 def test_no_connection_no_notification(shared_demo: DemoProcess) -> None:
