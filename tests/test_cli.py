@@ -279,6 +279,8 @@ def test_methods(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -
         "\n"
         "  Set configuration `key` to `value`; returns the previous value.\n"
         "\n"
+        "  At most 1,000 keys (256 characters each, values up to 16 KiB of JSON): FAIL beyond that.\n"
+        "\n"
         "params (by name or by position):\n"
         "  key: string  (required)\n"
         "  value: any  (required)\n"

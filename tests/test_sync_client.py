@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -206,6 +207,33 @@ def test_send_is_the_go_originals_send(demo: DemoProcess) -> None:
             client.send("nope", {})
         with pytest.raises(TypeError, match="send\\(\\) args must be a dict, list, tuple or None, not str"):
             client.send("echo", "text")
+
+
+def test_the_demo_config_is_bounded(demo: DemoProcess) -> None:
+    """Any caller may add keys, so their number and size are capped (issue 9, 16)."""
+    with Client(demo.path) as client:
+        for start in range(1, 1000, 100):  # "level" is the first of the 1,000 keys
+            batch = [Call("config.set", f"k{i}", i) for i in range(start, min(start + 100, 1000))]
+            assert client.batch(*batch) == [None] * len(batch)
+        assert client.call("stats")["service"]["config_keys"] == 1000
+        full = "config is full: at most 1000 keys (existing keys can still be changed)"
+        with pytest.raises(RpcError, match=rf"^\[1\] {re.escape(full)}$") as info:
+            client.call("config.set", "one-more", 1)
+        assert info.value.data == {"limit": 1000}
+        refused = Response.fail(full, data={"limit": 1000})  # the seed's send() sees a FAIL
+        assert client.send("config.set", {"key": "k1000", "value": 1}) == refused
+        assert client.call("config.set", "k999", "changed") == 999  # an existing key: still set
+        assert client.call("config.get", "k999") == "changed"
+        assert client.call("config.set", "level", "debug") == "info"
+        for params, message in [
+            (["x" * 257, 1], "config keys are at most 256 characters, not 257"),
+            (["level", "x" * 16_383], "config values are at most 16384 bytes of JSON, not 16385"),
+            ([["level"], 1], "config keys are strings, not list"),
+        ]:
+            with pytest.raises(RpcError, match=rf"^\[1\] {message}$"):
+                client.call("config.set", *params)
+        assert client.call("config.set", "level", "x" * 16_382) == "debug"  # 16,384 bytes as JSON
+        assert client.call("stats")["service"]["config_keys"] == 1000
 
 
 def test_trace_sees_every_line(shared_demo: DemoProcess) -> None:
