@@ -40,6 +40,9 @@ counter = 0
 MAX_CONFIG_KEYS = 1000
 MAX_KEY_LENGTH = 256
 MAX_VALUE_BYTES = 16 * 1024
+# Values that need no encoding to know they fit (a char is at most 6 bytes of JSON: \uXXXX).
+_SCALARS = frozenset((int, float, bool, type(None)))
+_SURELY_FITS = (MAX_VALUE_BYTES - 2) // 6
 
 
 @methods.add
@@ -106,6 +109,8 @@ def _refusal(key: Any, value: Any) -> Response | None:
             f"config is full: at most {MAX_CONFIG_KEYS} keys (existing keys can still be changed)",
             data={"limit": MAX_CONFIG_KEYS},
         )
+    if type(value) in _SCALARS or (type(value) is str and len(value) <= _SURELY_FITS):
+        return None  # the common case costs no encoding (config.set is a benchmark's hot path)
     try:
         size = len(dumps(value))
     except UnserializableError:  # a JSON value from the wire always serializes; a Python caller's may not
