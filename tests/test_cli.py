@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backlog import FullBacklog
 from helpers import ROOT, TIMEOUT, DemoProcess
 
 from jrpc_unix import Call, Client, Methods, Notify, serve_in_thread
@@ -193,6 +195,15 @@ def test_cannot_connect_and_timeout(
         3,
         "",
         f"jrpc-unix: {shared_demo.path}: timed out after 0.2 s waiting for the answer to 'sleep'\n",
+    )
+    full = os.path.join(sock_dir, "full.sock")
+    with FullBacklog(full):
+        code, out, err = cli(capsys, "call", "--timeout", "0.2", full, "ping")
+    assert (code, out) == (3, "")
+    assert re.fullmatch(
+        f"jrpc-unix: cannot connect to {full}: the server is not accepting connections: its accept "
+        r"queue stayed full for 0\.\d s \(it is overloaded or stuck\)\n",
+        err,
     )
 
 
