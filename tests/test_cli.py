@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pty
 import re
 import signal
 import subprocess
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backlog import FullBacklog
+from client_helpers import FullBacklog
 from helpers import ROOT, TIMEOUT, DemoProcess
+from terminal import on_terminal
 
 from jrpc_unix import Call, Client, Methods, Notify, serve_in_thread
 from jrpc_unix._cli import main
@@ -408,25 +408,9 @@ def test_stdin_as_a_process(demo: DemoProcess) -> None:
 
 def test_pretty_on_a_terminal_compact_in_a_pipe(shared_demo: DemoProcess) -> None:
     assert run("call", shared_demo.path, "get_data").stdout == '["hello",5]\n'
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jrpc_unix", "call", shared_demo.path, "get_data"],
-        stdout=secondary,
-        cwd=str(ROOT),
-    )
-    os.close(secondary)
-    assert proc.wait(TIMEOUT) == 0
-    output = b""
-    while True:
-        try:
-            chunk = os.read(primary, 1024)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(primary)
-    assert output.replace(b"\r\n", b"\n") == b'[\n  "hello",\n  5\n]\n'
+    code, output, _ = on_terminal("call", shared_demo.path, "get_data", stdout=True)
+    assert code == 0
+    assert output == b'[\n  "hello",\n  5\n]\n'
 
 
 def test_a_closed_pipe_is_not_an_error(shared_demo: DemoProcess) -> None:

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import ROOT, TIMEOUT, short_tmpdir
+from helpers import short_tmpdir
+from terminal import on_terminal
 
 from jrpc_unix import Client, Methods, Response, current_context, serve_in_thread
 from jrpc_unix._cli import main
@@ -67,35 +63,9 @@ def hostile() -> Iterator[str]:
 
 
 def on_a_terminal(*argv: str) -> tuple[int, bytes]:
-    """Run ``jrpc-unix ARGV`` with stdout and stderr on a pseudo-terminal; its exit code and output
-    (with the terminal's own CR LF line ends read as LF)."""
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jrpc_unix", *argv],
-        stdin=subprocess.DEVNULL,
-        stdout=secondary,
-        stderr=secondary,
-        cwd=str(ROOT),
-    )
-    os.close(secondary)
-    output = b""
-    deadline = time.monotonic() + TIMEOUT
-    try:
-        while True:
-            ready, _, _ = select.select([primary], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                proc.kill()
-                raise AssertionError(f"jrpc-unix {argv} did not finish: {output!r}")
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # EIO: the terminal's other side is closed
-                break
-            if not chunk:
-                break
-            output += chunk
-    finally:
-        os.close(primary)
-    return proc.wait(TIMEOUT), output.replace(b"\r\n", b"\n")
+    """``jrpc-unix ARGV`` with stdout and stderr on a pseudo-terminal: its exit code, its output."""
+    code, shown, _ = on_terminal(*argv, stdout=True, stderr=True)
+    return code, shown
 
 
 def assert_inert(output: bytes) -> str:

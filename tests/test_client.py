@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from backlog import FullBacklog
+from client_helpers import FullBacklog, ReportWatch
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import (
@@ -34,7 +34,6 @@ from jrpc_unix import (
     open_client,
     serve,
 )
-from jrpc_unix._conversation import Exchange
 
 
 @dataclass
@@ -387,34 +386,19 @@ async def test_progress_events_while_a_call_runs(shared_demo: DemoProcess) -> No
 
 async def test_progress_reports_are_handed_on_and_forgotten(shared_demo: DemoProcess) -> None:
     """A call's reports are not kept once its callback had them (issue 9, 14)."""
-    kept: list[int] = []
     async with open_client(shared_demo.path) as client:
-        exchanges: list[Exchange] = []
-        make_call = client._conv.call
-
-        def call(*args: Any, **kwargs: Any) -> tuple[Exchange, bytes]:
-            exchange, data = make_call(*args, **kwargs)
-            exchanges.append(exchange)
-            return exchange, data
-
-        def progress(done: Any, total: Any, message: Any) -> None:
-            reports = exchanges[-1].reports
-            assert reports is not None
-            kept.append(len(reports))
-
-        client._conv.call = call  # type: ignore[method-assign]  # to watch the exchange's state
-
+        watch = ReportWatch(client)
         with trio.fail_after(TIMEOUT):
-            assert await client.call("work", 10_000, 0, progress=progress) == {"steps": 10_000}
+            assert await client.call("work", 10_000, 0, progress=watch) == {"steps": 10_000}
         assert client._conv.feeds.progress is not None
         assert not client._conv.feeds.progress.events  # the client's own feed keeps no events
-    assert len(kept) > 1000  # the server drops reports only for a reader that falls behind
-    assert len(exchanges) == 1
-    assert exchanges[0].reports is not None
-    assert not exchanges[0].reports
+    assert len(watch.kept) > 1000  # the server drops reports only for a reader that falls behind
+    assert len(watch.exchanges) == 1
+    assert watch.exchanges[0].reports is not None
+    assert not watch.exchanges[0].reports
     # A read takes at most 64 KiB, a report line is over 100 bytes, and the reader task may read
     # once more before the caller's task runs: at most two reads' worth wait for the callback.
-    assert max(kept) < 2 * 65536 // 100
+    assert max(watch.kept) < 2 * 65536 // 100
 
 
 async def test_waiting_for_notifications_ends_when_the_connection_does(sock_path: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from backlog import FullBacklog, waiting_in_connect
+from client_helpers import FullBacklog, ReportWatch, waiting_in_connect
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import (
@@ -42,7 +42,7 @@ from jrpc_unix import (
     serve_in_thread,
 )
 from jrpc_unix._connect import connect_error
-from jrpc_unix._conversation import Exchange, Notification
+from jrpc_unix._conversation import Notification
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -422,20 +422,26 @@ def answer_one_ping(listener: socket.socket) -> None:
         conn.sendall(json.dumps({"jsonrpc": "2.0", "result": "pong", "id": request["id"]}).encode() + b"\n")
 
 
-def test_a_full_accept_queue_is_waited_out(sock_path: str) -> None:
-    """The kernel keeps the client waiting in connect until the server accepts one (issue 9, 13)."""
+def ping_in_a_thread(path: str) -> tuple[threading.Thread, list[object]]:
+    """A thread calling ``ping`` with a fresh Client; the list gets its result or exception."""
     outcome: list[object] = []
 
     def call() -> None:
         try:
-            with Client(sock_path, timeout=TIMEOUT) as client:
+            with Client(path, timeout=TIMEOUT) as client:
                 outcome.append(client.call("ping"))
-        except Exception as exc:  # reported by the assertion below
+        except Exception as exc:  # reported by the caller's assertions
             outcome.append(exc)
 
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_full_accept_queue_is_waited_out(sock_path: str) -> None:
+    """The kernel keeps the client waiting in connect until the server accepts one (issue 9, 13)."""
     with FullBacklog(sock_path) as backlog:
-        thread = threading.Thread(target=call)
-        thread.start()
+        thread, outcome = ping_in_a_thread(sock_path)
         wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait in connect")
         assert thread.is_alive(), outcome
         backlog.free_one()
@@ -447,21 +453,11 @@ def test_a_full_accept_queue_is_waited_out(sock_path: str) -> None:
 def test_a_signal_does_not_end_the_wait_for_room(sock_path: str) -> None:
     """A signal handler that returns interrupts connect(2); CPython then reports the socket
     connected when it is not. The client notices and keeps waiting."""
-    outcome: list[object] = []
     signalled = threading.Event()
-
-    def call() -> None:
-        try:
-            with Client(sock_path, timeout=TIMEOUT) as client:
-                outcome.append(client.call("ping"))
-        except Exception as exc:  # reported by the assertion below
-            outcome.append(exc)
-
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: signalled.set())
     try:
         with FullBacklog(sock_path) as backlog:
-            thread = threading.Thread(target=call)
-            thread.start()
+            thread, outcome = ping_in_a_thread(sock_path)
             wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait")
             signal.pthread_kill(thread.ident or 0, signal.SIGUSR1)
             wait_for(signalled.is_set, "the signal handler to run")
@@ -581,31 +577,16 @@ def test_subscription_events_and_progress(demo: DemoProcess) -> None:
 def test_progress_reports_are_handed_on_and_forgotten(shared_demo: DemoProcess) -> None:
     """A call's reports are not kept once its callback had them (issue 9, 14: 200k reports took a
     client from 12 to 128 MiB): the core holds at most one read's worth."""
-    kept: list[int] = []
     with Client(shared_demo.path, timeout=TIMEOUT) as client:
-        exchanges: list[Exchange] = []
-        make_call = client._conv.call
-
-        def call(*args: Any, **kwargs: Any) -> tuple[Exchange, bytes]:
-            exchange, data = make_call(*args, **kwargs)
-            exchanges.append(exchange)
-            return exchange, data
-
-        def progress(done: Any, total: Any, message: Any) -> None:
-            reports = exchanges[-1].reports
-            assert reports is not None
-            kept.append(len(reports))
-
-        client._conv.call = call  # type: ignore[method-assign]  # to watch the exchange's state
-
-        assert client.call("work", 10_000, 0, progress=progress) == {"steps": 10_000}
+        watch = ReportWatch(client)
+        assert client.call("work", 10_000, 0, progress=watch) == {"steps": 10_000}
         assert client._conv.feeds.progress is not None
         assert not client._conv.feeds.progress.events  # the client's own feed keeps no events
-    assert len(kept) > 1000  # the server drops reports only for a reader that falls behind
-    assert len(exchanges) == 1
-    assert exchanges[0].reports is not None
-    assert not exchanges[0].reports
-    assert max(kept) < 65536 // 100  # a read takes at most 64 KiB; a report line is over 100 bytes
+    assert len(watch.kept) > 1000  # the server drops reports only for a reader that falls behind
+    assert len(watch.exchanges) == 1
+    assert watch.exchanges[0].reports is not None
+    assert not watch.exchanges[0].reports
+    assert max(watch.kept) < 65536 // 100  # a read takes at most 64 KiB; a report line is over 100 bytes
 
 
 def test_no_connection_no_notification(shared_demo: DemoProcess) -> None:

@@ -1,5 +1,6 @@
-"""A real UNIX listener whose accept queue is full, for the clients' connect tests (issue 9, 13).
+"""Helpers for the client tests: a listener whose accept queue is full, a watch on progress reports.
 
+A real UNIX listener whose accept queue is full, for the clients' connect tests (issue 9, 13):
 ``listen(0)`` leaves room for one queued connection on Linux; :class:`FullBacklog` fills it with
 connections nobody accepts, so the next ``connect`` finds the queue full (EAGAIN), as it would
 on a server that is overloaded or stuck. The test frees room with :meth:`FullBacklog.free_one`
@@ -13,8 +14,11 @@ import socket
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-__all__ = ["FullBacklog", "waiting_in_connect"]
+from jrpc_unix._conversation import Exchange
+
+__all__ = ["FullBacklog", "ReportWatch", "waiting_in_connect"]
 
 #: connect(2)'s number, for kernels that hide ``wchan``.
 _CONNECT_SYSCALL = {"x86_64": "42", "aarch64": "203"}
@@ -67,3 +71,28 @@ def waiting_in_connect(thread: threading.Thread) -> bool:
         return (task / "syscall").read_text().split()[0] == _CONNECT_SYSCALL[platform.machine()]
     except FileNotFoundError:
         return False
+
+
+class ReportWatch:
+    """A ``progress`` callback that notes, at each report, how many reports the call's exchange
+    still holds (issue 9, 14: it must not keep those already handed on).
+
+    It wraps ``client._conv.call`` (either client's) to see the exchanges the calls open.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.exchanges: list[Exchange] = []
+        self.kept: list[int] = []
+        make_call = client._conv.call
+
+        def call(*args: Any, **kwargs: Any) -> tuple[Exchange, bytes]:
+            exchange, data = make_call(*args, **kwargs)
+            self.exchanges.append(exchange)
+            return exchange, data
+
+        client._conv.call = call
+
+    def __call__(self, done: Any, total: Any, message: Any) -> None:
+        reports = self.exchanges[-1].reports
+        assert reports is not None
+        self.kept.append(len(reports))
