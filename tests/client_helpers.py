@@ -96,3 +96,13 @@ class ReportWatch:
         reports = self.exchanges[-1].reports
         assert reports is not None
         self.kept.append(len(reports))
+
+    def assert_forgotten(self, client: Any, reads: int) -> None:
+        """After one call: nothing kept, and never more than ``reads`` reads' worth held."""
+        assert client._conv.feeds.progress is not None
+        assert not client._conv.feeds.progress.events  # the client's own feed keeps no events
+        assert len(self.kept) > 1000  # the server drops reports only for a reader that falls behind
+        (exchange,) = self.exchanges
+        assert exchange.reports is not None
+        assert not exchange.reports
+        assert max(self.kept) < reads * 65536 // 100  # a read takes 64 KiB; a report is over 100 bytes
