@@ -29,7 +29,7 @@ from ._errors import ERROR_MESSAGES, ErrorCode, RpcError
 from ._methods import Methods, MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
 from ._response import OK, Response
-from ._throttle import Throttle
+from ._throttle import Throttle, short
 
 with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -43,6 +43,7 @@ __all__ = ["Call", "Dispatcher"]
 
 log = logging.getLogger("jrpc_unix.dispatch")
 noisy = Throttle(log)  # log lines any client can cause
+tracebacks = Throttle(log, period=60, burst=1, summarise=False)  # per (method, exception type)
 
 
 @dataclass(slots=True)
@@ -190,8 +191,21 @@ class Dispatcher:
             data = NO_DATA if exc.data is NODATA else exc.data
             return _error(method, rid, notification, exc.code, exc.message, data)
         error_id = secrets.token_hex(4)
-        log.error("method %r raised; error id %s", method, error_id, exc_info=exc)
+        _log_crash(method if method in self._specs else "*", method, exc, error_id)
         return _error(method, rid, notification, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
+
+
+def _log_crash(key: str, method: str, exc: Exception, error_id: str) -> None:
+    """One line per crash with its error id, up to 20 per 10 s per method; the traceback only
+    for the first crash of each (method, exception type) in a minute: a client can make a
+    handler fail on every request, and each traceback is ~10x the request that caused it."""
+    if not noisy.allow(f"crash {key}"):
+        return
+    if tracebacks.allow(f"{key} {type(exc).__qualname__}"):
+        log.error("method %s raised; error id %s", short(method), error_id, exc_info=exc)
+    else:
+        what = f"{type(exc).__qualname__}: {short(str(exc))}"
+        log.error("method %s raised %s; error id %s (traceback as before)", short(method), what, error_id)
 
 
 def _error(
@@ -199,7 +213,8 @@ def _error(
 ) -> bytes | None:
     if notification:
         text = message or ERROR_MESSAGES.get(code, "error")
-        detail = "" if data is NO_DATA else f" {data!r}"
-        noisy.warning("notification", "notification %r failed: [%s] %s%s", method, code, text, detail)
+        detail = "" if data is NO_DATA else f" {short(data)}"
+        what = f"[{code}] {short(text)}{detail}"
+        noisy.warning("notification", "notification %s failed: %s", short(method), what)
         return FAILED_NOTIFICATION
     return encode_error(rid, code, message, data)
