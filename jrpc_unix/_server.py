@@ -212,20 +212,23 @@ class Server:
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Admit or refuse each newcomer right here: a refusal costs no task and no wait."""
         admission = self._admission
-        async with trio.open_nursery() as closer:
-            closer.start_soon(admission.close_refused)
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    if exc.errno not in _CAPACITY_ERRNOS:
-                        raise
-                    await admission.out_of_fds(listener, exc.errno)
-                    continue
-                peer = read_peer(stream)
-                level = admission.enter(stream, peer)
-                if level is not None:
-                    nursery.start_soon(self._serve_connection, stream, peer, level)
+        try:
+            async with trio.open_nursery() as closer:
+                closer.start_soon(admission.close_refused)
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _CAPACITY_ERRNOS:
+                            raise
+                        await admission.out_of_fds(listener, exc.errno)
+                        continue
+                    peer = read_peer(stream)
+                    level = admission.enter(stream, peer)
+                    if level is not None:
+                        nursery.start_soon(self._serve_connection, stream, peer, level)
+        finally:
+            admission.close()  # the refused sockets still lingering, and the spare descriptor
 
     async def _serve_connection(self, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
         conn = Connection(self, stream, peer, level)
