@@ -355,7 +355,8 @@ async def test_calls_after_the_block_ends_are_refused(server: Server, sock_path:
 
 
 async def test_a_full_server_says_so(sock_path: str, gates: Gates) -> None:
-    limited = functools.partial(serve, sock_path, make_methods(gates), limits=Limits(max_connections=1))
+    limits = Limits(max_connections_per_uid=1)  # (root could still use the reserved connections)
+    limited = functools.partial(serve, sock_path, make_methods(gates), limits=limits)
     async with trio.open_nursery() as nursery:
         await nursery.start(limited)
         async with open_client(sock_path) as first:
