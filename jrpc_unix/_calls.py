@@ -23,6 +23,7 @@ from ._execute import noisy
 from ._framing import TOO_LONG
 from ._protocol import FAILED_NOTIFICATION, Request, encode_error, is_valid_request, parse_json, parse_line
 from ._schedule import Schedule, Sink, shutting_down
+from ._throttle import short
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -203,7 +204,8 @@ class Calls:
         if spec.access > self._conn.level:
             need, have = spec.access.name.lower(), self._conn.level.name.lower()
             data = f"{req.method} needs {need} access; you have {have}"
-            noisy.warning("access_denied", "denied %s to %s: %s", req.method, self._conn.peer, data)
+            peer = self._conn.peer
+            noisy.warning("access_denied", "denied %s to %s: %s", short(req.method), peer, short(data))
             denied = (
                 FAILED_NOTIFICATION
                 if req.is_notification

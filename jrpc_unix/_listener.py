@@ -201,7 +201,7 @@ def _open(address: str, mode: int, gid: int | None, backlog: int) -> tuple[stdso
 
 
 async def open_unix_listener(
-    address: str, *, mode: int = 0o600, gid: int | None = None, backlog: int = 128
+    address: str, *, mode: int = 0o600, gid: int | None = None, backlog: int = 0xFFFF
 ) -> tuple[trio.SocketListener, SocketFile]:
     """Listen on ``address``; see the module docstring for the kinds and their safety."""
     sock, sockfile = await trio.to_thread.run_sync(_open, address, mode, gid, backlog)

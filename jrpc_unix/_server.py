@@ -9,7 +9,6 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import logging
@@ -21,19 +20,21 @@ from typing import Any, Literal
 import trio
 
 from ._access import Access, Policy, group_id
+from ._admission import Admission
 from ._builtins import builtin_methods, builtin_topics
-from ._connection import Connection, noisy, read_peer
+from ._connection import Connection, read_peer
 from ._context import Peer
 from ._discover import add_discover
 from ._dispatch import Dispatcher
-from ._errors import ErrorCode, ServerSetupError
+from ._errors import ServerSetupError
 from ._hangup import HangupWatch
-from ._limits import Limits
+from ._limits import Limits, raise_fd_limit
 from ._listener import is_abstract, open_unix_listener
+from ._logqueue import start_log_thread, stop_log_thread
 from ._methods import Methods, MethodSpec
-from ._protocol import encode_error
 from ._pubsub import Producer, Topic
 from ._stats import ServerStats
+from ._throttle import flush_all
 from ._workers import WorkerThreads
 
 __all__ = ["Server", "run", "serve", "serve_until_signalled"]
@@ -82,7 +83,7 @@ class Server:
         self.hangups = HangupWatch()
         self._connections: set[Connection] = set()
         self._detached: set[Connection] = set()  # the peer left; notifications etc. run on
-        self._per_uid: collections.Counter[int] = collections.Counter()
+        self._admission = Admission(self.limits, policy, self.stats)
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
@@ -175,10 +176,7 @@ class Server:
             self.stats.connections_detached -= 1
         elif conn in self._connections:
             self._connections.discard(conn)
-            uid = conn.peer.uid if conn.peer is not None else -1
-            self._per_uid[uid] -= 1
-            if not self._per_uid[uid]:
-                del self._per_uid[uid]
+            self._admission.leave(conn.peer)
             self.stats.connections_open -= 1
         self._changed.unpark_all()
 
@@ -196,7 +194,14 @@ class Server:
             )
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
-        listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+        start_log_thread()
+        self._admission.start()
+        try:
+            listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+        except BaseException:
+            self._admission.close()
+            stop_log_thread()
+            raise
         try:
             async with listener:
                 with self._work_scope:
@@ -220,8 +225,11 @@ class Server:
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             sockfile.remove()  # a no-op if it is gone, or no longer ours
+            self._admission.close()
             self._stopped.set()
             log.info("stopped")
+            flush_all()  # what the throttles suppressed, counted
+            stop_log_thread()
 
     async def _idle_watchdog(self, period: float) -> None:
         """Close connections idle for ``idle_timeout`` (to within a quarter of it)."""
@@ -232,46 +240,29 @@ class Server:
                     conn.idle_tick()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _CAPACITY_ERRNOS:
-                    raise
-                log.warning("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
-                await trio.sleep(0.1)
-                continue
-            nursery.start_soon(self._serve_connection, stream)
+        """Admit or refuse each newcomer right here: a refusal costs no task and no wait."""
+        admission = self._admission
+        try:
+            async with trio.open_nursery() as closer:
+                closer.start_soon(admission.close_refused)
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _CAPACITY_ERRNOS:
+                            raise
+                        await admission.out_of_fds(listener, exc.errno)
+                        continue
+                    peer = read_peer(stream)
+                    level = admission.enter(stream, peer)
+                    if level is not None:
+                        nursery.start_soon(self._serve_connection, stream, peer, level)
+        finally:
+            admission.close()  # the refused sockets still lingering, and the spare descriptor
 
-    def _refusal(self, peer: Peer | None) -> tuple[ErrorCode, str, str] | None:
-        """Why this peer may not have a connection now (code, stats key, text), or None."""
-        limits = self.limits
-        if self.policy is not None and not self.policy.admits(peer):
-            who = f"uid {peer.uid} gid {peer.gid}" if peer else "a peer without credentials"
-            return ErrorCode.ACCESS_DENIED, "access_denied", f"{who} may not use this socket"
-        if len(self._connections) >= limits.max_connections:
-            text = f"too many connections (limit {limits.max_connections})"
-            return ErrorCode.OVERLOADED, "max_connections", text
-        per_uid = limits.max_connections_per_uid
-        if peer is not None and per_uid is not None and self._per_uid[peer.uid] >= per_uid:
-            text = f"too many connections from uid {peer.uid} (limit {per_uid})"
-            return ErrorCode.OVERLOADED, "max_connections_per_uid", text
-        return None
-
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        peer = read_peer(stream)
-        refusal = self._refusal(peer)
-        if refusal is not None:
-            code, key, text = refusal
-            self.stats.rejected_connections[key] += 1
-            noisy.warning(key, "refused a connection: %s", text)
-            await _refuse(stream, encode_error(None, code, data=text) + b"\n")
-            return
-        level = self.policy.level(peer) if self.policy is not None and peer is not None else Access.ADMIN
+    async def _serve_connection(self, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
         conn = Connection(self, stream, peer, level)
-        uid = peer.uid if peer is not None else -1
         self._connections.add(conn)
-        self._per_uid[uid] += 1
         self.stats.connections_open += 1
         self.stats.connections_total += 1
         try:
@@ -293,19 +284,6 @@ async def serve(
     await Server(methods, **options).serve(path, task_status=task_status)
 
 
-
-async def _refuse(stream: trio.SocketStream, line: bytes) -> None:
-    """Send one error line and close, reading (and dropping) what the peer sends meanwhile.
-
-    Closing with unread input would make a client that writes first fail with a broken pipe
-    before it reads why; shutting our side and draining to its EOF (1 s at most) lets it read.
-    """
-    with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stream.send_all(line)
-        await stream.send_eof()
-        while await stream.receive_some(65536):
-            pass
-    await stream.aclose()
 
 
 async def serve_until_signalled(server: Server, path: str) -> None:
@@ -337,8 +315,10 @@ def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **option
 
     Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
     """
+    server = Server(methods, **options)
+    raise_fd_limit(server.limits)  # the process is ours: the limits get their descriptors
     try:
-        trio.run(serve_until_signalled, Server(methods, **options), path)
+        trio.run(serve_until_signalled, server, path)
     except BaseExceptionGroup as group:
         raise _sole(group) from None
 

@@ -94,6 +94,8 @@ class ServerStats:
         self.connections_open = 0
         self.connections_total = 0
         self.connections_detached = 0  # the client left; a notification (etc.) still runs
+        #: (max_connections, reserved_connections) as fitted into RLIMIT_NOFILE at start.
+        self.connection_limits = (0, 0)
         self.calls = 0
         self.notifications = 0
         self.errors = 0
@@ -135,6 +137,8 @@ class ServerStats:
                 "connections": {
                     "open": self.connections_open,
                     "total": self.connections_total,
+                    "limit": self.connection_limits[0],
+                    "reserved": self.connection_limits[1],
                     "rejected": dict(self.rejected_connections),
                     "detached": self.connections_detached,
                 },
