@@ -28,7 +28,7 @@ from ._discover import add_discover
 from ._dispatch import Dispatcher
 from ._errors import ErrorCode, ServerSetupError
 from ._limits import Limits
-from ._listener import is_abstract, open_unix_listener
+from ._listener import is_abstract, listening, open_unix_listener
 from ._methods import Methods, MethodSpec
 from ._protocol import encode_error
 from ._pubsub import Producer, Topic
@@ -169,7 +169,7 @@ class Server:
         self._thread = threading.get_ident()
         listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
         try:
-            async with listener:
+            async with listening(listener, sockfile):  # the file goes first, on every way out
                 with self._work_scope:
                     async with trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
@@ -182,11 +182,10 @@ class Server:
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
                         # Stop listening now: a newcomer is refused at once instead of waiting
                         # out the grace, and a new server may take the path while we drain.
+                        sockfile.remove()  # while still listening: see _listener
                         await listener.aclose()
-                        sockfile.remove()
                         log.info("stopped accepting; removed %s", path)
         finally:
-            sockfile.remove()  # a no-op if it is gone, or no longer ours
             self._stopped.set()
             log.info("stopped")
 
