@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import json
 import logging
 import signal
 import threading
@@ -279,34 +280,48 @@ async def _refuse(stream: trio.SocketStream, line: bytes) -> None:
     await stream.aclose()
 
 
+#: Signals that stop the server gracefully in :func:`run`: besides SIGTERM/SIGINT, SIGHUP (the
+#: terminal went away) and SIGQUIT (Ctrl-\), whose default actions would kill the process and
+#: leave its socket file behind.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+#: Signals that log one line of the server's figures (``rpc.stats``' "server" section) and change
+#: nothing: harmless if sent by mistake, where their default action would kill the process.
+STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
 async def serve_until_signalled(server: Server, path: str) -> None:
-    """Serve until SIGTERM or SIGINT arrives, then stop gracefully. Main thread only.
+    """Serve until one of :data:`STOP_SIGNALS` arrives, then stop gracefully. Main thread only.
 
     Signals keep being consumed until the server has stopped: a second one (an impatient
     operator, a supervisor repeating itself) must not kill the process in its grace period.
+    :data:`STATS_SIGNALS` log the server's figures.
     """
 
     async def watch(signals: AsyncIterator[int]) -> None:
         async for signum in signals:
             name = signal.Signals(signum).name
-            if server.stopping:
+            if signum in STATS_SIGNALS:
+                figures = json.dumps(server.stats.snapshot()["server"], separators=(",", ":"))
+                log.info("%s received; figures: %s", name, figures)
+            elif server.stopping:
                 log.info("%s received; already stopping", name)
             else:
                 log.info("%s received; stopping", name)
                 server.stop()
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS, *STATS_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, signals)  # from the start: a signal during setup counts too
             await nursery.start(server.serve, path)
-            nursery.start_soon(watch, signals)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
 
 
 def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT, then stop gracefully and return.
+    """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
 
     Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
+    SIGUSR1/SIGUSR2 log the server's figures.
     """
     try:
         trio.run(serve_until_signalled, Server(methods, **options), path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import stat
@@ -39,7 +40,7 @@ from ops_helpers import (
 )
 
 from jrpc_unix import AddressInUseError, Policy, ServerSetupError, run, serve_in_thread
-from jrpc_unix._listener import MAX_PATH_BYTES, connect_path
+from jrpc_unix._listener import MAX_PATH_BYTES, connect_path, open_unix_listener
 
 NOGROUP = 65534
 
@@ -404,6 +405,39 @@ def test_racing_server_processes_exactly_one_wins(sock_dir: str) -> None:
             if p.stderr is not None:
                 p.stderr.close()
     assert os.listdir(sock_dir) == []
+
+
+# -- the listen backlog -----------------------------------------------------------------------------
+
+
+async def test_listen_backlog_is_as_large_as_the_kernel_allows(sock_path: str) -> None:
+    """trio's default (the kernel caps it at net.core.somaxconn), not 128: a burst of clients
+    waits in the accept queue instead of failing with EAGAIN. Nobody accepts here; non-blocking
+    connects fill the queue until the kernel refuses."""
+    limit = min(int(Path("/proc/sys/net/core/somaxconn").read_text()), 0xFFFF)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < limit + 100:
+        pytest.skip(f"needs {limit + 100} descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit + 100), hard))
+    listener, sockfile = await open_unix_listener(sock_path)
+    queued: list[socket.socket] = []
+    try:
+        while len(queued) <= limit + 1:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(sock_path)
+            except BlockingIOError:
+                c.close()
+                break
+            queued.append(c)
+    finally:
+        for c in queued:
+            c.close()
+        sockfile.remove()
+        await listener.aclose()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(queued) in (limit, limit + 1), f"{len(queued)} connections queued; somaxconn is {limit}"
 
 
 # -- removal on stop ---------------------------------------------------------------------------------
