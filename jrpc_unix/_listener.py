@@ -3,24 +3,21 @@
 Three kinds of address:
 
 ``/run/app/control.sock``
-    A socket file. It appears with its final mode (default 0600) and group, and the server never
-    changes the mode or owner of anything it did not create, even in a directory other users may
-    write (specs/security.md). The socket is bound inside a private directory the server makes in
-    the target directory (0700, created by ``mkdir`` and then only reached through its fd, so
-    nobody else can put a symlink where we chmod), given its mode and group there, set
-    listening, then ``rename``\\d over the final path. Nobody ever connects to a file with looser
-    permissions, clients never see the path missing, and the socket's inode is read inside the
-    private directory, never through the final name. (``fchmod`` on the socket's fd would not
-    do: on Linux it changes the socket's own inode, not the file ``bind`` made.)
+    A socket file, made so that the server never changes the mode or owner of anything it did
+    not create, even in a directory other users may write (specs/security.md). The socket is
+    bound in a 0700 directory the server makes next to the final path and reaches only through
+    its fd (no name another user could swap for a symlink), given its mode (default 0600) and
+    group there, set listening, then ``rename``\\d over the final path: it appears with its final
+    permissions, already listening, and clients never see the path missing. (``fchmod`` on the
+    socket's fd would not do: on Linux it changes the socket's inode, not the file.)
 
     A live server's socket is never stolen (a test connection succeeds: AddressInUseError); a
-    stale one (connection refused) is replaced by that rename; a path that is not a socket is
-    never touched. Servers starting at once on one path are serialised by an ``flock`` on a
-    lock file ``.NAME.jrpc-lock`` that the server creates 0600 (only its own uid and root can
-    open it, so no other user can hold it against us: a foreign or loose one is refused) and
-    removes when set up; the wait is bounded, then a clear error. There is no lock on stop: a
-    server removes its file (only if still its own inode) *before* it closes its listener, so
-    its file is never stale while it is there and no starter replaces it meanwhile.
+    stale one (refused) is replaced by that rename; a path that is not a socket is never
+    touched. Starters on one path take turns by ``flock`` on ``.NAME.jrpc-lock``, a file the
+    server creates 0600 and deletes once set up: only its uid and root can open it, so no other
+    user can hold it (one made by someone else is refused), and the wait is bounded. Stopping
+    takes no lock: the server removes its file (if still its inode) *before* closing its
+    listener, so its file is never stale and no starter replaces it meanwhile.
 
     Paths longer than ``sun_path`` (107 bytes) work through ``/proc/self/fd/<dir fd>/<name>``.
 ``@name``
@@ -85,18 +82,14 @@ class SocketFile:
         if path is None:
             return
         directory, name = os.path.split(path)
-        try:
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
             dir_fd = os.open(directory, _DIR_FLAGS)
-        except OSError:
-            return
-        try:
-            st = os.lstat(name, dir_fd=dir_fd)
-            if (st.st_dev, st.st_ino) == (self.dev, self.ino):
-                os.unlink(name, dir_fd=dir_fd)
-        except OSError:
-            pass  # gone already, or not ours to remove
-        finally:
-            os.close(dir_fd)
+            try:
+                st = os.lstat(name, dir_fd=dir_fd)
+                if (st.st_dev, st.st_ino) == (self.dev, self.ino):
+                    os.unlink(name, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
 
 
 @contextlib.contextmanager
@@ -141,21 +134,28 @@ def _refuse_live_or_foreign(dir_fd: int, final: str, name: str, path: str) -> No
 @contextlib.contextmanager
 def _starters_lock(dir_fd: int, name: str, shown: str) -> Iterator[None]:
     """Hold the lock file ``name`` (see the module docstring); removed again on release."""
-    deadline = time.monotonic() + LOCK_WAIT
+    deadline, pause = time.monotonic() + LOCK_WAIT, 0.001
     while True:
         fd = _open_lock(dir_fd, name, shown)
         if fd is None:
-            continue  # its holder removed it between our two opens: try again
+            continue  # its holder removed it between our two opens
         try:
-            _flock_until(fd, deadline, shown)
-            held = os.fstat(fd)
-            with contextlib.suppress(FileNotFoundError):
-                now = os.lstat(name, dir_fd=dir_fd)
-                if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-                    break  # still the file at that name: the lock is ours
-        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             os.close(fd)
-            raise
+            if time.monotonic() >= deadline:
+                raise ServerSetupError(
+                    f"timed out after {LOCK_WAIT:g} s waiting for {shown}: another process of uid "
+                    f"{os.geteuid()} holds it (a server starting on the same path, or a stuck one)"
+                ) from None
+            time.sleep(pause)  # in the setup thread, never on the event loop
+            pause = min(pause * 2, 0.05)
+            continue
+        held = os.fstat(fd)
+        with contextlib.suppress(FileNotFoundError):
+            now = os.lstat(name, dir_fd=dir_fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                break  # still the file at that name: the lock is ours
         os.close(fd)  # its holder removed it before we got it: take the new one
     try:
         yield
@@ -192,39 +192,21 @@ def _open_lock(dir_fd: int, name: str, shown: str) -> int | None:
     return fd
 
 
-def _flock_until(fd: int, deadline: float, shown: str) -> None:
-    pause = 0.001
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise ServerSetupError(
-                    f"timed out after {LOCK_WAIT:g} s waiting for {shown}: another process of uid "
-                    f"{os.geteuid()} holds it (a server starting on the same path, or a stuck one)"
-                ) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-
-
 @contextlib.contextmanager
 def _private_dir(dir_fd: int, directory: str) -> Iterator[int]:
     """A fresh 0700 directory in ``dir_fd``, as an fd; removed (empty) afterwards."""
     name = f".jrpc-{secrets.token_hex(8)}"
     os.mkdir(name, 0o700, dir_fd=dir_fd)
+    fd = -1
     try:
-        try:
+        with contextlib.suppress(OSError):
             fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except OSError:
+        if fd >= 0 and ((st := os.fstat(fd)).st_uid != os.geteuid() or st.st_mode & 0o077):
+            os.close(fd)
             fd = -1
-        if fd < 0 or (st := os.fstat(fd)).st_uid != os.geteuid() or st.st_mode & 0o077:
-            if fd >= 0:
-                os.close(fd)
-            raise ServerSetupError(
-                f"{directory}: another user replaced the server's private directory while it started "
-                "(other users can write there: see specs/security.md)"
-            )
+        if fd < 0:
+            raise ServerSetupError(f"{directory}: another user replaced the server's private directory "
+                                   "while it started (others can write there: see specs/security.md)")
         try:
             yield fd
         finally:

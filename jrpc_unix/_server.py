@@ -280,13 +280,10 @@ async def _refuse(stream: trio.SocketStream, line: bytes) -> None:
     await stream.aclose()
 
 
-#: Signals that stop the server gracefully in :func:`run`: besides SIGTERM/SIGINT, SIGHUP (the
-#: terminal went away) and SIGQUIT (Ctrl-\), whose default actions would kill the process and
-#: leave its socket file behind.
+#: run() stops gracefully on these and logs figures on those: left to their default action, each
+#: would kill the process and leave its socket file (SIGHUP: terminal gone; SIGQUIT: Ctrl-\).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-#: Signals that log one line of the server's figures (``rpc.stats``' "server" section) and change
-#: nothing: harmless if sent by mistake, where their default action would kill the process.
-STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # one line: rpc.stats' "server" section
 
 
 async def serve_until_signalled(server: Server, path: str) -> None:
@@ -294,7 +291,6 @@ async def serve_until_signalled(server: Server, path: str) -> None:
 
     Signals keep being consumed until the server has stopped: a second one (an impatient
     operator, a supervisor repeating itself) must not kill the process in its grace period.
-    :data:`STATS_SIGNALS` log the server's figures.
     """
 
     async def watch(signals: AsyncIterator[int]) -> None:
