@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from helpers import DEMO, ROOT, TIMEOUT, LineClient
 from ops_helpers import (
     PING,
@@ -414,7 +415,7 @@ async def test_listen_backlog_is_as_large_as_the_kernel_allows(sock_path: str) -
     """trio's default (the kernel caps it at net.core.somaxconn), not 128: a burst of clients
     waits in the accept queue instead of failing with EAGAIN. Nobody accepts here; non-blocking
     connects fill the queue until the kernel refuses."""
-    limit = min(int(Path("/proc/sys/net/core/somaxconn").read_text()), 0xFFFF)
+    limit = min(int(await trio.Path("/proc/sys/net/core/somaxconn").read_text()), 0xFFFF)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < limit + 100:
         pytest.skip(f"needs {limit + 100} descriptors, the hard limit is {hard}")
