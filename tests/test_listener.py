@@ -653,6 +653,7 @@ def test_abstract_address_with_a_policy_serves_and_is_not_stolen(sock_dir: str) 
 SD_WRAPPER = """
 import os, sys
 fds = [int(x) for x in sys.argv[1].split(",")]
+import fcntl
 high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100) for fd in fds]  # out of the way first
 for i, fd in enumerate(high):
     os.dup2(fd, 3 + i)  # inheritable
