@@ -8,7 +8,9 @@ the stop request travels into trio with ``trio.from_thread``.
 ``stop`` is safe at any moment: before ``start`` (the server never serves), racing ``start``
 (a lock orders the two: either the thread sees the request before it serves and ends, or
 ``stop`` sees the running loop and stops the server, which then ends at once even if it was
-still setting up), twice, or from a handler (even one on the server's own thread).
+still setting up), twice, or from a handler: from the server's own threads (a plain handler on
+its event loop, a ``blocking=True`` one in a worker thread) it only asks, since waiting there
+for the server's end would wait for the handler itself.
 """
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ class ServerThread:
 
     def start(self) -> None:
         """Serve, returning once listening (at once if :meth:`stop` came first); raise why not."""
-        with self._lock:
+        with self._lock:  # a stop() from now on sees a started thread, and waits for it
             if self._stop_requested:
                 return
-        self._thread.start()
+            self._thread.start()
         self._ready.wait()
         if self._error is not None:
             raise self._error
@@ -74,12 +76,14 @@ class ServerThread:
         with self._lock:
             self._stop_requested = True
             token = self._token
-        if threading.current_thread() is self._thread:  # a handler on the server's own thread
+        if threading.current_thread() is self._thread:  # a handler on the server's event loop
             self.server.stop()
             return
         if token is not None:
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self.server.stop, trio_token=token)
+            if _worker_of(token):
+                return
         self.join(timeout)
 
     def join(self, timeout: float | None = None) -> None:
@@ -101,6 +105,14 @@ class ServerThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _worker_of(token: trio.lowlevel.TrioToken) -> bool:
+    """Is this thread one of ``token``'s run's worker threads (a ``blocking=True`` handler)?"""
+    try:
+        return trio.from_thread.run_sync(trio.lowlevel.current_trio_token) is token
+    except (RuntimeError, trio.RunFinishedError):  # not a trio worker thread; or the run is over
+        return False
 
 
 def serve_in_thread(

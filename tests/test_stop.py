@@ -370,16 +370,19 @@ def test_thread_stop_racing_start_always_ends_the_server(sock_dir: str) -> None:
         assert not os.path.lexists(path)
 
 
-def test_a_handler_on_the_servers_own_thread_can_stop_the_thread(sock_path: str) -> None:
+@pytest.mark.parametrize("blocking", [False, True], ids=["on-the-event-loop", "in-a-worker-thread"])
+def test_a_handler_can_stop_the_thread_it_runs_in(sock_path: str, blocking: bool) -> None:
+    """stop() only asks there (waiting for the server's end would wait for the handler itself):
+    the caller gets its answer at once, then the server ends."""
     handles: list[ServerThread] = []
     m = Methods()
 
-    @m.add
+    @m.add(blocking=blocking)
     def halt() -> str:
-        handles[0].stop()  # a plain function: it runs on the server's own thread
+        handles[0].stop()
         return "halting"
 
-    handles.append(ServerThread(Server(m), sock_path))
+    handles.append(ServerThread(Server(m, limits=Limits(shutdown_grace=TIMEOUT)), sock_path))
     handles[0].start()
     with LineClient(sock_path) as c:
         assert c.call("halt") == {"jsonrpc": "2.0", "result": "halting", "id": 1}
