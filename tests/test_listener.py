@@ -63,6 +63,19 @@ def peer_pid(path: str) -> int:
     return int(pid)
 
 
+def fill_accept_queue(path: str, queued: list[socket.socket], at_most: int) -> None:
+    """Connect without blocking until the accept queue is full (EAGAIN) or ``at_most`` wait."""
+    while len(queued) < at_most:
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            c.close()
+            return
+        queued.append(c)
+
+
 # -- mode and group ---------------------------------------------------------------------------------
 
 
@@ -248,18 +261,10 @@ def test_live_server_with_a_full_backlog_is_not_stolen_and_start_does_not_hang(s
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     listener.listen(0)
-    queued = []
+    queued: list[socket.socket] = []
     try:
-        while True:  # fill the accept queue: a non-blocking connect then fails with EAGAIN
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(sock_path)
-            except BlockingIOError:
-                c.close()
-                break
-            queued.append(c)
-            assert len(queued) < 1000
+        fill_accept_queue(sock_path, queued, 1000)
+        assert len(queued) < 1000
         ino = os.lstat(sock_path).st_ino
         outcome: list[BaseException | None] = []
 
@@ -423,15 +428,7 @@ async def test_listen_backlog_is_as_large_as_the_kernel_allows(sock_path: str) -
     listener, sockfile = await open_unix_listener(sock_path)
     queued: list[socket.socket] = []
     try:
-        while len(queued) <= limit + 1:
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.setblocking(False)
-            try:
-                c.connect(sock_path)
-            except BlockingIOError:
-                c.close()
-                break
-            queued.append(c)
+        fill_accept_queue(sock_path, queued, limit + 2)
     finally:
         for c in queued:
             c.close()
