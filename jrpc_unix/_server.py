@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import signal
 import threading
@@ -29,7 +30,7 @@ from ._dispatch import Dispatcher
 from ._errors import ServerSetupError
 from ._hangup import HangupWatch
 from ._limits import Limits, raise_fd_limit
-from ._listener import is_abstract, open_unix_listener
+from ._listener import is_abstract, listening, open_unix_listener
 from ._logqueue import start_log_thread, stop_log_thread
 from ._methods import Methods, MethodSpec
 from ._pubsub import Producer, Topic
@@ -203,7 +204,7 @@ class Server:
             stop_log_thread()
             raise
         try:
-            async with listener:
+            async with listening(listener, sockfile):  # the file goes first, on every way out
                 with self._work_scope:
                     async with trio.open_nursery() as watch:
                         watch.start_soon(self.hangups.run)
@@ -218,13 +219,12 @@ class Server:
                             self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
                             # Stop listening now: a newcomer is refused at once instead of waiting
                             # out the grace, and a new server may take the path while we drain.
+                            sockfile.remove()  # while still listening: see _listener
                             await listener.aclose()
-                            sockfile.remove()
                             log.info("stopped accepting; removed %s", path)
                         watch.cancel_scope.cancel()
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
-            sockfile.remove()  # a no-op if it is gone, or no longer ours
             self._admission.close()
             self._stopped.set()
             log.info("stopped")
@@ -286,8 +286,14 @@ async def serve(
 
 
 
+#: run() stops gracefully on these and logs figures on those: left to their default action, each
+#: would kill the process and leave its socket file (SIGHUP: terminal gone; SIGQUIT: Ctrl-\).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # one line: rpc.stats' "server" section
+
+
 async def serve_until_signalled(server: Server, path: str) -> None:
-    """Serve until SIGTERM or SIGINT arrives, then stop gracefully. Main thread only.
+    """Serve until one of :data:`STOP_SIGNALS` arrives, then stop gracefully. Main thread only.
 
     Signals keep being consumed until the server has stopped: a second one (an impatient
     operator, a supervisor repeating itself) must not kill the process in its grace period.
@@ -296,24 +302,28 @@ async def serve_until_signalled(server: Server, path: str) -> None:
     async def watch(signals: AsyncIterator[int]) -> None:
         async for signum in signals:
             name = signal.Signals(signum).name
-            if server.stopping:
+            if signum in STATS_SIGNALS:
+                figures = json.dumps(server.stats.snapshot()["server"], separators=(",", ":"))
+                log.info("%s received; figures: %s", name, figures)
+            elif server.stopping:
                 log.info("%s received; already stopping", name)
             else:
                 log.info("%s received; stopping", name)
                 server.stop()
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS, *STATS_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, signals)  # from the start: a signal during setup counts too
             await nursery.start(server.serve, path)
-            nursery.start_soon(watch, signals)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
 
 
 def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT, then stop gracefully and return.
+    """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
 
     Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
+    SIGUSR1/SIGUSR2 log the server's figures.
     """
     server = Server(methods, **options)
     raise_fd_limit(server.limits)  # the process is ours: the limits get their descriptors
