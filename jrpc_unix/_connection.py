@@ -365,14 +365,9 @@ class Connection:
             )
             self._reject("shutting_down", sink, answer)
             return
-        call = self._dispatcher.prepare(req)
-        if type(call) is not Call:
-            known = self._dispatcher.knows(req.method)
-            self._finish(req.method, req.is_notification, known, sink, call, 0)  # type: ignore[arg-type]
-            return
-        spec = call.spec
-        if spec.access > self.level:
-            need, have = spec.access.name.lower(), self.level.name.lower()
+        needed = self._dispatcher.access_needed(req.method)  # before params: -32602 would tell of them
+        if needed is not None and needed > self.level:
+            need, have = needed.name.lower(), self.level.name.lower()
             data = f"{req.method} needs {need} access; you have {have}"
             noisy.warning("access_denied", "denied %s to %s: %s", req.method, self.peer, data)
             denied = (
@@ -382,6 +377,12 @@ class Connection:
             )
             self._reject("access_denied", sink, denied)
             return
+        call = self._dispatcher.prepare(req)
+        if type(call) is not Call:
+            known = self._dispatcher.knows(req.method)
+            self._finish(req.method, req.is_notification, known, sink, call, 0)  # type: ignore[arg-type]
+            return
+        spec = call.spec
         if spec.immediate:
             self._finish(req.method, req.is_notification, True, sink, self._execute_sync(call), 0)
             return

@@ -29,6 +29,8 @@ class Limits:
     shutdown_grace: float = 5.0
     #: Unsent answer bytes on one connection above which the server stops reading from it.
     max_pending_output: int = 1 << 20
+    #: Most subscriptions open at once on one connection; ``rpc.subscribe`` beyond it: -32006.
+    max_subscriptions: int = 64
 
     def __post_init__(self) -> None:
         for f in fields(self):
