@@ -32,6 +32,33 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo_server.py"
 
 
+#: Called once each before subscribing, so that the figures (what a stats event carries) have
+#: the entries of a service in use.
+WARM_UP = [
+    ("ping", None), ("echo", ["x"]), ("subtract", [2, 1]), ("sum", [1, 2]), ("get_data", None),
+    ("config.get", ["level"]), ("counter.get", None), ("rpc.stats", None), ("rpc.topics", None),
+    ("rpc.discover", None),
+]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def warm_up(path: str) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    with s, s.makefile("rb") as answers:
+        for i, (method, params) in enumerate(WARM_UP):
+            req = {"jsonrpc": "2.0", "method": method, "id": i}
+            if params is not None:
+                req["params"] = params
+            s.sendall(json.dumps(req).encode() + b"\n")
+            answers.readline()
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -109,7 +136,12 @@ def pings(path: str, count: int) -> list[float]:
         s.sendall(json.dumps({"jsonrpc": "2.0", "method": "ping", "id": i}).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
-            buf += s.recv(65536)
+            chunk = s.recv(65536)
+            if not chunk:
+                raise SystemExit(f"the server closed the ping connection: {buf!r}")
+            buf += chunk
+        if b'"result"' not in buf:
+            raise SystemExit(f"ping failed: {buf!r}")
         out.append((time.perf_counter() - t0) * 1000)
         time.sleep(0.01)
     s.close()
@@ -136,6 +168,7 @@ def main() -> int:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit(f"the demo did not start; see {d}/log")
                 time.sleep(0.01)
+            warm_up(path)
             base = rss_mib(proc.pid)
             conns, refused = subscribe_all(path, args.subs, args.per_conn, args.interval)
             print(f"server RSS {base:.1f} MiB before; {args.subs - refused} subscriptions open "
@@ -152,7 +185,9 @@ def main() -> int:
                 for r in readers:
                     r.start()
                 time.sleep(1.0)
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
                 rtts = sorted(pings(path, args.pings))
+                cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
                 stop.set()
                 for r in readers:
                     r.join()
@@ -160,7 +195,7 @@ def main() -> int:
                 state = "reading" if args.drain else "stalled"
                 print(f"ping of another client ({len(rtts)} pings, subscribers {state}): "
                       f"p50 {statistics.median(rtts):.2f} ms, p99 {p99:.2f} ms, max {rtts[-1]:.2f} ms; "
-                      f"server RSS {rss_mib(proc.pid):.1f} MiB; events read {counts[0]}")
+                      f"server CPU {cpu:.0f} %, RSS {rss_mib(proc.pid):.1f} MiB; events read {counts[0]}")
             for s in conns:
                 s.close()
         finally:

@@ -28,33 +28,34 @@ if TYPE_CHECKING:
 __all__ = ["builtin_methods", "builtin_topics"]
 
 MAX_QUEUE = 10_000
+MIN_INTERVAL = 0.05  # of the stats topic, in seconds
 noisy = Throttle(logging.getLogger("jrpc_unix.server"))  # log lines any client can cause
 
 
 def builtin_topics(server: Server) -> list[Topic]:
-    shared: list[Any] = [None, b""]  # (tick, encoded snapshot): one per tick for all subscribers
+    shared: list[Any] = [None, b""]  # (key, encoded snapshot), shared by its subscribers
 
     def stats(interval: float = 1.0) -> AsyncIterator[Encoded]:
         """``rpc.stats`` now, then at each multiple of ``interval`` seconds (at least 0.05)."""
-        if type(interval) not in (int, float) or not 0.05 <= interval < math.inf:  # checked when subscribing
+        if type(interval) not in (int, float) or not MIN_INTERVAL <= interval < math.inf:
             raise ValueError(f"interval must be a number of seconds >= 0.05, not {interval!r}")
-        return _ticks(interval)
+        return _ticks(interval)  # (checked here, when subscribing; _ticks runs at the first event)
 
-    def snapshot(tick: float | None) -> Encoded:
-        # Subscribers on the same tick share one snapshot (~1 ms with 20 methods) and its encoding.
-        if tick is None or shared[0] != tick:
-            shared[:] = [tick, Encoded(event_bytes(server.stats.snapshot()))]
+    def snapshot(key: tuple[str, float]) -> Encoded:
+        # One snapshot (~1 ms with 20 methods) and its encoding for every subscriber on a tick.
+        if shared[0] != key:
+            shared[:] = [key, Encoded(event_bytes(server.stats.snapshot()))]
         encoded: Encoded = shared[1]
         return encoded
 
     async def _ticks(interval: float) -> AsyncIterator[Encoded]:
-        yield snapshot(None)
+        yield snapshot(("now", math.floor(trio.current_time() / MIN_INTERVAL)))  # <= 0.05 s old
         while True:
             # On the clock's multiples of interval (the next one at least half an interval
             # away): subscribers with the same interval wake together and share a snapshot.
             tick = math.ceil((trio.current_time() + interval / 2) / interval) * interval
             await trio.sleep_until(tick)
-            yield snapshot(round(tick, 6))
+            yield snapshot(("tick", round(tick, 6)))
 
     read = Access.READ
     return [

@@ -40,6 +40,7 @@ class Push:
         self._budget = Budget(conn.server.limits.max_pending_output)  # what the queues hold
         self.subscriptions: dict[str, Subscription] = {}
         self._progress: Subscription | None = None
+        self._flush_planned = False
 
     def subscribe(self, topic: Topic, events: AsyncIterator[Any] | None, queue_size: int) -> Subscription:
         """Start delivering ``topic``'s events (for a produced topic: ``events``) here."""
@@ -87,9 +88,16 @@ class Push:
             self._conn.deliver(line)
 
     def _flush_soon(self) -> None:
-        conn = self._conn
-        assert conn._nursery is not None  # the connection's, which unsubscribe spares
-        conn.writer.flush_soon(conn._nursery)  # not flush(): a cancel must not cut a write
+        """Have one task of the connection's nursery write what the pumps delivered (not the
+        pump itself: unsubscribing cancels it, and a cut write loses the lines behind it)."""
+        if not self._flush_planned:  # one task for the many pumps of one tick, not one each
+            self._flush_planned = True
+            assert self._conn._nursery is not None
+            self._conn._nursery.start_soon(self._flush)
+
+    async def _flush(self) -> None:
+        self._flush_planned = False
+        await self._conn.writer.flush()
 
     async def _pump(self, sub: Subscription, events: AsyncIterator[Any] | None) -> None:
         with sub.scope:
