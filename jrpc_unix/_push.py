@@ -90,7 +90,9 @@ class Push:
     def _flush_soon(self) -> None:
         """Have one task of the connection's nursery write what the pumps delivered (not the
         pump itself: unsubscribing cancels it, and a cut write loses the lines behind it)."""
-        if not self._flush_planned:  # one task for the many pumps of one tick, not one each
+        # One task for the many pumps of a tick, not one each; none while a write runs (it
+        # goes on until no line is left).
+        if not self._flush_planned and not self._conn.writer.writing:
             self._flush_planned = True
             assert self._conn._nursery is not None
             self._conn._nursery.start_soon(self._flush)
