@@ -6,8 +6,8 @@ Then, from another shell::
 
     echo '{"jsonrpc":"2.0","method":"ping","id":1}' | socat - UNIX-CONNECT:/tmp/demo.sock
 
-It runs until SIGTERM or SIGINT, then lets in-flight calls finish, removes the socket file and
-exits 0. Tests, benchmarks and the documentation all drive this service.
+It runs until SIGTERM or SIGINT (or SIGHUP, SIGQUIT), then lets in-flight calls finish, removes
+the socket file and exits 0. Tests, benchmarks and the documentation all drive this service.
 
 Its methods, topics and state (a config and a counter) live in ``jrpc_unix/_demo.py``, so that
 ``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix._demo:methods SOCK`` work from

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ._cli_commands import COMMANDS, Terminated
         from ._cli_params import UsageError
-        from ._cli_render import print_rpc_error
+        from ._cli_render import print_rpc_error, visible
         from ._errors import JrpcUnixError, RpcError
     finally:
         if collecting:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print_rpc_error(exc)
         return EXIT_RPC_ERROR
     except JrpcUnixError as exc:  # cannot connect or listen, connection lost, timeout, protocol
-        print(f"jrpc-unix: {exc}", file=sys.stderr)
+        print(f"jrpc-unix: {visible(str(exc))}", file=sys.stderr)  # it may quote the server
         return EXIT_TRANSPORT
     except Terminated:  # a second SIGTERM while watch unsubscribes
         return EXIT_TERMINATED

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from ._cli_params import UsageError, batch_item, parse_params
-from ._cli_render import ProgressBar, pretty, print_json, print_line, print_rpc_error
+from ._cli_render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 from ._errors import RpcError
 from ._requests import Call
 from ._sync_client import Client
@@ -42,7 +42,7 @@ def cmd_call(args: Args) -> int:
             if bar is not None:
                 bar.clear()
     if args.raw:
-        print_line(raw)
+        print_raw(raw)
     else:
         print_json(result, pretty(args.pretty))
     return EXIT_OK
@@ -76,7 +76,7 @@ def cmd_batch(args: Args) -> int:
         results = client.batch(*items)
     if args.raw:
         for line in lines:
-            print_line(line)
+            print_raw(line)
     status = EXIT_OK
     for rid, value in enumerate(results, 1):
         if isinstance(value, RpcError):
@@ -106,13 +106,14 @@ def cmd_methods(args: Args) -> int:
     if args.json:
         print_json(doc, pretty(args.pretty))
         return EXIT_OK
-    methods = doc.get("methods", [])
+    methods = doc.get("methods") if isinstance(doc, dict) else None
+    methods = [m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else []
     if args.method is None:
-        print(render_methods(methods))
+        print(visible(render_methods(methods), newlines=True))
         return EXIT_OK
     for method in methods:
         if method.get("name") == args.method:
-            print(render_method(method))
+            print(visible(render_method(method), newlines=True))
             return EXIT_OK
     print(f"error: {args.socket} has no method {args.method!r}", file=sys.stderr)
     return EXIT_RPC_ERROR
@@ -128,7 +129,7 @@ def cmd_stats(args: Args) -> int:
 
         table = render_stats(figures)
         if table is not None:
-            print(table, flush=True)
+            print(visible(table, newlines=True), flush=True)
             return EXIT_OK
     print_json(figures, pretty(args.pretty))
     return EXIT_OK

@@ -1,20 +1,73 @@
-"""What the command line prints: JSON results, error lines, and a progress bar on stderr.
+r"""What the command line prints: JSON results, error lines, and a progress bar on stderr.
 
 Each result is flushed as it is printed, so ``jrpc-unix watch`` shows events as they come even
 through a pipe. The text renderings (methods, stats) are :mod:`._cli_text`'s.
+
+Everything printed came from a server we need not trust, and a terminal obeys control
+characters: ``ESC [ 2 J`` clears it, ``ESC ] 0 ;`` retitles it, U+009B alone starts a control
+sequence, ``\r`` rewrites a line. So no control character from the server reaches the output
+raw. Text (error lines, tables, the progress bar) shows them as ``\x1b``-style escapes
+(:func:`visible`); JSON shows them as ``\u001b``-style escapes, which is still the same JSON
+(:func:`json_text`). Only ``--raw`` into a pipe passes the server's bytes as they came.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, TextIO
 
 from ._errors import RpcError
-from ._stdjson import dumps
 
-__all__ = ["ProgressBar", "pretty", "print_json", "print_line", "print_rpc_error"]
+__all__ = [
+    "ProgressBar",
+    "json_text",
+    "pretty",
+    "print_json",
+    "print_line",
+    "print_raw",
+    "print_rpc_error",
+    "visible",
+]
+
+
+# -- control characters from the server ----------------------------------------------------------
+
+#: C0 controls (tab aside), DEL, C1 controls, and lone surrogates (which cannot even be written
+#: as UTF-8); with newlines kept, newline aside too.
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROLS_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+#: What JSON text may still hold raw: DEL, C1 controls, lone surrogates (JSON escapes C0 itself).
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\ud800-\udfff]")
+#: A raw answer line: C0 controls too (CR is JSON whitespace), tab aside; it is valid UTF-8.
+_RAW_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if char < "\u0100" else f"\\u{ord(char):04x}")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def visible(text: str, newlines: bool = False) -> str:
+    r"""``text`` with every control character shown as an escape (``\x1b``, ``\r``); tabs stay,
+    and newlines too when ``newlines`` (a multi-line rendering of our own)."""
+    return (_CONTROLS_BUT_NEWLINE if newlines else _CONTROLS).sub(_escape, text)
+
+
+def json_text(value: Any, indent: bool = False) -> str:
+    """``value`` as JSON with no raw control character: the same JSON, safe on a terminal."""
+    if indent:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    else:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _JSON_UNSAFE.sub(_json_escape, text)
 
 
 # -- output ------------------------------------------------------------------------------
@@ -25,14 +78,18 @@ def pretty(flag: bool | None) -> bool:
 
 
 def print_json(value: Any, pretty: bool) -> None:
-    if pretty:
-        print(json.dumps(value, indent=2, ensure_ascii=False), flush=True)
-    else:
-        print_line(dumps(value))
+    print_line(json_text(value, pretty).encode())
+
+
+def print_raw(line: bytes) -> None:
+    """An answer line as the server sent it; on a terminal, its control characters escaped."""
+    if sys.stdout.isatty():
+        line = _RAW_UNSAFE.sub(_json_escape, line.decode(errors="replace")).encode()
+    print_line(line)
 
 
 def print_line(line: bytes) -> None:
-    """One line of UTF-8 JSON as bytes (whatever the locale's encoding), flushed."""
+    """One line of UTF-8 as bytes (whatever the locale's encoding), flushed."""
     sys.stdout.flush()
     sys.stdout.buffer.write(line + b"\n")
     sys.stdout.buffer.flush()
@@ -40,9 +97,9 @@ def print_line(line: bytes) -> None:
 
 def print_rpc_error(exc: RpcError, prefix: str = "") -> None:
     """``error [code] message`` and, when there is data, ``  data: <JSON>`` on stderr."""
-    print(f"{prefix}error [{exc.code}] {exc.message}", file=sys.stderr)
+    print(f"{prefix}error [{exc.code}] {visible(exc.message)}", file=sys.stderr)
     if exc.data is not None:
-        print(f"  data: {dumps(exc.data).decode()}", file=sys.stderr)
+        print(f"  data: {json_text(exc.data)}", file=sys.stderr)
 
 
 def _number(value: Any) -> str:
@@ -62,7 +119,8 @@ class ProgressBar:
         self.shown = False
 
     def __call__(self, done: Any, total: Any, message: Any) -> None:
-        self.stream.write("\r" + self.line(done, total, message)[: self._columns() - 1] + "\x1b[K")
+        line = visible(self.line(done, total, message))
+        self.stream.write("\r" + line[: self._columns() - 1] + "\x1b[K")
         self.stream.flush()
         self.shown = True
 

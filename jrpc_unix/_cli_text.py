@@ -1,13 +1,17 @@
 """Text for a person at a terminal: ``jrpc-unix methods``' signatures and ``jrpc-unix stats``' table.
 
 Works on any OpenRPC document or stats object (a jrpc-unix server's or another's), so it trusts
-nothing: every member may be missing or of another type.
+nothing: every member may be missing or of another type, and every string the server chose goes
+through :func:`~._cli_render.visible` (a name with a newline or an escape sequence cannot break
+the layout or drive the terminal; the caller escapes the whole text once more, newlines aside).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from ._cli_render import visible
 
 __all__ = ["render_method", "render_methods", "render_stats", "signature", "type_name"]
 
@@ -30,12 +34,12 @@ def type_name(schema: Any) -> str:
         extra = schema.get("additionalProperties")
         return f"object<{type_name(extra)}>" if isinstance(extra, dict) and extra else "object"
     if isinstance(kind, str):
-        return kind
-    return str(schema.get("x-python-type", "any"))
+        return visible(kind)
+    return visible(str(schema.get("x-python-type", "any")))
 
 
 def _param(p: dict[str, Any]) -> str:
-    name = str(p.get("name", "?"))
+    name = visible(str(p.get("name", "?")))
     variadic = p.get("x-variadic")
     if variadic == "positional":
         name = "*" + name
@@ -60,12 +64,13 @@ def signature(method: dict[str, Any]) -> str:
     params = ", ".join(_param(p) for p in method.get("params", []) if isinstance(p, dict))
     result = method.get("result")
     returns = type_name(result.get("schema")) if isinstance(result, dict) else "any"
-    return f"{method.get('name', '?')}({params}) -> {returns}"
+    return f"{visible(str(method.get('name', '?')))}({params}) -> {returns}"
 
 
 def render_methods(methods: list[dict[str, Any]]) -> str:
     """One line per method: its signature, then its summary."""
-    rows = [(signature(m), _plain(str(m.get("summary", "")))) for m in methods if isinstance(m, dict)]
+    found = [m for m in methods if isinstance(m, dict)]
+    rows = [(signature(m), visible(_plain(str(m.get("summary", ""))))) for m in found]
     if not rows:
         return "(no methods)"
     width = min(max(len(sig) for sig, _ in rows), 60)
@@ -86,7 +91,7 @@ def render_method(method: dict[str, Any]) -> str:
     out = [signature(method)]
     text = _plain(str(method.get("description") or method.get("summary") or ""))
     if text:
-        out += ["", *("  " + line if line else "" for line in text.splitlines())]
+        out += ["", *("  " + visible(line) if line else "" for line in text.splitlines())]
     params = [p for p in method.get("params", []) if isinstance(p, dict)]
     structure = _STRUCTURE.get(str(method.get("paramStructure", "either")), "by name or by position")
     out += ["", f"params ({structure}):" if params else "params: none"]
@@ -94,12 +99,12 @@ def render_method(method: dict[str, Any]) -> str:
         kind = {"positional": "any number, positional", "named": "any names"}.get(
             str(p.get("x-variadic")), "required" if p.get("required") else "optional"
         )
-        out.append(f"  {p.get('name', '?')}: {type_name(p.get('schema'))}  ({kind})")
+        out.append(f"  {visible(str(p.get('name', '?')))}: {type_name(p.get('schema'))}  ({kind})")
     result = method.get("result")
     out.append(f"result: {type_name(result.get('schema')) if isinstance(result, dict) else 'any'}")
     for key, label in (("x-access", "access"), ("x-timeout", "timeout (s)")):
         if key in method:
-            out.append(f"{label}: {method[key]}")
+            out.append(f"{label}: {visible(str(method[key]))}")
     return "\n".join(out)
 
 
@@ -130,7 +135,7 @@ def _reasons(counts: Any) -> str:
     """``parse_error 2, cancelled 1`` from a {reason: count} object; ``none`` when empty."""
     if not isinstance(counts, dict):
         return _count(counts)
-    return ", ".join(f"{k} {_count(v)}" for k, v in counts.items()) or "none"
+    return ", ".join(f"{visible(k)} {_count(v)}" for k, v in counts.items()) or "none"
 
 
 _SERVER_ROWS = {  # key in "server" -> its label; the order of the lines
@@ -161,7 +166,7 @@ def _server_lines(server: dict[str, Any]) -> list[str]:
             text = _reasons(value)
         else:
             text = _count(value)
-        rows.append((_SERVER_ROWS.get(key, key), text))
+        rows.append((_SERVER_ROWS.get(key) or visible(key), text))
     return [f"{label:<18} {text}" for label, text in rows]
 
 
@@ -190,7 +195,7 @@ def render_stats(figures: Any) -> str | None:
     out = _server_lines(server)
     methods = figures.get("methods")
     if isinstance(methods, dict) and methods:
-        rows = [["method", *_METHOD_COLUMNS]] + [_method_row(str(n), m) for n, m in methods.items()]
+        rows = [["method", *_METHOD_COLUMNS]] + [_method_row(visible(n), m) for n, m in methods.items()]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         out.append("")
         for row in rows:
@@ -199,5 +204,5 @@ def render_stats(figures: Any) -> str | None:
     extra = [(k, v) for k, v in figures.items() if k not in ("server", "methods")]
     if extra:
         out.append("")
-        out.extend(f"{name:<18} {json.dumps(value, ensure_ascii=False)}" for name, value in extra)
+        out.extend(f"{visible(name):<18} {json.dumps(value, ensure_ascii=False)}" for name, value in extra)
     return "\n".join(out)

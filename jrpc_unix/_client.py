@@ -7,12 +7,16 @@ stops the server's work too (``rpc.cancel``), and its late answer is dropped
 (``client.dropped``).
 
 As trio asks, no method takes a ``timeout``: wrap calls in ``trio.fail_after``/``move_on_after``.
+The one exception is ``connect_timeout``: how long :func:`open_client` keeps trying while the
+server's accept queue is full, so a stuck server is a ConnectError, never an endless wait.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +34,9 @@ from ._response import Response
 from ._sync_io import Progress
 
 __all__ = ["AsyncClient", "AsyncSubscription", "open_client"]
+
+#: While the accept queue is full, retry after 1 ms, doubling up to 50 ms between tries.
+_FIRST_RETRY, _LAST_RETRY = 0.001, 0.05
 
 
 class AsyncClient(ClientConnection):
@@ -149,23 +156,53 @@ class AsyncClient(ClientConnection):
                     exchange.result()
 
 
-@asynccontextmanager
-async def open_client(
-    path: str | os.PathLike[str], *, max_message_size: int = DEFAULT_MAX_ANSWER
-) -> AsyncIterator[AsyncClient]:
-    """Connect to the server at ``path``; the connection closes when the block ends."""
-    text = os.fspath(path)
-    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+async def _connect(path: str, connect_timeout: float | None) -> trio.SocketStream:
+    """Connect to ``path``, retrying while its accept queue is full (EAGAIN), up to ``connect_timeout``.
+
+    A UNIX connect never completes later (no EINPROGRESS): it succeeds or fails at once, and a
+    full queue only says to try again; nothing signals when there is room, hence the retries.
+    """
+    await trio.lowlevel.checkpoint()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    start = trio.current_time()
+    give_up = start + (math.inf if connect_timeout is None else connect_timeout)
+    delay = _FIRST_RETRY
     try:
-        with connect_address(text) as addr:
-            await sock.connect(addr)
+        with connect_address(path) as addr:
+            while True:
+                try:
+                    sock.connect(addr)
+                    break
+                except BlockingIOError as exc:
+                    now = trio.current_time()
+                    if now >= give_up:
+                        raise connect_error(path, exc, now - start) from None
+                    await trio.sleep(min(delay, give_up - now))
+                    delay = min(delay * 2, _LAST_RETRY)
     except OSError as exc:
         sock.close()
-        raise connect_error(text, exc) from None
+        raise connect_error(path, exc) from None
     except BaseException:
         sock.close()
         raise
-    stream = trio.SocketStream(sock)
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
+@asynccontextmanager
+async def open_client(
+    path: str | os.PathLike[str],
+    *,
+    connect_timeout: float | None = 30.0,
+    max_message_size: int = DEFAULT_MAX_ANSWER,
+) -> AsyncIterator[AsyncClient]:
+    """Connect to the server at ``path``; the connection closes when the block ends.
+
+    While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
+    seconds (None: until cancelled), then raises ConnectError.
+    """
+    text = os.fspath(path)
+    stream = await _connect(text, connect_timeout)
     client = AsyncClient(text, stream, max_message_size)
     failure: BaseException | None = None
     try:

@@ -106,13 +106,11 @@ class ClientConnection:
         reports = exchange.reports if progress is not None else None
         try:
             self._send_queue.send_nowait(out)
-            seen = 0
             while True:
                 await wake.wait()
                 wake = self._waiters[exchange] = trio.Event()
-                while reports is not None and progress is not None and seen < len(reports):
-                    report = reports[seen]
-                    seen += 1
+                while reports and progress is not None:  # handed on and forgotten: memory stays flat
+                    report = reports.popleft()
                     progress(report.get("done"), report.get("total"), report.get("message"))
                 if exchange.done or self._closed is not None:
                     break

@@ -14,6 +14,7 @@ import os
 import select
 import socket
 import stat
+import struct
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_PATH_BYTES",
     "connect_address",
     "connect_error",
+    "connect_waiting",
     "drain",
     "remaining",
     "still_open",
@@ -72,8 +74,11 @@ def connect_address(path: str) -> Iterator[str]:
     yield addr
 
 
-def connect_error(path: str, exc: OSError) -> ConnectError:
-    """A ConnectError whose message says, in words, why ``path`` cannot be reached."""
+def connect_error(path: str, exc: OSError, waited: float | None = None) -> ConnectError:
+    """A ConnectError whose message says, in words, why ``path`` cannot be reached.
+
+    ``waited``: how long the client waited for room in the server's accept queue (EAGAIN).
+    """
     code = exc.errno
     if code == errno.ENOENT:
         reason = "no such socket file (is the server running?)"
@@ -92,13 +97,46 @@ def connect_error(path: str, exc: OSError) -> ConnectError:
     elif code == errno.ENOTDIR:
         reason = "a component of the path is not a directory"
     elif code == errno.EAGAIN:
-        reason = "the server's accept queue is full (it is overloaded or stuck)"
+        reason = "the server is not accepting connections: its accept queue "
+        reason += "is full" if not waited else f"stayed full for {waited:.1f} s"
+        reason += " (it is overloaded or stuck)"
     else:
         reason = exc.strerror or str(exc)
     return ConnectError(f"cannot connect to {path}: {reason}")
 
 
 # -- the blocking client's socket chores ---------------------------------------------------------
+
+
+def connect_waiting(sock: socket.socket, addr: str, deadline: float | None) -> None:
+    """Connect, waiting while the server's accept queue is full, until ``deadline`` (None: no limit).
+
+    A UNIX listener whose backlog is full answers a non-blocking connect with EAGAIN at once; a
+    blocking one waits in the kernel until the server accepts, as long as the socket's send
+    timeout allows (then EAGAIN). So the socket blocks here, bounded by ``SO_SNDTIMEO``, and
+    ``KeyboardInterrupt`` still ends the wait. A signal handler that returns also interrupts it,
+    and CPython then reports the socket connected when it is not: checked, and the wait resumed.
+    """
+    sock.setblocking(True)
+    try:
+        while True:
+            _send_timeout(sock, None if deadline is None else remaining(deadline))
+            sock.connect(addr)
+            try:
+                sock.getpeername()
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    raise
+    finally:
+        _send_timeout(sock, None)
+
+
+def _send_timeout(sock: socket.socket, seconds: float | None) -> None:
+    """``SO_SNDTIMEO``: at least 1 us when set (a zero ``timeval`` means no limit)."""
+    micros = 0 if seconds is None else max(math.ceil(seconds * 1_000_000), 1)
+    whole, part = divmod(micros, 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", min(whole, 2**31 - 1), part))
 
 
 def remaining(deadline: float | None) -> float | None:

@@ -18,6 +18,7 @@ the one; otherwise it is kept in :attr:`Conversation.unattributed` for the drive
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Iterable
 from typing import Any, Final
@@ -57,8 +58,10 @@ class Exchange:
         self.ids = ids
         self.outcomes: dict[int, Any] = {}  # id -> result, or an RpcError
         self.raw: list[bytes] = []  # the answer line(s), for --raw and traces
-        #: Progress reports for this call, in arrival order (None: the caller did not ask).
-        self.reports: list[dict[str, Any]] | None = [] if progress else None
+        #: Progress reports for this call not yet handed to its callback, oldest first (None: the
+        #: caller did not ask). The driver pops each one as it calls back, so a call with a
+        #: million reports holds only those of the latest read.
+        self.reports: collections.deque[dict[str, Any]] | None = collections.deque() if progress else None
         self.topic = topic  # an rpc.subscribe exchange: the topic (its feed opens on the answer)
         self.visible = True  # False: the feed is the client's own (progress), not a reader's
         self.feed: Feed | None = None

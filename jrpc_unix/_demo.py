@@ -18,11 +18,12 @@ from typing import Any, TextIO
 
 import trio
 
+from ._codec import UnserializableError, dumps
 from ._context import current_context
 from ._methods import Methods
 from ._response import Response
 
-__all__ = ["config", "methods", "tour"]
+__all__ = ["MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES", "config", "methods", "tour"]
 
 methods = Methods()
 
@@ -32,6 +33,16 @@ methods.add_topic("config", "every configuration change: key, value, previous va
 # The live state this process exposes: a configuration and a counter.
 config: dict[str, Any] = {"level": "info"}
 counter = 0
+
+# Any caller may set keys, so the configuration is bounded: at most 1,000 keys of up to 256
+# characters, each value at most 16 KiB of JSON (~16 MiB in all, where 100,000 keys of 1 KiB
+# took the service from 35 to 172 MiB before).
+MAX_CONFIG_KEYS = 1000
+MAX_KEY_LENGTH = 256
+MAX_VALUE_BYTES = 16 * 1024
+# Values that need no encoding to know they fit (a char is at most 6 bytes of JSON: \uXXXX).
+_SCALARS = frozenset((int, float, bool, type(None)))
+_SURELY_FITS = (MAX_VALUE_BYTES - 2) // 6
 
 
 @methods.add
@@ -87,9 +98,37 @@ async def sleep(seconds: float) -> float:
     return seconds
 
 
+def _refusal(key: Any, value: Any) -> Response | None:
+    """Why ``config.set`` must refuse to store this, as its FAIL answer; None if it may."""
+    if type(key) is not str:
+        return Response.fail(f"config keys are strings, not {type(key).__name__}")
+    if len(key) > MAX_KEY_LENGTH:
+        return Response.fail(f"config keys are at most {MAX_KEY_LENGTH} characters, not {len(key)}")
+    if key not in config and len(config) >= MAX_CONFIG_KEYS:
+        return Response.fail(
+            f"config is full: at most {MAX_CONFIG_KEYS} keys (existing keys can still be changed)",
+            data={"limit": MAX_CONFIG_KEYS},
+        )
+    if type(value) in _SCALARS or (type(value) is str and len(value) <= _SURELY_FITS):
+        return None  # the common case costs no encoding (config.set is a benchmark's hot path)
+    try:
+        size = len(dumps(value))
+    except UnserializableError:  # a JSON value from the wire always serializes; a Python caller's may not
+        return Response.fail("a config value must be JSON")
+    if size > MAX_VALUE_BYTES:
+        return Response.fail(f"config values are at most {MAX_VALUE_BYTES} bytes of JSON, not {size}")
+    return None
+
+
 @methods.add("config.set", run_to_completion=True)
 def config_set(key: str, value: Any) -> Response:
-    """Set configuration ``key`` to ``value``; returns the previous value."""
+    """Set configuration ``key`` to ``value``; returns the previous value.
+
+    At most 1,000 keys (256 characters each, values up to 16 KiB of JSON): FAIL beyond that.
+    """
+    refusal = _refusal(key, value)
+    if refusal is not None:
+        return refusal
     previous = config.get(key)
     config[key] = value
     current_context().server.publish("config", {"key": key, "value": value, "previous": previous})

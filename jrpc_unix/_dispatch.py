@@ -29,7 +29,7 @@ from ._errors import ERROR_MESSAGES, ErrorCode, RpcError
 from ._methods import Methods, MethodSpec, RunMode
 from ._protocol import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
 from ._response import OK, Response
-from ._throttle import Throttle
+from ._throttle import Throttle, short
 
 with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -42,7 +42,6 @@ with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib A
 __all__ = ["Call", "Dispatcher"]
 
 log = logging.getLogger("jrpc_unix.dispatch")
-noisy = Throttle(log)  # log lines any client can cause
 
 
 @dataclass(slots=True)
@@ -98,6 +97,8 @@ class Dispatcher:
         self._fallback = (
             MethodSpec.build("*", methods.handler) if methods.handler is not None else None
         )
+        self._noisy = Throttle(log)  # log lines any client can cause
+        self._tracebacks = Throttle(log, period=60, burst=1, summarise=False)  # per (method, type)
 
     def prepare(self, req: Request) -> Call | bytes | None:
         """The Call to run, or the error answer (FAILED_NOTIFICATION for a notification)."""
@@ -159,7 +160,7 @@ class Dispatcher:
             return call
         error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
         data = NO_DATA if error.data is NODATA else error.data
-        return _error(req.method, req.id, req.is_notification, error.code, error.message, data)
+        return self._error(req.method, req.id, req.is_notification, error.code, error.message, data)
 
     def answer(self, call: Call, value: Any) -> bytes | None:
         """Encode a handler's return value (None for a notification)."""
@@ -179,34 +180,46 @@ class Dispatcher:
             if value.status is OK:
                 return None if notification else encode_result(rid, value.payload)
             data = NO_DATA if value.payload is None else value.payload
-            return _error(method, rid, notification, value.code, value.error or "failed", data)
+            return self._error(method, rid, notification, value.code, value.error or "failed", data)
         if isinstance(value, Right) and isinstance(value._value, SuccessResult):
             value = value._value.result
         elif isinstance(value, Left) and isinstance(value._error, ErrorResult):
             err = value._error
             data = NO_DATA if err.data is NODATA else err.data
-            return _error(method, rid, notification, err.code, err.message, data)
+            return self._error(method, rid, notification, err.code, err.message, data)
         return None if notification else encode_result(rid, value)
 
     def encode_exception(self, method: str, rid: Any, notification: bool, exc: Exception) -> bytes | None:
         """:meth:`answer_exception` without a Call, for the server's fast path."""
         if isinstance(exc, RpcError):
             data = NO_DATA if exc.data is None else exc.data
-            return _error(method, rid, notification, exc.code, exc.message, data)
+            return self._error(method, rid, notification, exc.code, exc.message, data)
         if isinstance(exc, JsonRpcError):
             data = NO_DATA if exc.data is NODATA else exc.data
-            return _error(method, rid, notification, exc.code, exc.message, data)
+            return self._error(method, rid, notification, exc.code, exc.message, data)
         error_id = secrets.token_hex(4)
-        log.error("method %r raised; error id %s", method, error_id, exc_info=exc)
-        return _error(method, rid, notification, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
+        self._log_crash(method if method in self._specs else "*", method, exc, error_id)
+        return self._error(method, rid, notification, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
 
+    def _log_crash(self, key: str, method: str, exc: Exception, error_id: str) -> None:
+        """One line per crash with its error id, up to 20 per 10 s per method; the traceback only
+        for the first crash of each (method, exception type) in a minute: a client can make a
+        handler fail on every request, and each traceback is ~10x the request that caused it."""
+        if not self._noisy.allow(f"crash {key}"):
+            return
+        if self._tracebacks.allow(f"{key} {type(exc).__qualname__}"):
+            log.error("method %s raised; error id %s", short(method), error_id, exc_info=exc)
+        else:
+            what = f"{type(exc).__qualname__}: {short(str(exc))}"
+            log.error("method %s raised %s; error id %s (traceback as before)", short(method), what, error_id)
 
-def _error(
-    method: str, rid: Any, notification: bool, code: int, message: str | None, data: Any
-) -> bytes | None:
-    if notification:
-        text = message or ERROR_MESSAGES.get(code, "error")
-        detail = "" if data is NO_DATA else f" {data!r}"
-        noisy.warning("notification", "notification %r failed: [%s] %s%s", method, code, text, detail)
-        return FAILED_NOTIFICATION
-    return encode_error(rid, code, message, data)
+    def _error(
+        self, method: str, rid: Any, notification: bool, code: int, message: str | None, data: Any
+    ) -> bytes | None:
+        if notification:
+            text = message or ERROR_MESSAGES.get(code, "error")
+            detail = "" if data is NO_DATA else f" {short(data)}"
+            what = f"[{code}] {short(text)}{detail}"
+            self._noisy.warning("notification", "notification %s failed: %s", short(method), what)
+            return FAILED_NOTIFICATION
+        return encode_error(rid, code, message, data)

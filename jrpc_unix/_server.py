@@ -9,9 +9,9 @@ down"), cancel what still runs, close every connection, remove the socket file.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
+import json
 import logging
 import signal
 import threading
@@ -21,18 +21,20 @@ from typing import Any, Literal
 import trio
 
 from ._access import Access, Policy, group_id
+from ._admission import Admission
 from ._builtins import builtin_methods, builtin_topics
-from ._connection import Connection, noisy, read_peer
+from ._connection import Connection, read_peer
 from ._context import Peer
 from ._discover import add_discover
 from ._dispatch import Dispatcher
-from ._errors import ErrorCode, ServerSetupError
-from ._limits import Limits
-from ._listener import is_abstract, open_unix_listener
+from ._errors import ServerSetupError
+from ._limits import Limits, raise_fd_limit
+from ._listener import is_abstract, listening, open_unix_listener
+from ._logqueue import start_log_thread, stop_log_thread
 from ._methods import Methods, MethodSpec
-from ._protocol import encode_error
 from ._pubsub import Producer, Topic
 from ._stats import ServerStats
+from ._throttle import flush_all
 
 __all__ = ["Server", "run", "serve", "serve_until_signalled"]
 
@@ -77,7 +79,7 @@ class Server:
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
         self.stopping = False
         self._connections: set[Connection] = set()
-        self._per_uid: collections.Counter[int] = collections.Counter()
+        self._admission = Admission(self.limits, policy, self.stats)
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
@@ -176,9 +178,16 @@ class Server:
             )
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
-        listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+        start_log_thread()
+        self._admission.start()
         try:
-            async with listener:
+            listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+        except BaseException:
+            self._admission.close()
+            stop_log_thread()
+            raise
+        try:
+            async with listening(listener, sockfile):  # the file goes first, on every way out
                 with self._work_scope:
                     async with trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
@@ -191,13 +200,15 @@ class Server:
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
                         # Stop listening now: a newcomer is refused at once instead of waiting
                         # out the grace, and a new server may take the path while we drain.
+                        sockfile.remove()  # while still listening: see _listener
                         await listener.aclose()
-                        sockfile.remove()
                         log.info("stopped accepting; removed %s", path)
         finally:
-            sockfile.remove()  # a no-op if it is gone, or no longer ours
+            self._admission.close()
             self._stopped.set()
             log.info("stopped")
+            flush_all()  # what the throttles suppressed, counted
+            stop_log_thread()
 
     async def _idle_watchdog(self, period: float) -> None:
         """Close connections idle for ``idle_timeout`` (to within a quarter of it)."""
@@ -208,46 +219,29 @@ class Server:
                     conn.idle_tick()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _CAPACITY_ERRNOS:
-                    raise
-                log.warning("accept failed (%s); retrying in 100 ms", errno.errorcode[exc.errno])
-                await trio.sleep(0.1)
-                continue
-            nursery.start_soon(self._serve_connection, stream)
+        """Admit or refuse each newcomer right here: a refusal costs no task and no wait."""
+        admission = self._admission
+        try:
+            async with trio.open_nursery() as closer:
+                closer.start_soon(admission.close_refused)
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _CAPACITY_ERRNOS:
+                            raise
+                        await admission.out_of_fds(listener, exc.errno)
+                        continue
+                    peer = read_peer(stream)
+                    level = admission.enter(stream, peer)
+                    if level is not None:
+                        nursery.start_soon(self._serve_connection, stream, peer, level)
+        finally:
+            admission.close()  # the refused sockets still lingering, and the spare descriptor
 
-    def _refusal(self, peer: Peer | None) -> tuple[ErrorCode, str, str] | None:
-        """Why this peer may not have a connection now (code, stats key, text), or None."""
-        limits = self.limits
-        if self.policy is not None and not self.policy.admits(peer):
-            who = f"uid {peer.uid} gid {peer.gid}" if peer else "a peer without credentials"
-            return ErrorCode.ACCESS_DENIED, "access_denied", f"{who} may not use this socket"
-        if len(self._connections) >= limits.max_connections:
-            text = f"too many connections (limit {limits.max_connections})"
-            return ErrorCode.OVERLOADED, "max_connections", text
-        per_uid = limits.max_connections_per_uid
-        if peer is not None and per_uid is not None and self._per_uid[peer.uid] >= per_uid:
-            text = f"too many connections from uid {peer.uid} (limit {per_uid})"
-            return ErrorCode.OVERLOADED, "max_connections_per_uid", text
-        return None
-
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        peer = read_peer(stream)
-        refusal = self._refusal(peer)
-        if refusal is not None:
-            code, key, text = refusal
-            self.stats.rejected_connections[key] += 1
-            noisy.warning(key, "refused a connection: %s", text)
-            await _refuse(stream, encode_error(None, code, data=text) + b"\n")
-            return
-        level = self.policy.level(peer) if self.policy is not None and peer is not None else Access.ADMIN
+    async def _serve_connection(self, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
         conn = Connection(self, stream, peer, level)
-        uid = peer.uid if peer is not None else -1
         self._connections.add(conn)
-        self._per_uid[uid] += 1
         self.stats.connections_open += 1
         self.stats.connections_total += 1
         try:
@@ -256,9 +250,7 @@ class Server:
             log.exception("connection failed")
         finally:
             self._connections.discard(conn)
-            self._per_uid[uid] -= 1
-            if not self._per_uid[uid]:
-                del self._per_uid[uid]
+            self._admission.leave(peer)
             self.stats.connections_open -= 1
             self._changed.unpark_all()
 
@@ -275,22 +267,15 @@ async def serve(
 
 
 
-async def _refuse(stream: trio.SocketStream, line: bytes) -> None:
-    """Send one error line and close, reading (and dropping) what the peer sends meanwhile.
 
-    Closing with unread input would make a client that writes first fail with a broken pipe
-    before it reads why; shutting our side and draining to its EOF (1 s at most) lets it read.
-    """
-    with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stream.send_all(line)
-        await stream.send_eof()
-        while await stream.receive_some(65536):
-            pass
-    await stream.aclose()
+#: run() stops gracefully on these and logs figures on those: left to their default action, each
+#: would kill the process and leave its socket file (SIGHUP: terminal gone; SIGQUIT: Ctrl-\).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # one line: rpc.stats' "server" section
 
 
 async def serve_until_signalled(server: Server, path: str) -> None:
-    """Serve until SIGTERM or SIGINT arrives, then stop gracefully. Main thread only.
+    """Serve until one of :data:`STOP_SIGNALS` arrives, then stop gracefully. Main thread only.
 
     Signals keep being consumed until the server has stopped: a second one (an impatient
     operator, a supervisor repeating itself) must not kill the process in its grace period.
@@ -299,27 +284,33 @@ async def serve_until_signalled(server: Server, path: str) -> None:
     async def watch(signals: AsyncIterator[int]) -> None:
         async for signum in signals:
             name = signal.Signals(signum).name
-            if server.stopping:
+            if signum in STATS_SIGNALS:
+                figures = json.dumps(server.stats.snapshot()["server"], separators=(",", ":"))
+                log.info("%s received; figures: %s", name, figures)
+            elif server.stopping:
                 log.info("%s received; already stopping", name)
             else:
                 log.info("%s received; stopping", name)
                 server.stop()
 
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS, *STATS_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, signals)  # from the start: a signal during setup counts too
             await nursery.start(server.serve, path)
-            nursery.start_soon(watch, signals)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
 
 
 def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT, then stop gracefully and return.
+    """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
 
     Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
+    SIGUSR1/SIGUSR2 log the server's figures.
     """
+    server = Server(methods, **options)
+    raise_fd_limit(server.limits)  # the process is ours: the limits get their descriptors
     try:
-        trio.run(serve_until_signalled, Server(methods, **options), path)
+        trio.run(serve_until_signalled, server, path)
     except BaseExceptionGroup as group:
         raise _sole(group) from None
 

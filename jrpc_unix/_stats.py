@@ -93,6 +93,8 @@ class ServerStats:
         self.started = time.monotonic()
         self.connections_open = 0
         self.connections_total = 0
+        #: (max_connections, reserved_connections) as fitted into RLIMIT_NOFILE at start.
+        self.connection_limits = (0, 0)
         self.calls = 0
         self.notifications = 0
         self.errors = 0
@@ -131,6 +133,8 @@ class ServerStats:
                 "connections": {
                     "open": self.connections_open,
                     "total": self.connections_total,
+                    "limit": self.connection_limits[0],
+                    "reserved": self.connection_limits[1],
                     "rejected": dict(self.rejected_connections),
                 },
                 "calls": self.calls,

@@ -20,7 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._connect import connect_address, connect_error, drain, remaining, still_open, wait_readable
+from ._connect import (
+    connect_address,
+    connect_error,
+    connect_waiting,
+    drain,
+    remaining,
+    still_open,
+    wait_readable,
+)
 from ._conversation import DEFAULT_MAX_ANSWER, Conversation, Exchange
 from ._errors import ConnectionClosedError, RpcTimeoutError
 from ._requests import Notification
@@ -132,18 +140,16 @@ class SyncConnection:
         """Read until ``exchange`` is answered, handing each progress report on as it comes."""
         label = exchange.label
         reports = exchange.reports if progress is not None else None
-        seen = 0
 
         def ready() -> bool:
-            return exchange.done or (reports is not None and len(reports) > seen)
+            return exchange.done or bool(reports)
 
         while True:
             if not ready():
                 self._read_until(ready, f"the answer to {label}", f"answering {label}", deadline)
-            if reports is not None and progress is not None:
-                for report in reports[seen:]:
-                    seen += 1
-                    progress(report.get("done"), report.get("total"), report.get("message"))
+            while reports and progress is not None:  # handed on and forgotten: memory stays flat
+                report = reports.popleft()
+                progress(report.get("done"), report.get("total"), report.get("message"))
             if exchange.done:
                 return
 
@@ -202,16 +208,13 @@ class SyncConnection:
         if self._sock is not None:
             return self._sock
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        start = time.monotonic()
         try:
-            sock.settimeout(remaining(deadline))
             with connect_address(self.path) as addr:
-                sock.connect(addr)
-        except TimeoutError:
-            sock.close()
-            raise self._timeout_error("connecting") from None
+                connect_waiting(sock, addr, deadline)  # while the server's accept queue is full
         except OSError as exc:
             sock.close()
-            raise connect_error(self.path, exc) from None
+            raise connect_error(self.path, exc, time.monotonic() - start) from None
         except BaseException:
             sock.close()
             raise

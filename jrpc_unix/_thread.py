@@ -4,6 +4,13 @@ The Go original's ``go server.New(...)`` plus ``srv.Stop()``: :func:`serve_in_th
 once the socket is listening (or raises why it could not), and :meth:`ServerThread.stop` stops
 the server gracefully from any thread and waits for the thread to end. No polling, no spinning:
 the stop request travels into trio with ``trio.from_thread``.
+
+``stop`` is safe at any moment: before ``start`` (the server never serves), racing ``start``
+(a lock orders the two: either the thread sees the request before it serves and ends, or
+``stop`` sees the running loop and stops the server, which then ends at once even if it was
+still setting up), twice, or from a handler: from the server's own threads (a plain handler on
+its event loop, a ``blocking=True`` one in a worker thread) it only asks, since waiting there
+for the server's end would wait for the handler itself.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class ServerThread:
     def __init__(self, server: Server, path: str) -> None:
         self.server = server
         self.path = path
+        self._lock = threading.Lock()  # orders stop() against the thread's start of serving
+        self._stop_requested = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._error: BaseException | None = None
         self._ready = threading.Event()
@@ -42,7 +51,10 @@ class ServerThread:
             self._ready.set()
 
     async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
+        with self._lock:
+            if self._stop_requested:
+                return  # stopped before it served
+            self._token = trio.lowlevel.current_trio_token()
         await self.server.serve(self.path, task_status=self)
 
     def started(self, value: object = None) -> None:
@@ -50,21 +62,34 @@ class ServerThread:
         self._ready.set()
 
     def start(self) -> None:
-        self._thread.start()
+        """Serve, returning once listening (at once if :meth:`stop` came first); raise why not."""
+        with self._lock:  # a stop() from now on sees a started thread, and waits for it
+            if self._stop_requested:
+                return
+            self._thread.start()
         self._ready.wait()
         if self._error is not None:
             raise self._error
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop gracefully and wait for the thread (idempotent; safe from any thread)."""
-        token = self._token
-        if token is not None and self._thread.is_alive():
+        """Stop gracefully and wait for the thread (idempotent; safe from any thread, any time)."""
+        with self._lock:
+            self._stop_requested = True
+            token = self._token
+        if threading.current_thread() is self._thread:  # a handler on the server's event loop
+            self.server.stop()
+            return
+        if token is not None:
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self.server.stop, trio_token=token)
+            if _worker_of(token):
+                return
         self.join(timeout)
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        """Wait for the thread to end (at once if it never started)."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -80,6 +105,14 @@ class ServerThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _worker_of(token: trio.lowlevel.TrioToken) -> bool:
+    """Is this thread one of ``token``'s run's worker threads (a ``blocking=True`` handler)?"""
+    try:
+        return trio.from_thread.run_sync(trio.lowlevel.current_trio_token) is token
+    except (RuntimeError, trio.RunFinishedError):  # not a trio worker thread; or the run is over
+        return False
 
 
 def serve_in_thread(

@@ -392,3 +392,29 @@ def no_threads_but(baseline: set[int]) -> list[str]:
         t.name for t in threading.enumerate()
         if t.ident not in baseline and not t.name.startswith("Trio thread")
     ]
+
+
+@contextlib.contextmanager
+def busy_thread(switch_interval: float = 0.001) -> Iterator[None]:
+    """Another thread of this process that keeps the GIL busy, as a loaded server's threads do.
+
+    A server thread then waits up to ``switch_interval`` for the GIL after each system call:
+    the windows between two calls grow from microseconds to what a real server under load has,
+    so a race a test looks for shows up within a few tries.
+    """
+    done = threading.Event()
+
+    def spin() -> None:
+        while not done.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True, name="busy")
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval)
+    spinner.start()
+    try:
+        yield
+    finally:
+        done.set()
+        spinner.join(TIMEOUT)
+        sys.setswitchinterval(interval)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import pty
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from client_helpers import FullBacklog
 from helpers import ROOT, TIMEOUT, DemoProcess
+from terminal import on_terminal
 
 from jrpc_unix import Call, Client, Methods, Notify, serve_in_thread
 from jrpc_unix._cli import main
@@ -194,6 +196,15 @@ def test_cannot_connect_and_timeout(
         "",
         f"jrpc-unix: {shared_demo.path}: timed out after 0.2 s waiting for the answer to 'sleep'\n",
     )
+    full = os.path.join(sock_dir, "full.sock")
+    with FullBacklog(full):
+        code, out, err = cli(capsys, "call", "--timeout", "0.2", full, "ping")
+    assert (code, out) == (3, "")
+    assert re.fullmatch(
+        f"jrpc-unix: cannot connect to {full}: the server is not accepting connections: its accept "
+        r"queue stayed full for 0\.\d s \(it is overloaded or stuck\)\n",
+        err,
+    )
 
 
 # -- notify, batch, methods --------------------------------------------------------------------
@@ -278,6 +289,8 @@ def test_methods(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -
         "config.set(key: string, value: any) -> any\n"
         "\n"
         "  Set configuration `key` to `value`; returns the previous value.\n"
+        "\n"
+        "  At most 1,000 keys (256 characters each, values up to 16 KiB of JSON): FAIL beyond that.\n"
         "\n"
         "params (by name or by position):\n"
         "  key: string  (required)\n"
@@ -395,25 +408,9 @@ def test_stdin_as_a_process(demo: DemoProcess) -> None:
 
 def test_pretty_on_a_terminal_compact_in_a_pipe(shared_demo: DemoProcess) -> None:
     assert run("call", shared_demo.path, "get_data").stdout == '["hello",5]\n'
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jrpc_unix", "call", shared_demo.path, "get_data"],
-        stdout=secondary,
-        cwd=str(ROOT),
-    )
-    os.close(secondary)
-    assert proc.wait(TIMEOUT) == 0
-    output = b""
-    while True:
-        try:
-            chunk = os.read(primary, 1024)
-        except OSError:  # EIO: the terminal's other side is closed
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(primary)
-    assert output.replace(b"\r\n", b"\n") == b'[\n  "hello",\n  5\n]\n'
+    code, output, _ = on_terminal("call", shared_demo.path, "get_data", stdout=True)
+    assert code == 0
+    assert output == b'[\n  "hello",\n  5\n]\n'
 
 
 def test_a_closed_pipe_is_not_an_error(shared_demo: DemoProcess) -> None:

@@ -8,6 +8,7 @@ is still running" are facts, not timing guesses.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from client_helpers import FullBacklog, ReportWatch
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import (
@@ -250,6 +252,43 @@ async def read_request(stream: trio.SocketStream) -> bytes:
     return data
 
 
+async def test_a_full_accept_queue_is_waited_out(sock_path: str, autojump_clock: trio.abc.Clock) -> None:
+    """EAGAIN on connect means "try again", not "connected" (issue 9, 13)."""
+    with FullBacklog(sock_path) as backlog:
+        listener = trio.socket.from_stdlib_socket(backlog.listener)
+
+        async def free_then_answer() -> None:
+            await trio.sleep(1)  # the client found the queue full at once and is trying again
+            backlog.free_one()
+            conn, _ = await listener.accept()
+            async with trio.SocketStream(conn) as stream:
+                request = json.loads(await read_request(stream))
+                await stream.send_all(b'{"jsonrpc":"2.0","result":"pong","id":%d}\n' % request["id"])
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(free_then_answer)
+            async with open_client(sock_path) as client:
+                assert trio.current_time() - start >= 1
+                assert await client.call("ping") == "pong"
+
+
+async def test_a_full_accept_queue_times_out_with_a_connect_error(
+    sock_path: str, autojump_clock: trio.abc.Clock
+) -> None:
+    with FullBacklog(sock_path):
+        start = trio.current_time()
+        message = r": the server is not accepting connections: its accept queue stayed full for 5\.0 s "
+        with pytest.raises(ConnectError, match=message + r"\(it is overloaded or stuck\)$"):
+            async with open_client(sock_path, connect_timeout=5):
+                pass
+        assert trio.current_time() - start == 5
+        with trio.move_on_after(1000) as scope:  # None: until the caller's cancel scope ends it
+            async with open_client(sock_path, connect_timeout=None):
+                pass
+        assert scope.cancelled_caught
+
+
 async def test_server_closing_mid_call(sock_path: str) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(scripted_peer, sock_path, read_request)
@@ -316,7 +355,8 @@ async def test_calls_after_the_block_ends_are_refused(server: Server, sock_path:
 
 
 async def test_a_full_server_says_so(sock_path: str, gates: Gates) -> None:
-    limited = functools.partial(serve, sock_path, make_methods(gates), limits=Limits(max_connections=1))
+    limits = Limits(max_connections_per_uid=1)  # (root could still use the reserved connections)
+    limited = functools.partial(serve, sock_path, make_methods(gates), limits=limits)
     async with trio.open_nursery() as nursery:
         await nursery.start(limited)
         async with open_client(sock_path) as first:
@@ -343,6 +383,16 @@ async def test_progress_events_while_a_call_runs(shared_demo: DemoProcess) -> No
             nursery.start_soon(watch)
             assert await client.call("work", 3, 0.001) == {"steps": 3}
         assert seen == [("rpc.event", sub, 1), ("rpc.event", sub, 2), ("rpc.event", sub, 3)]
+
+
+async def test_progress_reports_are_handed_on_and_forgotten(shared_demo: DemoProcess) -> None:
+    """A call's reports are not kept once its callback had them (issue 9, 14)."""
+    async with open_client(shared_demo.path) as client:
+        watch = ReportWatch(client)
+        with trio.fail_after(TIMEOUT):
+            assert await client.call("work", 10_000, 0, progress=watch) == {"steps": 10_000}
+        # The reader task may read once more before the caller's task runs the callback.
+        watch.assert_forgotten(client, reads=2)
 
 
 async def test_waiting_for_notifications_ends_when_the_connection_does(sock_path: str) -> None:

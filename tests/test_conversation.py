@@ -388,13 +388,13 @@ def test_progress_reports_go_to_the_call_they_name() -> None:
     reports = [event_line("s1", {"id": 2, "done": i, "total": 3}, "progress") for i in (1, 2)]
     reports.append(event_line("s1", {"id": 3, "done": 1}, "progress"))  # its caller did not ask
     conv.receive_data(b"".join(reports))
-    assert mine.reports == [{"id": 2, "done": 1, "total": 3}, {"id": 2, "done": 2, "total": 3}]
+    assert list(mine.reports or ()) == [{"id": 2, "done": 1, "total": 3}, {"id": 2, "done": 2, "total": 3}]
     assert other.reports is None
     assert conv.feeds.take_touched() == {mine}
     assert conv.take_notifications() == []
     conv.receive_data(result_line(2, "done") + event_line("s1", {"id": 2, "done": 3}, "progress"))
     assert mine.result() == "done"
-    assert len(mine.reports) == 2, "a report for a finished call is dropped"
+    assert len(mine.reports or ()) == 2, "a report for a finished call is dropped"
 
 
 def test_reset_ends_every_feed_and_the_progress_subscription() -> None:

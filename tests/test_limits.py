@@ -137,7 +137,11 @@ def _refused(c: LineClient) -> dict[str, Any]:
 
 
 def test_max_connections(sock_path: str) -> None:
-    limits = Limits(max_connections=3, max_connections_per_uid=None)
+    """We are the server's own user: we get the shared connections, then the reserved ones.
+
+    (Other users, who only get the shared ones, are in test_admission.py.)
+    """
+    limits = Limits(max_connections=2, reserved_connections=1, max_connections_per_uid=None)
     with served(sock_path, basic_methods(), limits=limits) as handle:
         held = [LineClient(sock_path) for _ in range(3)]
         try:
@@ -146,9 +150,11 @@ def test_max_connections(sock_path: str) -> None:
                 assert c.read_json() == PONG  # accepted and served
             with LineClient(sock_path) as extra:
                 answer = _refused(extra)
+            data = ("too many connections (limit 2, "
+                    "and all 1 reserved for the server's user and root are taken)")
             assert answer == {"jsonrpc": "2.0", "id": None, "error": {
-                "code": -32006, "message": "Server overloaded", "data": "too many connections (limit 3)"}}
-            assert handle.server.stats.rejected_connections["max_connections"] == 1
+                "code": -32006, "message": "Server overloaded", "data": data}}
+            assert handle.server.stats.rejected_connections == {"reserved_connections": 1}
             held.pop().close()
             # The server notices the close on its own; a new connection is admitted soon after.
             wait_for(lambda: handle.server.stats.connections_open == 2, "the server to see the close")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
@@ -35,6 +36,7 @@ from helpers import (
     notification,
     request,
     short_tmpdir,
+    wait_for,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -654,9 +656,12 @@ async def test_handler_timeout(sock_path: str) -> None:
 
 
 async def test_max_connections(sock_path: str) -> None:
-    limits = Limits(max_connections=1, shutdown_grace=2)
-    async with serving(sock_path, basic_methods(), limits=limits), client(sock_path) as first:
+    # One connection for everyone, one more reserved for root and the server's user (us).
+    limits = Limits(max_connections=1, reserved_connections=1, shutdown_grace=2)
+    async with serving(sock_path, basic_methods(), limits=limits), client(sock_path) as first, \
+            client(sock_path) as reserved:
         assert (await first.call("ping"))["result"] == "pong"  # registered by now
+        assert (await reserved.call("ping"))["result"] == "pong"
         async with client(sock_path) as second:
             answer = await second.read_json()
             assert answer["error"]["code"] == -32006
@@ -1315,10 +1320,19 @@ async def test_internal_error_is_logged_with_its_correlation_id(
             assert secret.encode() not in raw
             assert b"Traceback" not in raw
             error_id = answer["error"]["data"]["error_id"]
-            records = [r for r in caplog.records if error_id in r.getMessage()]
+            # Logged off the event loop (jrpc_unix._logqueue): it arrives a moment later.
+            records = await _logged(caplog, error_id)
             assert len(records) == 1
             assert records[0].exc_info is not None
             assert secret in str(records[0].exc_info[1])
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    def found() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if text in r.getMessage()]
+
+    await trio.to_thread.run_sync(wait_for, found, f"a log record with {text!r}")
+    return found()
 
 
 async def test_current_context_in_batch_members(sock_path: str) -> None:

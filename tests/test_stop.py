@@ -7,6 +7,8 @@ socket file; idempotent; afterwards no spinning, no leaked threads or descriptor
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import select
@@ -17,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -305,11 +308,97 @@ def test_stop_before_any_client_and_restart_on_the_same_path(sock_path: str) -> 
         assert not os.path.lexists(sock_path)
 
 
+# -- ServerThread.stop() at any moment ---------------------------------------------------------------------
+
+
+def test_thread_stopped_before_start_never_serves(sock_path: str) -> None:
+    handle = ServerThread(Server(Work().methods), sock_path)
+    handle.stop(timeout=TIMEOUT)
+    handle.start()  # returns at once: stopped already
+    assert not handle.running
+    assert not os.path.lexists(sock_path)
+    handle.stop(timeout=TIMEOUT)
+    assert not os.path.lexists(sock_path)
+
+
+def test_thread_stopped_while_it_sets_up_ends_at_once(sock_path: str) -> None:
+    """stop() once the thread runs but before the socket listens (held there by our own starters'
+    lock, deterministically): the server ends as soon as it listens; nothing is left behind."""
+    directory, name = os.path.split(sock_path)
+    lock = os.open(os.path.join(directory, f".{name}.jrpc-lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    handle = ServerThread(Server(Work().methods), sock_path)
+    starter = threading.Thread(target=handle.start, daemon=True)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        starter.start()
+        wait_for(lambda: handle._token is not None, "the server's event loop to run")
+        stopper = threading.Thread(target=handle.stop, args=(TIMEOUT,), daemon=True)
+        stopper.start()
+        wait_for(lambda: handle.server.stopping, "the stop to reach the server")
+    finally:
+        os.close(lock)  # the setup goes on
+    starter.join(TIMEOUT)
+    stopper.join(TIMEOUT)
+    assert not starter.is_alive()
+    assert not stopper.is_alive()
+    assert not handle.running
+    assert not os.path.lexists(sock_path)
+    assert os.listdir(directory) == []
+
+
+def test_thread_stop_racing_start_always_ends_the_server(sock_dir: str) -> None:
+    """start() and stop() released together from two threads, 40 times: whichever wins, both
+    return, the thread ends and no socket file stays (before: stop could miss the server)."""
+    for i in range(40):
+        path = os.path.join(sock_dir, f"{i}.sock")
+        handle = ServerThread(Server(Work().methods), path)
+        go = threading.Barrier(2)
+
+        def together(call: Any, go: threading.Barrier = go) -> None:
+            go.wait(TIMEOUT)
+            call()
+
+        threads = [threading.Thread(target=together, args=(f,), daemon=True)
+                   for f in (handle.start, functools.partial(handle.stop, TIMEOUT))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert not any(t.is_alive() for t in threads), f"round {i}: start or stop hangs"
+        handle.join(TIMEOUT)
+        assert not handle.running, f"round {i}: the server runs on after stop()"
+        assert not os.path.lexists(path)
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["on-the-event-loop", "in-a-worker-thread"])
+def test_a_handler_can_stop_the_thread_it_runs_in(sock_path: str, blocking: bool) -> None:
+    """stop() only asks there (waiting for the server's end would wait for the handler itself):
+    the caller gets its answer at once, then the server ends."""
+    handles: list[ServerThread] = []
+    m = Methods()
+
+    @m.add(blocking=blocking)
+    def halt() -> str:
+        handles[0].stop()
+        return "halting"
+
+    handles.append(ServerThread(Server(m, limits=Limits(shutdown_grace=TIMEOUT)), sock_path))
+    handles[0].start()
+    with LineClient(sock_path) as c:
+        assert c.call("halt") == {"jsonrpc": "2.0", "result": "halting", "id": 1}
+        assert read_until_eof_or_error(c) == b""
+    handles[0].join(TIMEOUT)
+    assert not handles[0].running
+    assert not os.path.lexists(sock_path)
+
+
 # -- signals: the demo service and the CLI ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"])
 def test_demo_signal_stops_gracefully(sock_dir: str, signum: int) -> None:
+    """SIGHUP and SIGQUIT too: their default action would kill the process and leave the file."""
     path = os.path.join(sock_dir, "demo.sock")
     log = os.path.join(sock_dir, "log")
     with demo_process(path, log) as demo:
@@ -326,6 +415,31 @@ def test_demo_signal_stops_gracefully(sock_dir: str, signum: int) -> None:
         assert demo.proc.wait(timeout=TIMEOUT) == 0
         assert f"stopped accepting; removed {path}" in demo.log()
         assert "Traceback" not in demo.log()
+    assert not os.path.lexists(path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2], ids=["SIGUSR1", "SIGUSR2"])
+def test_demo_sigusr_logs_figures_and_serves_on(sock_dir: str, signum: int) -> None:
+    """SIGUSR1/SIGUSR2 (whose default action kills) log one line of figures, and change nothing."""
+    path = os.path.join(sock_dir, "demo.sock")
+    with demo_process(path, os.path.join(sock_dir, "log")) as demo, LineClient(path) as c:
+        assert c.call("ping") == {"jsonrpc": "2.0", "result": "pong", "id": 1}
+        name = signal.Signals(signum).name
+
+        def figure_lines() -> list[str]:
+            return [x for x in demo.log().splitlines() if f"{name} received" in x]
+
+        for n in (1, 2):  # (one at a time: signals pending together are delivered once)
+            demo.proc.send_signal(signum)
+            wait_for(lambda n=n: len(figure_lines()) == n, f"line {n} of figures")
+        figures = json.loads(figure_lines()[-1].split(f"{name} received; figures: ", 1)[1])
+        assert figures["connections"]["open"] == 1
+        assert figures["calls"] >= 1
+        assert demo.proc.poll() is None
+        assert ping(path)
+        c.send(req("ping", rid=2))
+        assert c.read_json() == {"jsonrpc": "2.0", "result": "pong", "id": 2}
+        assert demo.signal(signal.SIGTERM) == 0
     assert not os.path.lexists(path)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from client_helpers import FullBacklog, ReportWatch, waiting_in_connect
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import (
@@ -206,6 +209,33 @@ def test_send_is_the_go_originals_send(demo: DemoProcess) -> None:
             client.send("echo", "text")
 
 
+def test_the_demo_config_is_bounded(demo: DemoProcess) -> None:
+    """Any caller may add keys, so their number and size are capped (issue 9, 16)."""
+    with Client(demo.path) as client:
+        for start in range(1, 1000, 100):  # "level" is the first of the 1,000 keys
+            batch = [Call("config.set", f"k{i}", i) for i in range(start, min(start + 100, 1000))]
+            assert client.batch(*batch) == [None] * len(batch)
+        assert client.call("stats")["service"]["config_keys"] == 1000
+        full = "config is full: at most 1000 keys (existing keys can still be changed)"
+        with pytest.raises(RpcError, match=rf"^\[1\] {re.escape(full)}$") as info:
+            client.call("config.set", "one-more", 1)
+        assert info.value.data == {"limit": 1000}
+        refused = Response.fail(full, data={"limit": 1000})  # the seed's send() sees a FAIL
+        assert client.send("config.set", {"key": "k1000", "value": 1}) == refused
+        assert client.call("config.set", "k999", "changed") == 999  # an existing key: still set
+        assert client.call("config.get", "k999") == "changed"
+        assert client.call("config.set", "level", "debug") == "info"
+        for params, message in [
+            (["x" * 257, 1], "config keys are at most 256 characters, not 257"),
+            (["level", "x" * 16_383], "config values are at most 16384 bytes of JSON, not 16385"),
+            ([["level"], 1], "config keys are strings, not list"),
+        ]:
+            with pytest.raises(RpcError, match=rf"^\[1\] {message}$"):
+                client.call("config.set", *params)
+        assert client.call("config.set", "level", "x" * 16_382) == "debug"  # 16,384 bytes as JSON
+        assert client.call("stats")["service"]["config_keys"] == 1000
+
+
 def test_trace_sees_every_line(shared_demo: DemoProcess) -> None:
     seen: list[tuple[str, bytes]] = []
     with Client(shared_demo.path, trace=lambda way, line: seen.append((way, line))) as client:
@@ -371,13 +401,86 @@ def test_abstract_address() -> None:
     ("code", "reason"),
     [
         (errno.EACCES, "permission denied (check the mode and group of the socket file and its directory)"),
-        (errno.EAGAIN, "the server's accept queue is full (it is overloaded or stuck)"),
+        (
+            errno.EAGAIN,
+            "the server is not accepting connections: its accept queue is full (it is overloaded or stuck)",
+        ),
         (errno.ELOOP, "Too many levels of symbolic links"),
     ],
 )
 def test_connect_error_messages(code: int, reason: str) -> None:
     exc = connect_error("/run/x.sock", OSError(code, os.strerror(code)))
     assert str(exc) == f"cannot connect to /run/x.sock: {reason}"
+
+
+def answer_one_ping(listener: socket.socket) -> None:
+    """Accept the next connection and answer its one call with "pong"."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(TIMEOUT)
+        request = json.loads(conn.makefile("rb").readline())
+        conn.sendall(json.dumps({"jsonrpc": "2.0", "result": "pong", "id": request["id"]}).encode() + b"\n")
+
+
+def ping_in_a_thread(path: str) -> tuple[threading.Thread, list[object]]:
+    """A thread calling ``ping`` with a fresh Client; the list gets its result or exception."""
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            with Client(path, timeout=TIMEOUT) as client:
+                outcome.append(client.call("ping"))
+        except Exception as exc:  # reported by the caller's assertions
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_full_accept_queue_is_waited_out(sock_path: str) -> None:
+    """The kernel keeps the client waiting in connect until the server accepts one (issue 9, 13)."""
+    with FullBacklog(sock_path) as backlog:
+        thread, outcome = ping_in_a_thread(sock_path)
+        wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait in connect")
+        assert thread.is_alive(), outcome
+        backlog.free_one()
+        answer_one_ping(backlog.listener)
+        thread.join(TIMEOUT)
+    assert outcome == ["pong"]
+
+
+def test_a_signal_does_not_end_the_wait_for_room(sock_path: str) -> None:
+    """A signal handler that returns interrupts connect(2); CPython then reports the socket
+    connected when it is not. The client notices and keeps waiting."""
+    signalled = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: signalled.set())
+    try:
+        with FullBacklog(sock_path) as backlog:
+            thread, outcome = ping_in_a_thread(sock_path)
+            wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait")
+            signal.pthread_kill(thread.ident or 0, signal.SIGUSR1)
+            wait_for(signalled.is_set, "the signal handler to run")
+            wait_for(lambda: not thread.is_alive() or waiting_in_connect(thread), "the client to wait again")
+            assert thread.is_alive(), outcome
+            backlog.free_one()
+            answer_one_ping(backlog.listener)
+            thread.join(TIMEOUT)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert outcome == ["pong"]
+
+
+def test_a_full_accept_queue_times_out_with_a_connect_error(sock_path: str) -> None:
+    with FullBacklog(sock_path) as backlog, Client(sock_path, timeout=0.3) as client:
+        start = time.monotonic()
+        message = r": the server is not accepting connections: its accept queue stayed full for 0\.\d s "
+        with pytest.raises(ConnectError, match=message + r"\(it is overloaded or stuck\)$"):
+            client.call("ping")
+        assert time.monotonic() - start >= 0.3
+        backlog.free_one()  # the client is not broken: the next call connects
+        threading.Thread(target=answer_one_ping, args=(backlog.listener,), daemon=True).start()
+        assert client.call("ping") == "pong"
 
 
 def test_server_closing_mid_call(scripted: Callable[..., ScriptedPeer], sock_path: str) -> None:
@@ -432,13 +535,14 @@ def test_late_answer_on_a_kept_connection_is_ignored(
 def test_a_full_server_says_so(sock_dir: str) -> None:
     methods, _, _ = controlled_methods()
     path = os.path.join(sock_dir, "s.sock")
-    with serve_in_thread(path, methods, limits=Limits(max_connections=1)), Client(path) as first:
+    limits = Limits(max_connections_per_uid=1)  # (root could still use the reserved connections)
+    with serve_in_thread(path, methods, limits=limits), Client(path) as first:
         assert first.call("ping") == "pong"
         for _ in range(20):  # whether the refusal arrives before or after the request is written
             overloaded = pytest.raises(RpcError, match=r"^\[-32006\] Server overloaded$")
             with Client(path) as second, overloaded as info:
                 second.call("ping")
-            assert info.value.data == "too many connections (limit 1)"
+            assert info.value.data == f"too many connections from uid {os.getuid()} (limit 1)"
         assert first.call("ping") == "pong"
 
 
@@ -469,6 +573,15 @@ def test_subscription_events_and_progress(demo: DemoProcess) -> None:
             client.wait_notification(timeout=0.05)
         client.notify("config.set", "level", "warning")  # the subscription survived the timeout
         assert client.wait_notification().params["data"]["value"] == "warning"
+
+
+def test_progress_reports_are_handed_on_and_forgotten(shared_demo: DemoProcess) -> None:
+    """A call's reports are not kept once its callback had them (issue 9, 14: 200k reports took a
+    client from 12 to 128 MiB): the core holds at most one read's worth."""
+    with Client(shared_demo.path, timeout=TIMEOUT) as client:
+        watch = ReportWatch(client)
+        assert client.call("work", 10_000, 0, progress=watch) == {"steps": 10_000}
+        watch.assert_forgotten(client, reads=1)
 
 
 def test_no_connection_no_notification(shared_demo: DemoProcess) -> None:
