@@ -23,6 +23,7 @@ from ._pubsub import PROGRESS_TOPIC, Encoded, Topic, event_bytes
 from ._throttle import Throttle
 
 if TYPE_CHECKING:
+    from ._connection import Connection
     from ._server import Server
 
 __all__ = ["builtin_methods", "builtin_topics"]
@@ -84,6 +85,19 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
             if t.access <= level
         ]
 
+    def _check_room(conn: Connection) -> None:
+        """Refuse a subscription past the connection's or the user's limit (-32006)."""
+        limits, uid = server.limits, conn.peer.uid if conn.peer is not None else -1
+        if len(conn.push.subscriptions) >= limits.max_subscriptions:
+            key, text = "max_subscriptions", f"on this connection (limit {limits.max_subscriptions})"
+        elif (per_uid := limits.max_subscriptions_per_uid) and server.subscriptions_per_uid[uid] >= per_uid:
+            key, text = "max_subscriptions_per_uid", f"from uid {uid} (limit {per_uid})"
+        else:
+            return
+        stats_.rejected_requests[key] += 1
+        data = f"too many subscriptions {text}; unsubscribe from one first"
+        raise RpcError(ErrorCode.OVERLOADED, "Server overloaded", data)
+
     def subscribe(topic: str, queue_size: int = 100, **params: Any) -> dict[str, str]:
         """Receive ``topic``'s events as ``rpc.event`` notifications on this connection."""
         conn = current_context().connection
@@ -97,11 +111,7 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
             stats_.rejected_requests["access_denied"] += 1
             noisy.warning("access_denied", "denied a subscription to %s: %s", conn.peer, data)
             raise RpcError(ErrorCode.ACCESS_DENIED, "Access denied", data)
-        limit = server.limits.max_subscriptions
-        if len(conn.push.subscriptions) >= limit:
-            stats_.rejected_requests["max_subscriptions"] += 1
-            data = f"too many subscriptions on this connection (limit {limit}); unsubscribe from one first"
-            raise RpcError(ErrorCode.OVERLOADED, "Server overloaded", data)
+        _check_room(conn)
         if type(queue_size) is not int or not 1 <= queue_size <= MAX_QUEUE:
             raise _invalid(f"queue_size must be an integer from 1 to {MAX_QUEUE}")
         if found.producer is None and params:

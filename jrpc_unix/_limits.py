@@ -42,6 +42,8 @@ class Limits:
     max_pending_output: int = 1 << 20
     #: Most subscriptions open at once on one connection; ``rpc.subscribe`` beyond it: -32006.
     max_subscriptions: int = 64
+    #: Most subscriptions open at once from one user (uid), all its connections together.
+    max_subscriptions_per_uid: int | None = 1024
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -36,6 +36,8 @@ class Push:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._stats = conn.server.stats
+        self._per_uid = conn.server.subscriptions_per_uid
+        self._uid = conn.peer.uid if conn.peer is not None else -1
         self._limit = conn.server.limits.max_pending_output // 2  # the pumps' output bound
         self._budget = Budget(conn.server.limits.max_pending_output)  # what the queues hold
         self.subscriptions: dict[str, Subscription] = {}
@@ -47,6 +49,7 @@ class Push:
         sub = Subscription(topic.name, queue_size, self._budget)
         self.subscriptions[sub.id] = sub
         self._stats.subscriptions += 1
+        self._per_uid[self._uid] += 1
         if events is None:  # a produced topic's events never pass through its queue
             topic.subscribers.add(sub)
         if topic.name == PROGRESS_TOPIC:
@@ -62,6 +65,9 @@ class Push:
             return False
         self._conn.server.topics[sub.topic].subscribers.discard(sub)
         self._stats.subscriptions -= 1
+        self._per_uid[self._uid] -= 1
+        if not self._per_uid[self._uid]:
+            del self._per_uid[self._uid]
         if self._progress is sub:
             self._progress = None
         sub.clear()

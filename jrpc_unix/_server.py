@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
@@ -71,6 +72,7 @@ class Server:
         self.discover = discover  # answer rpc.discover (jrpc_unix._discover)
         self.stats = ServerStats(per_method=method_stats)
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
+        self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
             self.add_topic(name, producer, description, access=access)
         for name, description in (topics or {}).items():

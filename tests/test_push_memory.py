@@ -7,7 +7,9 @@ produced topic (``stats``) makes no event for a subscriber that does not read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import sys
 import textwrap
@@ -17,7 +19,7 @@ import pytest
 import trio
 import trio.testing
 from helpers import LineClient, ServerProcess, TrioLineClient, request
-from ops_helpers import rss_kib, served
+from ops_helpers import open_for_others, python_for_others, read_lines, reader, req, rss_kib, served
 
 from jrpc_unix import Limits, Methods, Server, current_context, serve
 
@@ -52,6 +54,40 @@ def test_a_connection_holds_at_most_max_subscriptions(sock_path: str) -> None:
         assert "result" in subscribe(other, "progress", 1)
         assert c.call("rpc.unsubscribe", [ids[0]], rid=101)["result"] is True
         assert "result" in subscribe(c, "progress", 102)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or python_for_others() is None, reason="needs root, to subscribe as another user"
+)
+def test_a_user_holds_at_most_max_subscriptions_per_uid(sock_dir: str) -> None:
+    """1,024 subscriptions over 16 connections: the uid's allowance is spent, others' are not."""
+    open_for_others(sock_dir)
+    path = os.path.join(sock_dir, "s.sock")
+    per_uid = 1024
+    with served(path, Methods(), socket_mode=0o666) as handle, contextlib.ExitStack() as stack:
+        n = per_uid // DEFAULT_MAX_SUBSCRIPTIONS + 1
+        conns = [stack.enter_context(LineClient(path)) for _ in range(n)]
+        first = ""
+        for c in conns[:-1]:
+            c.send(b"".join(
+                json.dumps(request("rpc.subscribe", {"topic": "progress"}, i)).encode() + b"\n"
+                for i in range(DEFAULT_MAX_SUBSCRIPTIONS)
+            ))
+            answers = [c.read_json() for _ in range(DEFAULT_MAX_SUBSCRIPTIONS)]
+            assert all("result" in a for a in answers), answers
+            first = first or answers[0]["result"]["subscription"]
+        refused = subscribe(conns[-1], "progress", 1)
+        assert refused["error"]["code"] == -32006, refused
+        assert refused["error"]["data"] == (
+            f"too many subscriptions from uid {os.getuid()} (limit {per_uid}); unsubscribe from one first"
+        )
+        assert handle.server.stats.rejected_requests["max_subscriptions_per_uid"] == 1
+        # Another user is not locked out by it ...
+        (answer,) = read_lines(reader(path, req("rpc.subscribe", {"topic": "progress"}, rid=1), 1))
+        assert answer["result"]["topic"] == "progress", answer
+        # ... and ending one of ours makes room again.
+        assert conns[0].call("rpc.unsubscribe", [first], rid=2)["result"] is True
+        assert "result" in subscribe(conns[-1], "progress", 3)
 
 
 def test_max_subscriptions_is_configurable(sock_path: str) -> None:
