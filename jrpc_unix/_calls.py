@@ -195,14 +195,9 @@ class Calls:
             answer = FAILED_NOTIFICATION if req.is_notification else shutting_down(req)
             self._reject("shutting_down", sink, answer)
             return None
-        call = self._dispatcher.prepare(req)
-        if type(call) is not Call:
-            known = self._dispatcher.knows(req.method)
-            self._finish(req.method, req.is_notification, known, sink, call, 0)  # type: ignore[arg-type]
-            return None
-        spec = call.spec
-        if spec.access > self._conn.level:
-            need, have = spec.access.name.lower(), self._conn.level.name.lower()
+        needed = self._dispatcher.access_needed(req.method)  # before params: -32602 would tell of them
+        if needed is not None and needed > self._conn.level:
+            need, have = needed.name.lower(), self._conn.level.name.lower()
             data = f"{req.method} needs {need} access; you have {have}"
             peer = self._conn.peer
             noisy.warning("access_denied", "denied %s to %s: %s", short(req.method), peer, short(data))
@@ -213,6 +208,12 @@ class Calls:
             )
             self._reject("access_denied", sink, denied)
             return None
+        call = self._dispatcher.prepare(req)
+        if type(call) is not Call:
+            known = self._dispatcher.knows(req.method)
+            self._finish(req.method, req.is_notification, known, sink, call, 0)  # type: ignore[arg-type]
+            return None
+        spec = call.spec
         if spec.immediate:
             self._finish(req.method, req.is_notification, True, sink, self.schedule.executor.inline(call), 0)
             return None

@@ -161,8 +161,6 @@ class Connection:
         """Server stopping: end subscriptions, answer what waits -32002, stop reading if idle."""
         self.push.close()
         self.calls.schedule.stop()
-        if self._nursery is not None:
-            self.writer.flush_soon(self._nursery)
         self.settled_if_idle()
 
     def cancel_for_shutdown(self) -> None:

@@ -131,6 +131,13 @@ class Dispatcher:
             }
         return found
 
+    def access_needed(self, name: str) -> Access | None:
+        """The level a call of ``name`` needs, or None for a name nothing serves."""
+        spec = self._specs.get(name)
+        if spec is None and self._fallback is not None and not name.startswith("rpc."):
+            spec = self._fallback
+        return None if spec is None else spec.access
+
     def knows(self, name: str) -> bool:
         """Is ``name`` a registered method (not the seed-style fallback)?"""
         return name in self._specs

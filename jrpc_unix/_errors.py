@@ -54,7 +54,7 @@ class ErrorCode(enum.IntEnum):
     TIMEOUT = -32004
     #: The call was cancelled (``rpc.cancel``, or the server cancelled it).
     CANCELLED = -32005
-    #: A server limit (connections, in-flight calls) refused the work.
+    #: A server limit (connections, subscriptions per connection) refused the work.
     OVERLOADED = -32006
 
     @classmethod

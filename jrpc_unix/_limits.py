@@ -54,6 +54,10 @@ class Limits:
     thread_grace: float = 10.0
     #: Unsent answer bytes on one connection above which the server stops reading from it.
     max_pending_output: int = 1 << 20
+    #: Most subscriptions open at once on one connection; ``rpc.subscribe`` beyond it: -32006.
+    max_subscriptions: int = 64
+    #: Most subscriptions open at once from one user (uid), all its connections together.
+    max_subscriptions_per_uid: int | None = 1024
 
     def __post_init__(self) -> None:
         for f in fields(self):

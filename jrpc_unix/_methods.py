@@ -155,8 +155,9 @@ class Methods(Mapping[str, Handler]):
     ) -> None:
         self._specs: dict[str, MethodSpec] = {}
         self.handler = handler
-        #: Topics this service publishes to: name -> (description, producer or None).
-        self.topics: dict[str, tuple[str, Callable[..., Any] | None]] = {}
+        #: Topics this service publishes to: name -> (description, producer, access), the
+        #: last two None when not given.
+        self.topics: dict[str, tuple[str, Callable[..., Any] | None, Access | None]] = {}
         for name, func in (methods or {}).items():
             self.register(name, func)
 
@@ -202,16 +203,25 @@ class Methods(Mapping[str, Handler]):
 
         return decorator
 
-    def add_topic(self, name: str, description: str = "", producer: Callable[..., Any] | None = None) -> None:
+    def add_topic(
+        self,
+        name: str,
+        description: str = "",
+        producer: Callable[..., Any] | None = None,
+        *,
+        access: Access | None = None,
+    ) -> None:
         """Declare a topic the service publishes to, so every server of these methods has it.
 
         Without ``producer`` the handlers feed it (``current_context().server.publish``); with
         one, ``producer(**params)`` gives each subscription its own async iterator of events
-        (see :meth:`jrpc_unix.Server.add_topic`).
+        (see :meth:`jrpc_unix.Server.add_topic`). ``access``: the level a caller needs to
+        subscribe; by default the highest any of the service's methods needs, and at least
+        ``OPERATE`` (any handler may publish to it, so it is guarded like the most guarded one).
         """
         if name in self.topics:
             raise ValueError(f"topic {name!r} is declared already")
-        self.topics[name] = (description, producer)
+        self.topics[name] = (description, producer, None if access is None else Access(access))
 
     def spec(self, name: str) -> MethodSpec | None:
         """The registered method called ``name``, or None."""
@@ -219,6 +229,11 @@ class Methods(Mapping[str, Handler]):
 
     def specs(self) -> list[MethodSpec]:
         return list(self._specs.values())
+
+    def topic_access(self) -> Access:
+        """The level a topic that declares none needs: the highest any method needs (a
+        ``handler`` fallback counts as ``OPERATE``), and never below ``OPERATE``."""
+        return Access(max([Access.OPERATE, *(spec.access for spec in self._specs.values())]))
 
     def __getitem__(self, name: str) -> Handler:
         return self._specs[name].func

@@ -262,7 +262,10 @@ class Schedule:
 
     def stop(self) -> None:
         """The server stops: nothing that waits starts any more; each is answered -32002."""
-        self._drop(lambda w: False, "shutting_down", shutting_down)
+        if self._drop(lambda w: False, "shutting_down", shutting_down) and self._head_running:
+            nursery = self._conn._nursery  # (open: the queue's task runs the barrier in it)
+            assert nursery is not None
+            nursery.start_soon(self._writer.flush)  # the answers now, not once the barrier ends
 
     def cancel_everything(self) -> None:
         """The peer is gone and no more work may run on detached: cancel and drop all of it."""

@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
@@ -73,8 +74,9 @@ class Server:
         self.discover = discover  # answer rpc.discover (jrpc_unix._discover)
         self.stats = ServerStats(per_method=method_stats)
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
-        for name, (description, producer) in self.methods.topics.items():
-            self.add_topic(name, producer, description)
+        self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
+        for name, (description, producer, access) in self.methods.topics.items():
+            self.add_topic(name, producer, description, access=access)
         for name, description in (topics or {}).items():
             if name not in self.topics:  # declared by the methods too: one topic
                 self.add_topic(name, description=description)
@@ -99,17 +101,24 @@ class Server:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
         return add_discover(builtin_methods(self), self.methods) if self.discover else builtin_methods(self)
 
-    def add_topic(self, name: str, producer: Producer | None = None, description: str = "") -> None:
+    def add_topic(
+        self, name: str, producer: Producer | None = None, description: str = "",
+        *, access: Access | None = None,
+    ) -> None:
         """Declare a topic clients may subscribe to.
 
         Without ``producer`` it is fed by :meth:`publish`. With one, ``producer(**params)``
         (given the subscriber's ``rpc.subscribe`` params) returns the subscription's async
-        iterator of events. A TypeError or ValueError it raises at once refuses the
+        iterator of events, which is asked for its next event only when the subscriber's
+        connection can take it. A TypeError or ValueError it raises at once refuses the
         subscription with -32602 (an async generator function only runs at its first event).
+        ``access``: the level a caller needs to subscribe; by default the highest any of the
+        service's methods needs, and at least ``OPERATE`` (see :meth:`Methods.topic_access`).
         """
         if name in self.topics:
             raise ValueError(f"topic {name!r} exists already")
-        self.topics[name] = Topic(name, producer, description)
+        level = self.methods.topic_access() if access is None else Access(access)
+        self.topics[name] = Topic(name, producer, description, level)
 
     def publish(self, topic: str, data: Any) -> None:
         """Send ``data`` to every subscriber of ``topic``; never waits for a subscriber.
@@ -126,6 +135,8 @@ class Server:
             found = self.topics[topic]
         except KeyError:
             raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
+        if found.producer is not None:
+            raise ValueError(f"topic {topic!r} has a producer, which makes its events")
         if found.subscribers:  # nobody listening (the common case): not even a call
             self.stats.events_dropped += found.publish(data)
 

@@ -52,16 +52,6 @@ class Writer:
         while self.pending > limit and not self.broken:
             await self._changed.park()
 
-    def flush_soon(self, nursery: trio.Nursery) -> None:
-        """Have a task of ``nursery`` write the queued lines.
-
-        For callers whose cancel scope may be cancelled mid-write (a subscription's pump, which
-        rpc.unsubscribe cancels): an interrupted send_all would lose the rest of the write and
-        every answer queued behind it.
-        """
-        if self._lines and not self.writing:
-            nursery.start_soon(self.flush)
-
     async def flush(self) -> None:
         """Write the queued lines unless another task is already writing (it will take them)."""
         if self.writing:

@@ -248,6 +248,52 @@ def as_nobody(path: str, payload: bytes = b"", expect: int = 1) -> dict[str, Any
     return run_as(AS_NOBODY, path, payload, expect)
 
 
+#: Connect, send the lines, print the first ``expect`` lines read as a JSON list, close. (Unlike
+#: ops_helpers' client it does not wait for EOF, which a subscribed connection does not send.)
+READER = textwrap.dedent(
+    """
+    import json, socket, sys
+    path, payload, expect, timeout = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), float(sys.argv[4])
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    s.sendall(payload)
+    buf, lines = b"", []
+    while len(lines) < expect:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\\n" in buf and len(lines) < expect:
+            line, _, buf = buf.partition(b"\\n")
+            lines.append(json.loads(line))
+    print(json.dumps(lines))
+    """
+)
+
+
+def reader(path: str, payload: bytes, expect: int) -> subprocess.Popen[bytes]:
+    """READER as ``nobody``, started (its lines: ``read_lines``)."""
+    exe = python_for_others()
+    assert exe is not None
+    return subprocess.Popen(
+        [*AS_NOBODY, exe, "-I", "-S", "-c", READER, path, payload.decode(), str(expect), str(TIMEOUT)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+    )
+
+
+def read_lines(proc: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT * 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode(errors="replace")
+    lines: list[dict[str, Any]] = json.loads(out)
+    return lines
+
+
 def open_for_others(directory: str) -> None:
     """Let other users reach the socket inside ``directory`` (search permission only)."""
     os.chmod(directory, 0o711)

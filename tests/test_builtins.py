@@ -94,17 +94,18 @@ def test_a_service_adds_its_own_figures_to_rpc_stats(sock_path: str) -> None:
 
 
 def test_a_subscription_queue_is_bounded_in_bytes_too() -> None:
-    """Large events: a queue of 100 events must not hold 100 big ones past max_pending_output."""
-    from jrpc_unix._pubsub import Subscription
+    """Large events: a queue of 100 events must not hold 100 big ones past the byte budget."""
+    from jrpc_unix._pubsub import Budget, Subscription
 
-    sub = Subscription("big", queue_size=100, max_bytes=10_000)
+    budget = Budget(10_000)
+    sub = Subscription("big", queue_size=100, budget=budget)
     dropped = sum(sub.push(b'"' + b"x" * 3_000 + b'"') for _ in range(10))
     assert len(sub.queue) == 3
-    assert sub.bytes <= 10_000
+    assert sub.bytes == budget.bytes <= 10_000
     assert dropped == 7 == sub.dropped
     assert sub.push(b'"' + b"y" * 50_000 + b'"') == 3  # one event larger than the bound stays, alone
     assert len(sub.queue) == 1
     notice, event = sub.take()
     assert b'"count":10' in notice
     assert b"yyy" in event
-    assert sub.bytes == 0
+    assert sub.bytes == budget.bytes == 0

@@ -4,7 +4,7 @@ Counts are exact because the tests make them so, never by timing: ``burst(n)`` p
 events inside one handler step, when no pump can run, so a queue of Q keeps the last Q and
 drops n - Q; the back-pressure test holds the pump with an answer larger than the socket can
 take, which it cannot finish writing until the test reads. Cleanup is checked in the server's
-own figures and in trio's task tree (no pump or producer task left).
+own figures and in trio's task tree (no pump task left).
 """
 
 from __future__ import annotations
@@ -278,11 +278,11 @@ async def server(sock_path: str) -> AsyncIterator[Server]:
 
 
 def push_tasks() -> list[str]:
-    """The names of every subscription pump and producer task in this trio run."""
+    """The names of every subscription pump task in this trio run."""
     names: list[str] = []
 
     def walk(task: trio.lowlevel.Task) -> None:
-        if task.name.endswith(("._pump", "._produce")):
+        if task.name.endswith("._pump"):
             names.append(task.name)
         for nursery in task.child_nurseries:
             for child in nursery.child_tasks:
@@ -317,7 +317,7 @@ async def test_trio_unsubscribe_leaves_no_task_behind(server: Server, sock_path:
             with trio.fail_after(TIMEOUT):
                 assert "server" in await stats.__anext__()
             await trio.testing.wait_all_tasks_blocked()
-            assert sorted(n.rsplit(".", 1)[1] for n in push_tasks()) == ["_produce", "_pump", "_pump"]
+            assert [n.rsplit(".", 1)[1] for n in push_tasks()] == ["_pump", "_pump"]  # one each
             assert server.stats.subscriptions == 2
         assert stats.closed
         assert t.closed
@@ -336,7 +336,7 @@ async def test_trio_disconnect_ends_subscriptions(server: Server, sock_path: str
         with trio.fail_after(TIMEOUT):
             await client.wait_notification()  # the producer runs
         await trio.testing.wait_all_tasks_blocked()
-        assert len(push_tasks()) == 3
+        assert len(push_tasks()) == 2
         assert server.stats.subscriptions == 2
     with trio.fail_after(TIMEOUT):
         while server.stats.connections_open:  # the server notices the close on its own
