@@ -77,6 +77,7 @@ class Calls:
         self._timing = server.stats.per_method
         self._writer = conn.writer
         self._deliver = conn.writer.deliver
+        self._push = conn.push
         self._fast_specs = server.dispatcher.fast_specs(conn.level)
         self._immediate = server.dispatcher.immediate
         self.schedule = Schedule(conn, self._admit, self._answered, self._reject)
@@ -172,7 +173,7 @@ class Calls:
             m.notifications += 1
         else:
             m.calls += 1
-            self._conn.push.before_answer()
+            self._push.before_answer()
         if start:
             m.latency.add(time.perf_counter_ns() - start)
         if answer is not None:
@@ -232,7 +233,7 @@ class Calls:
             m.notifications += 1
         else:
             m.calls += 1
-            self._conn.push.before_answer()
+            self._push.before_answer()
         if start:
             m.latency.add(time.perf_counter_ns() - start)
         if answer is not None and (not answer or answer.startswith(_ERROR_PREFIX)):
