@@ -37,7 +37,7 @@ from ._writer import Writer
 if TYPE_CHECKING:
     from ._server import Server
 
-__all__ = ["Connection", "noisy", "read_peer"]
+__all__ = ["Connection", "noisy", "read_peer", "watch_idle"]
 
 log = logging.getLogger("jrpc_unix.server")
 _PEERCRED = struct.Struct("3i")
@@ -257,3 +257,13 @@ class Connection:
 
     def _idle(self) -> bool:
         return self.calls.schedule.idle and not self.push.subscriptions
+
+
+async def watch_idle(connections: set[Connection], period: float, scope: trio.CancelScope) -> None:
+    """The server's idle watchdog: every ``period`` (a quarter of ``idle_timeout``), each
+    connection's :meth:`Connection.idle_tick`, until ``scope`` is cancelled (at stop)."""
+    with scope:
+        while True:
+            await trio.sleep(period)
+            for conn in list(connections):
+                conn.idle_tick()

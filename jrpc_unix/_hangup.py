@@ -11,8 +11,9 @@ watch is a no-op and such a close is noticed when the reader reads again.
 
 from __future__ import annotations
 
+import contextlib
 import select
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
@@ -43,7 +44,15 @@ class HangupWatch:
             assert self._epoll is not None
             self._epoll.unregister(fd)
 
-    async def run(self) -> None:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Watch for the body of the ``async with`` (the server's life)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run)
+            yield
+            nursery.cancel_scope.cancel()
+
+    async def _run(self) -> None:
         """Deliver hang-ups until cancelled; then release the epoll set (watching ends)."""
         if _EPOLL is None:
             return

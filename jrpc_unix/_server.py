@@ -24,7 +24,7 @@ import trio
 from ._access import Access, Policy, group_id
 from ._admission import Admission
 from ._builtins import builtin_methods, builtin_topics
-from ._connection import Connection, read_peer
+from ._connection import Connection, read_peer, watch_idle
 from ._context import Peer
 from ._discover import add_discover
 from ._dispatch import Dispatcher
@@ -217,23 +217,21 @@ class Server:
         try:
             async with listening(listener, sockfile):  # the file goes first, on every way out
                 with self._work_scope:
-                    async with trio.open_nursery() as watch:
-                        watch.start_soon(self.hangups.run)
-                        async with trio.open_nursery() as nursery:
-                            if self.limits.idle_timeout is not None:
-                                nursery.start_soon(self._idle_watchdog, self.limits.idle_timeout / 4)
-                            nursery.start_soon(self._shutdown)
-                            task_status.started(self)
-                            log.info("listening on %s", path)
-                            with self._accept_scope:
-                                await self._accept_loop(listener, nursery)
-                            self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
-                            # Stop listening now: a newcomer is refused at once instead of waiting
-                            # out the grace, and a new server may take the path while we drain.
-                            sockfile.remove()  # while still listening: see _listener
-                            await listener.aclose()
-                            log.info("stopped accepting; removed %s", path)
-                        watch.cancel_scope.cancel()
+                    async with self.hangups.running(), trio.open_nursery() as nursery:
+                        if self.limits.idle_timeout is not None:
+                            period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
+                            nursery.start_soon(watch_idle, self._connections, period, scope)
+                        nursery.start_soon(self._shutdown)
+                        task_status.started(self)
+                        log.info("listening on %s", path)
+                        with self._accept_scope:
+                            await self._accept_loop(listener, nursery)
+                        self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
+                        # Stop listening now: a newcomer is refused at once instead of waiting
+                        # out the grace, and a new server may take the path while we drain.
+                        sockfile.remove()  # while still listening: see _listener
+                        await listener.aclose()
+                        log.info("stopped accepting; removed %s", path)
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             self._admission.close()
@@ -241,14 +239,6 @@ class Server:
             log.info("stopped")
             flush_all()  # what the throttles suppressed, counted
             stop_log_thread()
-
-    async def _idle_watchdog(self, period: float) -> None:
-        """Close connections idle for ``idle_timeout`` (to within a quarter of it)."""
-        with self._watchdog_scope:
-            while True:
-                await trio.sleep(period)
-                for conn in list(self._connections):
-                    conn.idle_tick()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Admit or refuse each newcomer right here: a refusal costs no task and no wait."""
