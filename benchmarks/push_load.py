@@ -35,8 +35,15 @@ DEMO = ROOT / "examples" / "demo_server.py"
 #: Called once each before subscribing, so that the figures (what a stats event carries) have
 #: the entries of a service in use.
 WARM_UP = [
-    ("ping", None), ("echo", ["x"]), ("subtract", [2, 1]), ("sum", [1, 2]), ("get_data", None),
-    ("config.get", ["level"]), ("counter.get", None), ("rpc.stats", None), ("rpc.topics", None),
+    ("ping", None),
+    ("echo", ["x"]),
+    ("subtract", [2, 1]),
+    ("sum", [1, 2]),
+    ("get_data", None),
+    ("config.get", ["level"]),
+    ("counter.get", None),
+    ("rpc.stats", None),
+    ("rpc.topics", None),
     ("rpc.discover", None),
 ]
 
@@ -86,11 +93,15 @@ def subscribe_all(path: str, subs: int, per_conn: int, interval: float) -> tuple
         buf = b""
         for start in range(0, n, 100):  # a step at a time, reading answers (and events) between
             step = range(start, min(n, start + 100))
-            s.sendall(b"".join(
-                json.dumps({"jsonrpc": "2.0", "method": "rpc.subscribe", "params": params, "id": i}).encode()
-                + b"\n"
-                for i in step
-            ))
+            s.sendall(
+                b"".join(
+                    json.dumps(
+                        {"jsonrpc": "2.0", "method": "rpc.subscribe", "params": params, "id": i}
+                    ).encode()
+                    + b"\n"
+                    for i in step
+                )
+            )
             answers = 0
             while answers < len(step):
                 chunk = s.recv(1 << 16)
@@ -171,8 +182,10 @@ def main() -> int:
             warm_up(path)
             base = rss_mib(proc.pid)
             conns, refused = subscribe_all(path, args.subs, args.per_conn, args.interval)
-            print(f"server RSS {base:.1f} MiB before; {args.subs - refused} subscriptions open "
-                  f"on {len(conns)} connections, {refused} refused")
+            print(
+                f"server RSS {base:.1f} MiB before; {args.subs - refused} subscriptions open "
+                f"on {len(conns)} connections, {refused} refused"
+            )
             if args.scenario == "stalled":
                 t0 = time.monotonic()
                 while (elapsed := time.monotonic() - t0) < args.seconds:
@@ -193,9 +206,11 @@ def main() -> int:
                     r.join()
                 p99 = rtts[int(len(rtts) * 0.99) - 1]
                 state = "reading" if args.drain else "stalled"
-                print(f"ping of another client ({len(rtts)} pings, subscribers {state}): "
-                      f"p50 {statistics.median(rtts):.2f} ms, p99 {p99:.2f} ms, max {rtts[-1]:.2f} ms; "
-                      f"server CPU {cpu:.0f} %, RSS {rss_mib(proc.pid):.1f} MiB; events read {counts[0]}")
+                print(
+                    f"ping of another client ({len(rtts)} pings, subscribers {state}): "
+                    f"p50 {statistics.median(rtts):.2f} ms, p99 {p99:.2f} ms, max {rtts[-1]:.2f} ms; "
+                    f"server CPU {cpu:.0f} %, RSS {rss_mib(proc.pid):.1f} MiB; events read {counts[0]}"
+                )
             for s in conns:
                 s.close()
         finally:

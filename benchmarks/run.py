@@ -43,7 +43,7 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
     # connection limits raised so the idle mode can hold 1,000 connections (defaults: 128, 32).
     "demo": (
         "demo",
-        ["-m", "jrpc_unix", "serve", "jrpc_unix._demo:methods"],
+        ["-m", "jrpc_unix", "serve", "jrpc_unix.demo:methods"],
         ["--max-connections", "1100", "--max-connections-per-uid", "1100", "--log-level", "warning"],
     ),
     "naive": ("naive asyncio", [str(HERE / "naive_asyncio.py")], []),
@@ -52,7 +52,7 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
         "demo, no method stats",
         [
             "-c",
-            "import sys; from jrpc_unix import Limits, run; from jrpc_unix._demo import methods; "
+            "import sys; from jrpc_unix import Limits, run; from jrpc_unix.demo import methods; "
             "run(sys.argv[1], methods, method_stats=False, "
             "limits=Limits(max_connections=1100, max_connections_per_uid=1100))",
         ],

@@ -10,7 +10,7 @@ It runs until SIGTERM or SIGINT (or SIGHUP, SIGQUIT), then lets in-flight calls 
 the socket file and exits 0. Tests, benchmarks and the documentation all drive this service.
 
 Its methods, topics and state (a config and a counter) live in ``jrpc_unix/_demo.py``, so that
-``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix._demo:methods SOCK`` work from
+``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix.demo:methods SOCK`` work from
 any install, not only from a source checkout; this file runs them as a standalone service.
 """
 
@@ -20,7 +20,7 @@ import logging
 import sys
 
 from jrpc_unix import JrpcUnixError, run
-from jrpc_unix._demo import config, methods
+from jrpc_unix.demo import config, methods
 
 __all__ = ["config", "main", "methods"]
 

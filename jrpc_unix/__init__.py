@@ -9,16 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._access import Access as Access
-    from ._access import Policy as Policy
-    from ._async_subscription import AsyncSubscription as AsyncSubscription
-    from ._client import AsyncClient as AsyncClient
-    from ._client import open_client as open_client
-    from ._context import Peer as Peer
-    from ._context import RequestContext as RequestContext
-    from ._context import current_context as current_context
-    from ._conversation import Call as Call
-    from ._conversation import Notify as Notify
+    from ._client.blocking import Client as Client
+    from ._client.subscription import Subscription as Subscription
+    from ._client.trio_client import AsyncClient as AsyncClient
+    from ._client.trio_client import open_client as open_client
+    from ._client.trio_subscription import AsyncSubscription as AsyncSubscription
     from ._errors import AddressInUseError as AddressInUseError
     from ._errors import ConnectError as ConnectError
     from ._errors import ConnectionClosedError as ConnectionClosedError
@@ -29,24 +24,29 @@ if TYPE_CHECKING:
     from ._errors import RpcTimeoutError as RpcTimeoutError
     from ._errors import ServerSetupError as ServerSetupError
     from ._errors import TransportError as TransportError
-    from ._limits import Limits as Limits
-    from ._methods import Methods as Methods
     from ._response import Response as Response
     from ._response import Status as Status
-    from ._server import Server as Server
-    from ._server import run as run
-    from ._server import serve as serve
-    from ._subscription import Subscription as Subscription
-    from ._sync_client import Client as Client
-    from ._thread import ServerThread as ServerThread
-    from ._thread import serve_in_thread as serve_in_thread
+    from ._server.server import Server as Server
+    from ._server.server import run as run
+    from ._server.server import serve as serve
+    from ._server.thread import ServerThread as ServerThread
+    from ._server.thread import serve_in_thread as serve_in_thread
+    from ._service.access import Access as Access
+    from ._service.access import Policy as Policy
+    from ._service.context import Peer as Peer
+    from ._service.context import RequestContext as RequestContext
+    from ._service.context import current_context as current_context
+    from ._service.limits import Limits as Limits
+    from ._service.methods import Methods as Methods
+    from ._wire.conversation import Call as Call
+    from ._wire.conversation import Notify as Notify
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 #: public name -> the private module that defines it
 _EXPORTS: dict[str, str] = {
-    "Access": "_access",
-    "Policy": "_access",
+    "Access": "_service.access",
+    "Policy": "_service.access",
     "AddressInUseError": "_errors",
     "ConnectError": "_errors",
     "ConnectionClosedError": "_errors",
@@ -57,25 +57,25 @@ _EXPORTS: dict[str, str] = {
     "RpcTimeoutError": "_errors",
     "ServerSetupError": "_errors",
     "TransportError": "_errors",
-    "Peer": "_context",
-    "RequestContext": "_context",
-    "current_context": "_context",
-    "Limits": "_limits",
-    "Methods": "_methods",
+    "Peer": "_service.context",
+    "RequestContext": "_service.context",
+    "current_context": "_service.context",
+    "Limits": "_service.limits",
+    "Methods": "_service.methods",
     "Response": "_response",
     "Status": "_response",
-    "Server": "_server",
-    "serve": "_server",
-    "run": "_server",
-    "ServerThread": "_thread",
-    "serve_in_thread": "_thread",
-    "Client": "_sync_client",
-    "AsyncClient": "_client",
-    "open_client": "_client",
-    "Call": "_conversation",
-    "Notify": "_conversation",
-    "Subscription": "_subscription",
-    "AsyncSubscription": "_async_subscription",
+    "Server": "_server.server",
+    "serve": "_server.server",
+    "run": "_server.server",
+    "ServerThread": "_server.thread",
+    "serve_in_thread": "_server.thread",
+    "Client": "_client.blocking",
+    "AsyncClient": "_client.trio_client",
+    "open_client": "_client.trio_client",
+    "Call": "_wire.conversation",
+    "Notify": "_wire.conversation",
+    "Subscription": "_client.subscription",
+    "AsyncSubscription": "_client.trio_subscription",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,1 @@
+"""The jrpc-unix command line (private; the public API is jrpc_unix)."""

@@ -1,0 +1,208 @@
+"""The ``jrpc-unix`` commands themselves; :mod:`._cli` reads the command line and runs one.
+
+Each takes the parsed arguments and returns an exit code; expected failures are raised
+(UsageError, RpcError, JrpcUnixError) for :func:`jrpc_unix._cli.main.main` to report.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._client.blocking import Client
+from .._errors import RpcError
+from .._wire.requests import Call
+from .main import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
+from .params import UsageError, batch_item, parse_params
+from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
+
+if TYPE_CHECKING:
+    from argparse import Namespace as Args
+
+    from .._client.subscription import Subscription
+else:
+    Args = Any
+
+__all__ = ["COMMANDS", "Terminated"]
+
+
+def _client(args: Args) -> Client:
+    return Client(args.socket, timeout=args.timeout)
+
+
+def cmd_call(args: Args) -> int:
+    """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile."""
+    params = parse_params(args.params, args.style)
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    with _client(args) as client:
+        try:
+            result, raw = client.call_raw(args.method, params, progress=bar)
+        finally:
+            if bar is not None:
+                bar.clear()
+    if args.raw:
+        print_raw(raw)
+    else:
+        print_json(result, pretty(args.pretty))
+    return EXIT_OK
+
+
+def cmd_notify(args: Args) -> int:
+    params = parse_params(args.params, args.style)
+    with _client(args) as client:
+        client.send(args.method, params, respond=False)
+    return EXIT_OK
+
+
+def cmd_batch(args: Args) -> int:
+    items: list[Call] = []
+    for number, line in enumerate(sys.stdin, 1):
+        try:
+            item = batch_item(line, args.style)
+        except UsageError as exc:
+            raise UsageError(f"stdin line {number}: {exc}") from None
+        if item is not None:
+            items.append(item)
+    if not items:
+        raise UsageError("no requests on stdin (one per line: METHOD [PARAMS], or a JSON request)")
+    lines: list[bytes] = []
+
+    def keep(way: str, line: bytes) -> None:
+        if way == "recv":
+            lines.append(line)
+
+    with Client(args.socket, timeout=args.timeout, trace=keep) as client:
+        results = client.batch(*items)
+    if args.raw:
+        for line in lines:
+            print_raw(line)
+    status = EXIT_OK
+    for rid, value in enumerate(results, 1):
+        if isinstance(value, RpcError):
+            status = EXIT_RPC_ERROR
+            print_rpc_error(value, prefix=f"call {rid}: ")
+            error = {"code": value.code, "message": value.message}
+            if value.data is not None:
+                error["data"] = value.data
+            answer: dict[str, Any] = {"jsonrpc": "2.0", "error": error, "id": rid}
+        else:
+            answer = {"jsonrpc": "2.0", "result": value, "id": rid}
+        if not args.raw:
+            print_json(answer, False)
+    return status
+
+
+def cmd_methods(args: Args) -> int:
+    from .text import render_method, render_methods
+
+    with _client(args) as client:
+        try:
+            doc = client.call("rpc.discover")
+        except RpcError as exc:
+            if exc.code == -32601:
+                exc.message += " (this server does not offer rpc.discover)"
+            raise
+    if args.json:
+        print_json(doc, pretty(args.pretty))
+        return EXIT_OK
+    methods = doc.get("methods") if isinstance(doc, dict) else None
+    methods = [m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else []
+    if args.method is None:
+        print(visible(render_methods(methods), newlines=True))
+        return EXIT_OK
+    for method in methods:
+        if method.get("name") == args.method:
+            print(visible(render_method(method), newlines=True))
+            return EXIT_OK
+    print(f"error: {args.socket} has no method {args.method!r}", file=sys.stderr)
+    return EXIT_RPC_ERROR
+
+
+def cmd_stats(args: Args) -> int:
+    """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
+    with _client(args) as client:
+        figures = client.call("rpc.stats")
+    as_json = args.json or args.pretty is not None or not (args.table or sys.stdout.isatty())
+    if not as_json:
+        from .text import render_stats
+
+        table = render_stats(figures)
+        if table is not None:
+            print(visible(table, newlines=True), flush=True)
+            return EXIT_OK
+    print_json(figures, pretty(args.pretty))
+    return EXIT_OK
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while watching: stop the way Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def cmd_watch(args: Args) -> int:
+    """Print each event's data, one JSON per line, until --count, Ctrl-C or SIGTERM.
+
+    Ctrl-C (or SIGTERM) unsubscribes before exiting 130 (143): the server ends the subscription
+    at once instead of when it notices the connection is gone.
+    """
+    import signal  # its enums cost ~0.4 ms; only watch needs it
+
+    params = parse_params(args.params, "keywords")
+    assert not isinstance(params, list)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (main() called by a program): leave SIGTERM alone
+        previous = None
+    try:
+        with _client(args) as client, client.subscribe(args.topic, **(params or {})) as sub:
+            try:
+                return _print_events(sub, args.count, bool(args.pretty))
+            except Terminated:
+                return EXIT_TERMINATED
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _print_events(events: Subscription, count: int | None, indent: bool) -> int:
+    dropped = 0
+    if count is not None and count <= 0:
+        return EXIT_OK
+    for seen, data in enumerate(events.events(timeout=None), 1):  # events may be far apart
+        if events.dropped != dropped:
+            lost, dropped = events.dropped - dropped, events.dropped
+            print(f"jrpc-unix: {lost} events dropped (reading too slowly)", file=sys.stderr, flush=True)
+        print_json(data, indent)
+        if count is not None and seen >= count:
+            break
+    return EXIT_OK
+
+
+def cmd_serve(args: Args) -> int:
+    from .serve import serve_command
+
+    return serve_command(args)
+
+
+def cmd_demo(args: Args) -> int:
+    from ..demo import tour
+
+    return tour(timeout=args.timeout)
+
+
+COMMANDS: dict[str, Callable[[Args], int]] = {
+    "call": cmd_call,
+    "notify": cmd_notify,
+    "batch": cmd_batch,
+    "methods": cmd_methods,
+    "stats": cmd_stats,
+    "watch": cmd_watch,
+    "serve": cmd_serve,
+    "demo": cmd_demo,
+}

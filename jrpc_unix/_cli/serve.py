@@ -1,0 +1,183 @@
+"""``jrpc-unix serve MODULE:OBJECT SOCK``: serve any importable methods object from the shell.
+
+Every field of :class:`~jrpc_unix.Limits` is an option (``--max-in-flight 8``), generated from
+the dataclass so the command line can never lag behind the server. trio and the server are
+imported only when the command runs, so the client commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from .._errors import ServerSetupError
+from .._service.limits import Limits
+
+__all__ = ["add_serve_options", "load_target", "serve_command"]
+
+
+def _limit_type(annotation: str) -> Any:
+    number = int if annotation.startswith("int") else float
+    nullable = "None" in annotation
+
+    def parse(text: str) -> Any:
+        if nullable and text.lower() == "none":
+            return None
+        try:
+            return number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if number is int else 'a number'}{' or none' if nullable else ''}"
+            ) from None
+
+    return parse
+
+
+def _octal(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        metavar="MODULE:OBJECT",
+        help="a Methods object (or name -> function mapping), e.g. myapp.control:methods "
+        "or path/to/file.py:methods; OBJECT defaults to 'methods'",
+    )
+    parser.add_argument("socket", metavar="SOCK", help="socket path, @name (abstract) or systemd[:NAME]")
+    parser.add_argument(
+        "--mode",
+        choices=["concurrent", "serial"],
+        default="concurrent",
+        help="concurrent calls per connection (default), or one message at a time",
+    )
+    parser.add_argument(
+        "--socket-mode",
+        type=_octal,
+        default=0o600,
+        metavar="OCTAL",
+        help="the socket file's permissions (default 600)",
+    )
+    parser.add_argument("--socket-group", metavar="GROUP", help="the socket file's group (name or gid)")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="NAME[=DESCRIPTION]",
+        help="declare a topic the methods publish to (repeatable)",
+    )
+    parser.add_argument(
+        "--no-discover",
+        dest="discover",
+        action="store_false",
+        help="do not answer rpc.discover (hide the API)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info"
+    )
+    limits = parser.add_argument_group("limits (see jrpc_unix.Limits)")
+    defaults = Limits()
+    for f in fields(Limits):
+        limits.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f"limit_{f.name}",
+            metavar="N",
+            type=_limit_type(str(f.type)),
+            default=argparse.SUPPRESS,
+            help=f"default {getattr(defaults, f.name)}",
+        )
+
+
+class TargetError(Exception):
+    """MODULE:OBJECT cannot be loaded."""
+
+
+def load_target(spec: str) -> Any:
+    """Import ``module:attr.path`` (or ``file.py:attr``) and return the object."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "methods"
+    if not module_name:
+        raise TargetError(f"{spec!r}: expected MODULE:OBJECT")
+    if module_name.endswith(".py") or os.sep in module_name:
+        path = os.path.abspath(module_name)
+        if not os.path.isfile(path):
+            raise TargetError(f"no such file: {module_name}")
+        loader_spec = importlib.util.spec_from_file_location(
+            os.path.splitext(os.path.basename(path))[0], path
+        )
+        if loader_spec is None or loader_spec.loader is None:
+            raise TargetError(f"cannot load {module_name} as a Python module")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.path.insert(0, os.path.dirname(path))
+        loader_spec.loader.exec_module(module)
+    else:
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the current directory
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            raise TargetError(f"cannot import {module_name!r}: no module named {exc.name!r}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(f"{module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, Mapping):
+        raise TargetError(f"{spec} is a {type(obj).__name__}, not a Methods object or a mapping")
+    return obj
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import logging
+
+    from .._server.server import run
+    from .main import EXIT_OK
+    from .params import UsageError
+
+    try:
+        methods = load_target(args.target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    names = [f.name for f in fields(Limits) if hasattr(args, f"limit_{f.name}")]  # only those given
+    given = {name: getattr(args, f"limit_{name}") for name in names}
+    try:
+        limits = Limits(**given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options: dict[str, Any] = {"limits": limits, "mode": args.mode, "socket_mode": args.socket_mode}
+    if args.socket_group is not None:
+        options["socket_group"] = int(args.socket_group) if args.socket_group.isdigit() else args.socket_group
+    if args.topic:
+        options["topics"] = dict(t.partition("=")[::2] for t in args.topic)
+    if not args.discover:
+        options["discover"] = False
+    try:
+        run(args.socket, methods, **options)
+    except ValueError as exc:  # a bad option value the server refused (unknown group, ...)
+        raise UsageError(str(exc)) from None
+    except BaseExceptionGroup as group:  # trio's nursery wraps a setup failure; show it alone
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], ServerSetupError):
+            raise leaves[0] from None
+        raise
+    return EXIT_OK
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

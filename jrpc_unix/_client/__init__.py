@@ -1,0 +1,1 @@
+"""The clients (private; the public API is jrpc_unix)."""

@@ -1,0 +1,1 @@
+"""The trio server (private; the public API is jrpc_unix)."""

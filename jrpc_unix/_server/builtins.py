@@ -1,0 +1,150 @@
+"""The service's own methods, under the ``rpc.`` prefix the spec reserves for extensions.
+
+``rpc.stats``, ``rpc.topics``, ``rpc.subscribe``, ``rpc.unsubscribe`` and ``rpc.cancel`` need
+only ``read`` access: they show figures and steer the caller's own connection, nothing else.
+A topic's events need the topic's own level, checked by ``rpc.subscribe`` before anything else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._errors import ErrorCode, RpcError
+from .._service.access import Access
+from .._service.context import current_context
+from .._service.methods import MethodSpec
+from .._service.throttle import Throttle
+from .pubsub import PROGRESS_TOPIC, Encoded, Topic, event_bytes
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .server import Server
+
+__all__ = ["builtin_methods", "builtin_topics"]
+
+MAX_QUEUE = 10_000
+MIN_INTERVAL = 0.05  # of the stats topic, in seconds
+noisy = Throttle(logging.getLogger("jrpc_unix.server"))  # log lines any client can cause
+
+
+def builtin_topics(server: Server) -> list[Topic]:
+    shared: list[Any] = [None, b""]  # (key, encoded snapshot), shared by its subscribers
+
+    def stats(interval: float = 1.0) -> AsyncIterator[Encoded]:
+        """``rpc.stats`` now, then at each multiple of ``interval`` seconds (at least 0.05)."""
+        if type(interval) not in (int, float) or not MIN_INTERVAL <= interval < math.inf:
+            raise ValueError(f"interval must be a number of seconds >= 0.05, not {interval!r}")
+        return _ticks(interval)  # (checked here, when subscribing; _ticks runs at the first event)
+
+    def snapshot(key: tuple[str, float]) -> Encoded:
+        # One snapshot (~1 ms with 20 methods) and its encoding for every subscriber on a tick.
+        if shared[0] != key:
+            shared[:] = [key, Encoded(event_bytes(server.stats.snapshot()))]
+        encoded: Encoded = shared[1]
+        return encoded
+
+    async def _ticks(interval: float) -> AsyncIterator[Encoded]:
+        yield snapshot(("now", math.floor(trio.current_time() / MIN_INTERVAL)))  # <= 0.05 s old
+        while True:
+            # On the clock's multiples of interval (the next one at least half an interval
+            # away): subscribers with the same interval wake together and share a snapshot.
+            tick = math.ceil((trio.current_time() + interval / 2) / interval) * interval
+            await trio.sleep_until(tick)
+            yield snapshot(("tick", round(tick, 6)))
+
+    read = Access.READ
+    return [
+        Topic("stats", stats, "the server's rpc.stats figures every `interval` seconds (default 1)", read),
+        Topic(PROGRESS_TOPIC, None, "progress reports of this connection's own calls", read),
+    ]
+
+
+def _invalid(message: str) -> RpcError:
+    return RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", message)
+
+
+def builtin_methods(server: Server) -> dict[str, MethodSpec]:
+    stats_ = server.stats
+
+    def stats() -> dict[str, Any]:
+        """Live figures of the service: connections, calls, errors and latency per method."""
+        return stats_.snapshot()
+
+    def topics() -> list[dict[str, str]]:
+        """The topics this caller may subscribe to, with the access level each needs."""
+        level = current_context().connection.level
+        return [
+            {"topic": t.name, "description": t.description, "access": t.access.name.lower()}
+            for t in server.topics.values()
+            if t.access <= level
+        ]
+
+    def _check_room(conn: Connection) -> None:
+        """Refuse a subscription past the connection's or the user's limit (-32006)."""
+        limits, uid = server.limits, conn.peer.uid if conn.peer is not None else -1
+        if len(conn.push.subscriptions) >= limits.max_subscriptions:
+            key, text = "max_subscriptions", f"on this connection (limit {limits.max_subscriptions})"
+        elif (per_uid := limits.max_subscriptions_per_uid) and server.subscriptions_per_uid[uid] >= per_uid:
+            key, text = "max_subscriptions_per_uid", f"from uid {uid} (limit {per_uid})"
+        else:
+            return
+        stats_.rejected_requests[key] += 1
+        data = f"too many subscriptions {text}; unsubscribe from one first"
+        raise RpcError(ErrorCode.OVERLOADED, "Server overloaded", data)
+
+    def subscribe(topic: str, queue_size: int = 100, **params: Any) -> dict[str, str]:
+        """Receive ``topic``'s events as ``rpc.event`` notifications on this connection."""
+        conn = current_context().connection
+        found = server.topics.get(topic) if isinstance(topic, str) else None
+        if found is None:
+            names = sorted(t.name for t in server.topics.values() if t.access <= conn.level)
+            raise _invalid(f"no topic {topic!r}; topics: {', '.join(names)}")
+        if found.access > conn.level:  # before any param is looked at: they are its business
+            need, have = found.access.name.lower(), conn.level.name.lower()
+            data = f"topic {topic!r} needs {need} access; you have {have}"
+            stats_.rejected_requests["access_denied"] += 1
+            noisy.warning("access_denied", "denied a subscription to %s: %s", conn.peer, data)
+            raise RpcError(ErrorCode.ACCESS_DENIED, "Access denied", data)
+        _check_room(conn)
+        if type(queue_size) is not int or not 1 <= queue_size <= MAX_QUEUE:
+            raise _invalid(f"queue_size must be an integer from 1 to {MAX_QUEUE}")
+        if found.producer is None and params:
+            raise _invalid(f"topic {topic!r} takes no parameters")
+        events = None
+        if found.producer is not None:
+            try:
+                inspect.signature(found.producer).bind(**params)
+                # A producer that is a plain function checks its params right here, so a bad
+                # one is refused now rather than ending the subscription at its first event.
+                events = found.producer(**params)
+            except (TypeError, ValueError) as exc:
+                raise _invalid(f"topic {topic!r}: {exc}") from None
+        sub = conn.push.subscribe(found, events, queue_size)
+        return {"subscription": sub.id, "topic": topic}
+
+    def unsubscribe(subscription: str) -> bool:
+        """Stop a subscription of this connection; False if there was none by that id."""
+        if type(subscription) is not str:
+            raise _invalid(f"subscription must be a string, not {subscription!r}")
+        return bool(current_context().connection.push.unsubscribe(subscription))
+
+    def cancel(id: Any) -> bool:
+        """Cancel this connection's running call with request id ``id``; False if none runs."""
+        if type(id) not in (str, int, float, type(None)):  # not bool: True would match id 1
+            raise _invalid(f"id must be a request id (string, number or null), not {id!r}")
+        return bool(current_context().connection.cancel(id))
+
+    read = Access.READ
+    return {
+        "rpc.stats": MethodSpec.build("rpc.stats", stats, access=read),
+        "rpc.topics": MethodSpec.build("rpc.topics", topics, access=read),
+        "rpc.subscribe": MethodSpec.build("rpc.subscribe", subscribe, access=read),
+        "rpc.unsubscribe": MethodSpec.build("rpc.unsubscribe", unsubscribe, access=read),
+        "rpc.cancel": MethodSpec.build("rpc.cancel", cancel, access=read, immediate=True),
+    }

@@ -1,0 +1,269 @@
+"""One client connection's life: read, pause, notice the peer leave, idle out, stop.
+
+The reader reads lines and hands them to :class:`~jrpc_unix._server.calls.Calls`, which answers,
+starts or queues each request without ever making the reader wait; answers go through a
+:class:`~jrpc_unix._server.writer.Writer` (the answers of one read in one ``send_all``). Reading pauses
+only while the queue of waiting requests is full; a client that never reads its answers is
+thereby bounded too, as its requests wait for the answers to drain (specs/protocol.md §7).
+
+The connection ends (specs/protocol.md §5) when the client half-closes (everything received is
+answered first), when the server stops, or when it idles out. When the peer is *gone* (it closed
+entirely, or it stopped reading its answers, or sent an unfinished message for ``idle_timeout``)
+nobody can read an answer any more: its socket is closed and its slot freed at once, its calls
+cancelled, except notifications and run-to-completion calls, which finish in the background
+(*detached*; at most ``max_connections`` connections at once, beyond which all is cancelled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket as stdsocket
+import struct
+import threading
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._service.access import Access
+from .._service.context import Peer
+from .._wire.framing import LineSplitter
+from .calls import Calls
+from .execute import noisy
+from .push import Push
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["Connection", "noisy", "read_peer", "watch_idle"]
+
+log = logging.getLogger("jrpc_unix.server")
+_PEERCRED = struct.Struct("3i")
+_TICKS = 4  # idle_timeout is checked every quarter of it
+
+
+def read_peer(stream: trio.SocketStream) -> Peer | None:
+    """The peer's pid/uid/gid (SO_PEERCRED), or None where the platform has none."""
+    try:
+        raw = stream.socket.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_PEERCRED, _PEERCRED.size)
+    except (OSError, AttributeError):
+        return None
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return Peer(pid, uid, gid)
+
+
+class Connection:
+    """Serves one accepted stream until the peer leaves, idles out, or the server stops."""
+
+    def __init__(self, server: Server, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
+        self.server = server
+        self.stream = stream
+        self.peer = peer
+        self.level = level
+        self._limits = server.limits
+        self._splitter = LineSplitter(server.limits.max_message_size)
+        self.changed = trio.lowlevel.ParkingLot()  # a call ended, output drained, a request left the queue
+        self.writer = Writer(stream, self.changed, self._gone)
+        self.deliver = self.writer.deliver  # the sink of single requests
+        self.flush = self.writer.flush
+        self.push = Push(self)
+        self.calls = Calls(self)
+        self.gone = False  # nobody can read answers any more
+        self.reading = True  # the reader has not ended yet
+        self._reading_stopped = False  # our own shutdown(SHUT_RD): server stop or idle timeout
+        self._paused = False  # the queue of waiting requests is full
+        self._hangup_fd = -1  # watched for the peer's close while nobody reads
+        self.reads = 0  # receive_some calls, for the idle watchdog
+        self.messages = 0  # reads that completed a line, for the idle watchdog
+        self._seen: tuple[int, int] = (-1, -1)  # (reads, writes) at the last tick that saw activity
+        self._quiet_ticks = 0
+        self._line_seen = -1  # ``messages`` when an unfinished line was first seen; -1: none
+        self._line_ticks = 0
+        self._nursery: trio.Nursery | None = None
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._read_loop()
+                self.reading = False
+                if not self.gone:  # calls and events may run on: a close must still be seen
+                    self._watch_hangup()
+                    self.settled_if_idle()
+            self._nursery = None  # closed to new tasks
+            await self.flush()
+        finally:
+            self.push.close()
+            self._close()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _read_loop(self) -> None:
+        calls, splitter = self.calls, self._splitter
+        schedule = calls.schedule
+        while True:
+            if schedule.queue and schedule.full:
+                await self._wait_for_room()
+                if self.gone:
+                    return
+                continue
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
+                return
+            self.reads += 1
+            if not data:
+                if not self._reading_stopped:  # the peer's EOF: a last line without "\n" counts
+                    calls.handle_lines(splitter.eof())
+                    if self._peer_closed():
+                        self._gone()
+                        return
+                await self.flush()
+                return
+            lines = splitter.feed(data)
+            if lines:
+                self.messages += 1
+                calls.handle_lines(lines)
+                await self.flush()
+                if self.gone:
+                    return
+
+    async def _wait_for_room(self) -> None:
+        """Read nothing until the queue has room; a close meanwhile is noticed all the same."""
+        self._paused = True
+        self._watch_hangup()
+        try:
+            while self.calls.schedule.full and not self.gone:
+                await self.changed.park()
+        finally:
+            self._paused = False
+            self._unwatch_hangup()
+
+    def settled_if_idle(self) -> None:
+        if self.calls.schedule.idle:
+            self.settled()
+
+    def settled(self) -> None:
+        """Nothing runs or waits any more (the schedule calls this)."""
+        if self.server.stopping:
+            self.stop_reading()
+        if not self.reading:
+            self.push.end_progress()  # no call can come any more to report progress on
+
+    def wake_for_stop(self) -> None:
+        """Server stopping: end subscriptions, answer what waits -32002, stop reading if idle."""
+        self.push.close()
+        self.calls.schedule.stop()
+        self.settled_if_idle()
+
+    def cancel_for_shutdown(self) -> None:
+        """The server's grace is over: cancel every call, even run-to-completion ones."""
+        self.calls.schedule.cancel_for_shutdown()
+
+    def cancel(self, request_id: Any) -> bool:
+        """rpc.cancel on this connection (see :meth:`Schedule.cancel`)."""
+        return self.calls.schedule.cancel(request_id)
+
+    def stop_reading(self) -> None:
+        """Wake the reader with EOF and let it finish (a cancel scope per read would cost ~4 us)."""
+        if not self._reading_stopped and not self.gone:
+            self._reading_stopped = True
+            with contextlib.suppress(OSError):
+                self.stream.socket.shutdown(stdsocket.SHUT_RD)
+
+    # -- the peer leaving ------------------------------------------------------------------
+
+    def _gone(self) -> None:
+        """Nobody will read answers: drop them, cancel what may be cancelled, free the slot."""
+        if self.gone:
+            return
+        self.gone = True
+        self.writer.abandon()
+        self.calls.schedule.peer_gone()
+        self.push.close()
+        self._close()  # wakes our reader and writer, if they wait on the socket
+        self.changed.unpark_all()
+        schedule = self.calls.schedule
+        if not schedule.idle and not self.server.detach(self):  # (idle: it ends at once anyway)
+            noisy.warning("detached", "too many connections run on for clients that left; cancelling")
+            schedule.cancel_everything()
+
+    def _close(self) -> None:
+        self._unwatch_hangup()
+        self.stream.socket.close()
+
+    def _peer_closed(self) -> bool:
+        """After EOF: did the peer close entirely (POLLHUP), not just shut its write side?"""
+        fd = self.stream.socket.fileno()
+        if fd < 0:
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLHUP)
+        return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+
+    def _watch_hangup(self) -> None:
+        fd = self.stream.socket.fileno()
+        if self._hangup_fd < 0 and self.server.hangups.watch(fd, self._gone):
+            self._hangup_fd = fd
+
+    def _unwatch_hangup(self) -> None:
+        if self._hangup_fd >= 0:
+            self.server.hangups.unwatch(self._hangup_fd)
+            self._hangup_fd = -1
+
+    # -- the idle watchdog -----------------------------------------------------------------
+
+    def idle_tick(self) -> None:
+        """Called by the server's watchdog every quarter of ``idle_timeout``; after a whole
+        ``idle_timeout`` (to within a quarter of it):
+
+        * nothing received and nothing running (nor subscribed): closed (reading stops);
+        * a write blocked on a client that reads nothing: the peer is gone (it would otherwise
+          hold its slot, and its unsent answers, forever);
+        * one message still unfinished (slowloris): gone too. Each message must arrive whole
+          within ``idle_timeout`` of its first byte, however its bytes trickle in.
+        """
+        if self.gone:
+            return
+        writer = self.writer
+        stalled = writer.writing
+        progress = (self.reads, writer.writes)
+        if progress != self._seen or not (stalled or self._idle()):
+            self._seen, self._quiet_ticks = progress, 0
+        else:
+            self._quiet_ticks += 1
+        reading_a_line = self.reading and not self._paused and not stalled and self._splitter.mid_line
+        if not reading_a_line or self.messages != self._line_seen:
+            self._line_seen, self._line_ticks = (self.messages if reading_a_line else -1), 0
+        else:
+            self._line_ticks += 1
+        timeout = self._limits.idle_timeout
+        if self._quiet_ticks >= _TICKS and stalled:
+            noisy.warning("stalled", "closing a connection that read no answer for %s s", timeout)
+            self._gone()
+        elif self._quiet_ticks >= _TICKS:
+            log.info("closing a connection idle for %s s", timeout)
+            self.stop_reading()
+        elif self._line_ticks >= _TICKS:
+            noisy.warning("slow_message", "closing a connection whose message took over %s s", timeout)
+            self._gone()
+
+    def _idle(self) -> bool:
+        return self.calls.schedule.idle and not self.push.subscriptions
+
+
+async def watch_idle(connections: set[Connection], period: float, scope: trio.CancelScope) -> None:
+    """The server's idle watchdog: every ``period`` (a quarter of ``idle_timeout``), each
+    connection's :meth:`Connection.idle_tick`, until ``scope`` is cancelled (at stop)."""
+    with scope:
+        while True:
+            await trio.sleep(period)
+            for conn in list(connections):
+                conn.idle_tick()

@@ -1,0 +1,284 @@
+"""When the calls of one connection start: the in-flight bound, barriers, the waiting queue.
+
+Ordering (specs/protocol.md §4): calls may run concurrently, up to ``max_in_flight``, and answer
+out of order. A notification is a barrier: it starts once everything received before it has
+finished, and what follows waits for it. ``serial`` mode makes every message a barrier.
+
+Nothing here makes the reader wait. A call that may start now starts at once: inline if it is
+synchronous, else in a task (counted in flight). What must wait (a barrier behind running calls,
+a call beyond ``max_in_flight``, anything while ``max_pending_output`` bytes of answers are
+unsent) joins the queue, and so does everything received after it, in order; one task starts
+each as it may, and runs an async barrier itself while it stays at the head. The reader pauses
+only while the queue is :attr:`Schedule.full`.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ErrorCode
+from .._service.dispatch import Call
+from .._service.methods import RunMode
+from .._wire.messages import FAILED_NOTIFICATION, Request, encode_error
+from .execute import Entry, Executor
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Schedule", "Sink"]
+
+Sink = Callable[[bytes | None], None]
+#: Count a request and answer it if it will not run; else the Call to run (Calls._admit).
+Admit = Callable[[Request, Sink], Call | None]
+#: Count a finished call's outcome and hand its answer to the sink (Calls._answered).
+Finish = Callable[[Call, Sink, bytes | None, int], None]
+#: Count a request refused under a reason and hand its answer to the sink (Calls._reject).
+Reject = Callable[[str, Sink, bytes | None], None]
+
+
+class _Waiting:
+    """A request in the queue (admitted once it reaches the head), or an invalid line's answer."""
+
+    __slots__ = ("answer", "call", "reason", "req", "sink", "size")
+
+    def __init__(
+        self, sink: Sink, size: int, req: Request | None = None, answer: bytes = b"", reason: str = ""
+    ) -> None:
+        self.sink = sink
+        self.size = size  # bytes of the line it came in (a batch's members share them)
+        self.req = req  # None: an invalid line, answered ``answer`` (counted under ``reason``)
+        self.call: Call | None = None
+        self.answer = answer
+        self.reason = reason
+
+
+class Schedule:
+    """Starts the admitted calls of one connection in the promised order."""
+
+    def __init__(self, conn: Connection, admit: Admit, finish: Finish, reject: Reject) -> None:
+        server = conn.server
+        self._conn = conn
+        self._limits = server.limits
+        self._stats = server.stats
+        self._timing = server.stats.per_method
+        self._serial = server.serial
+        self._survivors = server.dispatcher.run_to_completion
+        self._writer = conn.writer
+        self._changed = conn.changed
+        self._admit, self._finish, self._reject = admit, finish, reject
+        self.executor = Executor(conn)
+        self.in_flight = 0
+        #: What waits, in order. Non-empty: everything received goes here (but rpc.cancel).
+        self.queue: collections.deque[_Waiting] = collections.deque()
+        self._queued_bytes = 0
+        self._queue_task = False  # the task that starts waiting requests is running
+        self._head_running = False  # the queue's head is a barrier that runs now
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits."""
+        return not self.in_flight and not self.queue
+
+    @property
+    def full(self) -> bool:
+        """So many requests wait that the reader pauses."""
+        limits = self._limits
+        return len(self.queue) >= limits.max_queued_requests or self._queued_bytes >= limits.max_queued_bytes
+
+    def start(self, call: Call, sink: Sink) -> None:
+        """Start an admitted call now, or queue it when it must wait."""
+        if self._may_start(call):
+            self._launch(call, sink)
+        else:
+            waiting = _Waiting(sink, 0, call.request)
+            waiting.call = call
+            self._enqueue(waiting)
+
+    def wait(self, req: Request, sink: Sink, size: int) -> None:
+        """Queue a request behind those that wait already (admitted when its turn comes)."""
+        self._enqueue(_Waiting(sink, size, req))
+
+    def wait_answer(self, sink: Sink, size: int, answer: bytes, reason: str) -> None:
+        """Queue an invalid line's answer, to keep its place (serial mode answers in order)."""
+        self._enqueue(_Waiting(sink, size, answer=answer, reason=reason))
+
+    def _is_barrier(self, call: Call) -> bool:
+        return call.request.is_notification or self._serial
+
+    def _may_start(self, call: Call) -> bool:
+        if self._writer.pending > self._limits.max_pending_output:
+            return False
+        if self._is_barrier(call):
+            return not self.in_flight and call.spec.mode is RunMode.SYNC  # else the queue runs it
+        return call.spec.mode is RunMode.SYNC or self.in_flight < self._limits.max_in_flight
+
+    def _launch(self, call: Call, sink: Sink) -> None:
+        """Start a call that may start: inline, or in a task (counted in flight)."""
+        start = time.perf_counter_ns() if self._timing else 0
+        if call.spec.mode is RunMode.SYNC:
+            self._finish(call, sink, self.executor.inline(call), start)
+            return
+        self.in_flight += 1
+        self._stats.in_flight += 1
+        entry = self.executor.register(call)  # now, so an rpc.cancel right behind finds it
+        nursery = self._conn._nursery
+        assert nursery is not None
+        nursery.start_soon(self._run_task, call, sink, entry, start)
+
+    async def _run_task(self, call: Call, sink: Sink, entry: Entry, start: int) -> None:
+        try:
+            self._finish(call, sink, await self.executor.run(call, entry), start)
+        finally:
+            self.in_flight -= 1
+            self._stats.in_flight -= 1
+            self._changed.unpark_all()
+            if self.idle:
+                self._conn.settled()
+        await self._writer.flush()
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def _enqueue(self, waiting: _Waiting) -> None:
+        self.queue.append(waiting)
+        self._queued_bytes += waiting.size
+        if not self._queue_task:
+            self._queue_task = True
+            nursery = self._conn._nursery
+            assert nursery is not None
+            nursery.start_soon(self._run_queue)
+
+    def _pop(self) -> None:
+        self._queued_bytes -= self.queue.popleft().size
+        self._changed.unpark_all()  # room for the reader
+
+    def _blocked(self, waiting: _Waiting) -> bool:
+        """Must the queue's head wait (for answers to drain, for calls to finish)?"""
+        if self._writer.pending > self._limits.max_pending_output:
+            return True
+        call = waiting.call
+        if call is None:
+            return False  # to be admitted, or an invalid line's answer
+        if self._is_barrier(call):
+            return self.in_flight > 0
+        return call.spec.mode is not RunMode.SYNC and self.in_flight >= self._limits.max_in_flight
+
+    async def _run_queue(self) -> None:
+        """Start the waiting requests in order, each once it may; end when none is left."""
+        queue, writer = self.queue, self._writer
+        try:
+            while True:
+                while queue:
+                    waiting = queue[0]
+                    if self._blocked(waiting):
+                        if writer.unsent and not writer.writing:
+                            await writer.flush()  # answers must drain first: send them
+                        else:
+                            await self._changed.park()
+                        continue
+                    call = waiting.call
+                    if waiting.req is None:  # an invalid line's answer, in its turn
+                        self._pop()
+                        self._reject(waiting.reason, waiting.sink, waiting.answer)
+                    elif call is None:
+                        waiting.call = self._admit(waiting.req, waiting.sink)
+                        if waiting.call is None:  # answered already: no such method, ...
+                            self._pop()
+                    elif self._is_barrier(call) and call.spec.mode is not RunMode.SYNC:
+                        await self._run_barrier(call, waiting.sink)
+                    else:
+                        self._pop()
+                        self._launch(call, waiting.sink)
+                await writer.flush()
+                if not queue:  # (nothing arrived during the flush)
+                    break
+        finally:
+            self._queue_task = False
+            if self.idle:
+                self._conn.settled()
+
+    async def _run_barrier(self, call: Call, sink: Sink) -> None:
+        """Run the head barrier while it stays queued: what follows waits behind it."""
+        start = time.perf_counter_ns() if self._timing else 0
+        self._head_running = True
+        try:
+            answer = await self.executor.run(call)
+        finally:
+            self._head_running = False
+            self._pop()
+        self._finish(call, sink, answer, start)
+
+    def _drop(self, keep: Callable[[_Waiting], bool], reason: str, answer: Callable[[Request], bytes]) -> int:
+        """Take what ``keep`` refuses out of the queue (not a running barrier), answering each."""
+        queue = self.queue
+        head = [queue.popleft()] if self._head_running else []
+        kept, dropped = head, list[_Waiting]()
+        for waiting in queue:
+            (kept if keep(waiting) else dropped).append(waiting)
+        queue.clear()
+        queue.extend(kept)
+        for waiting in dropped:
+            self._queued_bytes -= waiting.size
+            req = waiting.req
+            if req is None:
+                self._reject(waiting.reason, waiting.sink, waiting.answer)
+                continue
+            if waiting.call is None:  # not counted yet
+                if req.is_notification:
+                    self._stats.notifications += 1
+                else:
+                    self._stats.calls += 1
+            self._reject(reason, waiting.sink, FAILED_NOTIFICATION if req.is_notification else answer(req))
+        self._changed.unpark_all()
+        return len(dropped)
+
+    # -- the connection's events ------------------------------------------------------------
+
+    def cancel(self, request_id: Any) -> bool:
+        """rpc.cancel: the running call(s) with this id are cancelled, the waiting ones answered
+        -32005 without running; True if there was one."""
+        found = self.executor.cancel(request_id)
+
+        def other(w: _Waiting) -> bool:
+            return w.req is None or w.req.is_notification or w.req.id != request_id
+
+        def cancelled(req: Request) -> bytes:
+            return encode_error(req.id, ErrorCode.CANCELLED, data=f"{req.method} was cancelled")
+
+        return self._drop(other, "cancelled", cancelled) > 0 or found
+
+    def peer_gone(self) -> None:
+        """Nobody will read answers: cancel and drop all but notifications and run-to-completion
+        calls, which finish in the background (specs/protocol.md §10)."""
+        self.executor.cancel_running(everything=False)
+        survivors = self._survivors
+
+        def survives(w: _Waiting) -> bool:
+            return w.req is not None and (w.req.is_notification or w.req.method in survivors)
+
+        self._drop(survives, "cancelled", shutting_down)
+
+    def stop(self) -> None:
+        """The server stops: nothing that waits starts any more; each is answered -32002."""
+        if self._drop(lambda w: False, "shutting_down", shutting_down) and self._head_running:
+            nursery = self._conn._nursery  # (open: the queue's task runs the barrier in it)
+            assert nursery is not None
+            nursery.start_soon(self._writer.flush)  # the answers now, not once the barrier ends
+
+    def cancel_everything(self) -> None:
+        """The peer is gone and no more work may run on detached: cancel and drop all of it."""
+        self.executor.cancel_running(everything=True)
+        self._drop(lambda w: False, "cancelled", shutting_down)
+
+    def cancel_for_shutdown(self) -> None:
+        """The grace is over: cancel everything still running, run-to-completion calls too."""
+        self.executor.shutdown = True
+        self.stop()
+        self.executor.cancel_running(everything=True)
+
+
+def shutting_down(req: Request) -> bytes:
+    """The answer to a call that will not run because the server stops."""
+    return encode_error(req.id, ErrorCode.SHUTTING_DOWN)

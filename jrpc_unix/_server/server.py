@@ -1,0 +1,346 @@
+"""The server: accept connections on a UNIX socket, serve each, stop gracefully.
+
+``await serve(path, methods)`` runs until cancelled or until :meth:`Server.stop`. It works with
+``nursery.start``: it reports started only once the socket is listening, with the Server as the
+start value. Stop is graceful (hypercorn's model; specs/protocol.md §9): stop accepting, let
+running calls finish until ``Limits.shutdown_grace`` passes, cancel what still runs (each call
+answered), close every connection, then wait up to ``Limits.thread_grace`` for worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import signal
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Literal
+
+import trio
+
+from .._errors import ServerSetupError
+from .._service.access import Access, Policy, group_id
+from .._service.context import Peer
+from .._service.discover import add_discover
+from .._service.dispatch import Dispatcher
+from .._service.limits import Limits, raise_fd_limit
+from .._service.methods import Methods, MethodSpec
+from .._service.stats import ServerStats
+from .._service.throttle import flush_all
+from .admission import Admission
+from .builtins import builtin_methods, builtin_topics
+from .connection import Connection, read_peer, watch_idle
+from .hangup import HangupWatch
+from .listener import is_abstract, listening, open_unix_listener
+from .logqueue import start_log_thread, stop_log_thread
+from .pubsub import Producer, Topic
+from .workers import WorkerThreads
+
+__all__ = ["Server", "run", "serve", "serve_until_signalled"]
+
+log = logging.getLogger("jrpc_unix.server")
+
+_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class Server:
+    """A JSON-RPC 2.0 service over a UNIX socket. One Server serves one socket, once."""
+
+    def __init__(
+        self,
+        methods: Methods | Mapping[str, Callable[..., Any]],
+        *,
+        limits: Limits | None = None,
+        mode: Literal["concurrent", "serial"] = "concurrent",
+        socket_mode: int = 0o600,
+        socket_group: int | str | None = None,
+        policy: Policy | None = None,
+        topics: Mapping[str, str] | None = None,
+        fast_path: bool = True,
+        discover: bool = True,
+        method_stats: bool = True,
+    ) -> None:
+        if mode not in ("concurrent", "serial"):
+            raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
+        self.methods = Methods.coerce(methods)
+        self.limits = limits or Limits()
+        self.serial = mode == "serial"
+        self.socket_mode = socket_mode
+        self.socket_gid = None if socket_group is None else group_id(socket_group)
+        self.policy = policy
+        self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
+        self.stats = ServerStats(per_method=method_stats)
+        self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
+        self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
+        for name, (description, producer, access) in self.methods.topics.items():
+            self.add_topic(name, producer, description, access=access)
+        for name, description in (topics or {}).items():
+            if name not in self.topics:  # declared by the methods too: one topic
+                self.add_topic(name, description=description)
+        self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
+        self.stopping = False
+        self.workers = WorkerThreads(self.limits, self.stats)
+        self.hangups = HangupWatch()
+        self._connections: set[Connection] = set()
+        self._detached: set[Connection] = set()  # the peer left; notifications etc. run on
+        self._admission = Admission(self.limits, policy, self.stats)
+        self._accept_scope = trio.CancelScope()
+        self._work_scope = trio.CancelScope()
+        self._watchdog_scope = trio.CancelScope()
+        self._stopped = trio.Event()
+        self._stop_requested = trio.Event()
+        self._changed = trio.lowlevel.ParkingLot()  # a connection ended
+        self._started = False
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._thread = 0  # the event loop's thread, once serving
+
+    def _extensions(self) -> dict[str, MethodSpec]:
+        """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
+        return add_discover(builtin_methods(self), self.methods) if self.discover else builtin_methods(self)
+
+    def add_topic(
+        self,
+        name: str,
+        producer: Producer | None = None,
+        description: str = "",
+        *,
+        access: Access | None = None,
+    ) -> None:
+        """Declare a topic clients may subscribe to.
+
+        Without ``producer`` it is fed by :meth:`publish`. With one, ``producer(**params)``
+        (given the subscriber's ``rpc.subscribe`` params) returns the subscription's async
+        iterator of events, which is asked for its next event only when the subscriber's
+        connection can take it. A TypeError or ValueError it raises at once refuses the
+        subscription with -32602 (an async generator function only runs at its first event).
+        ``access``: the level a caller needs to subscribe; by default the highest any of the
+        service's methods needs, and at least ``OPERATE`` (see :meth:`Methods.topic_access`).
+        """
+        if name in self.topics:
+            raise ValueError(f"topic {name!r} exists already")
+        level = self.methods.topic_access() if access is None else Access(access)
+        self.topics[name] = Topic(name, producer, description, level)
+
+    def publish(self, topic: str, data: Any) -> None:
+        """Send ``data`` to every subscriber of ``topic``; never waits for a subscriber.
+
+        A subscriber whose queue is full loses its oldest event (see specs/protocol.md). From
+        another thread it waits only for the event loop to take the event, and does nothing
+        once the server has stopped.
+        """
+        if self._token is not None and threading.get_ident() != self._thread:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self.publish, topic, data, trio_token=self._token)
+            return
+        try:
+            found = self.topics[topic]
+        except KeyError:
+            raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
+        if found.producer is not None:
+            raise ValueError(f"topic {topic!r} has a producer, which makes its events")
+        if found.subscribers:  # nobody listening (the common case): not even a call
+            self.stats.events_dropped += found.publish(data)
+
+    async def wait_stopped(self) -> None:
+        """Return once :meth:`serve` has finished."""
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        """Begin a graceful stop (idempotent); call it from the server's trio thread."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self._accept_scope.cancel()
+        self._watchdog_scope.cancel()
+        self._stop_requested.set()  # _shutdown takes it from here
+        for conn in [*self._connections, *self._detached]:
+            conn.wake_for_stop()
+
+    async def _shutdown(self) -> None:
+        """After stop(): wait out the grace, then cancel what still runs, answering each call.
+
+        Every call gets its answer (-32002) rather than a bare EOF; one more second bounds the
+        flushing, after which whatever is left (a peer that does not read) is cut off.
+        """
+        await self._stop_requested.wait()
+        with trio.move_on_after(self.limits.shutdown_grace):
+            while self._connections or self._detached:
+                await self._changed.park()
+        if self._connections or self._detached:
+            log.warning("grace of %s s over: cancelling calls still running", self.limits.shutdown_grace)
+            for conn in [*self._connections, *self._detached]:
+                conn.cancel_for_shutdown()
+            self._work_scope.deadline = trio.current_time() + 1.0
+
+    def detach(self, conn: Connection) -> bool:
+        """``conn``'s peer is gone: free its slot now, what still runs for it goes on detached;
+        False if ``max_connections`` are detached already (then ``conn`` must cancel it all)."""
+        if len(self._detached) >= self.limits.max_connections:
+            return False
+        self._release(conn)
+        self._detached.add(conn)
+        self.stats.connections_detached += 1
+        return True
+
+    def _release(self, conn: Connection) -> None:
+        """Give back ``conn``'s slot (and its count by uid), or its place among the detached."""
+        if conn in self._detached:
+            self._detached.discard(conn)
+            self.stats.connections_detached -= 1
+        elif conn in self._connections:
+            self._connections.discard(conn)
+            self._admission.leave(conn.peer)
+            self.stats.connections_open -= 1
+        self._changed.unpark_all()
+
+    async def serve(
+        self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on ``path`` and serve until stopped; see the module docstring."""
+        if self._started:
+            raise RuntimeError("a Server serves once; create a new one")
+        self._started = True
+        if is_abstract(path) and self.policy is None:
+            raise ServerSetupError(
+                f"{path} is an abstract address: it has no file permissions, so it needs a policy "
+                "(Server(..., policy=Policy(allow_users=...)))"
+            )
+        self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
+        start_log_thread()
+        self._admission.start()
+        try:
+            listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+        except BaseException:
+            self._admission.close()
+            stop_log_thread()
+            raise
+        try:
+            async with listening(listener, sockfile):  # the file goes first, on every way out
+                with self._work_scope:
+                    async with self.hangups.running(), trio.open_nursery() as nursery:
+                        if self.limits.idle_timeout is not None:
+                            period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
+                            nursery.start_soon(watch_idle, self._connections, period, scope)
+                        nursery.start_soon(self._shutdown)
+                        task_status.started(self)
+                        log.info("listening on %s", path)
+                        with self._accept_scope:
+                            await self._accept_loop(listener, nursery)
+                        self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
+                        # Stop listening now: a newcomer is refused at once instead of waiting
+                        # out the grace, and a new server may take the path while we drain.
+                        sockfile.remove()  # while still listening: see _listener
+                        await listener.aclose()
+                        log.info("stopped accepting; removed %s", path)
+                await self.workers.wait_returned(self.limits.thread_grace)
+        finally:
+            self._admission.close()
+            self._stopped.set()
+            log.info("stopped")
+            flush_all()  # what the throttles suppressed, counted
+            stop_log_thread()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Admit or refuse each newcomer right here: a refusal costs no task and no wait."""
+        admission = self._admission
+        try:
+            async with trio.open_nursery() as closer:
+                closer.start_soon(admission.close_refused)
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _CAPACITY_ERRNOS:
+                            raise
+                        await admission.out_of_fds(listener, exc.errno)
+                        continue
+                    peer = read_peer(stream)
+                    level = admission.enter(stream, peer)
+                    if level is not None:
+                        nursery.start_soon(self._serve_connection, stream, peer, level)
+        finally:
+            admission.close()  # the refused sockets still lingering, and the spare descriptor
+
+    async def _serve_connection(self, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
+        conn = Connection(self, stream, peer, level)
+        self._connections.add(conn)
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+        try:
+            await conn.serve()
+        except Exception:
+            log.exception("connection failed")
+        finally:
+            self._release(conn)
+
+
+async def serve(
+    path: str,
+    methods: Methods | Mapping[str, Callable[..., Any]],
+    *,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Serve ``methods`` on ``path`` until cancelled; ``options`` are :class:`Server`'s."""
+    await Server(methods, **options).serve(path, task_status=task_status)
+
+
+#: run() stops gracefully on these and logs figures on those: left to their default action, each
+#: would kill the process and leave its socket file (SIGHUP: terminal gone; SIGQUIT: Ctrl-\).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # one line: rpc.stats' "server" section
+
+
+async def serve_until_signalled(server: Server, path: str) -> None:
+    """Serve until one of :data:`STOP_SIGNALS` arrives, then stop gracefully. Main thread only.
+
+    Signals keep being consumed until the server has stopped: a second one (an impatient
+    operator, a supervisor repeating itself) must not kill the process in its grace period.
+    """
+
+    async def watch(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if signum in STATS_SIGNALS:
+                figures = json.dumps(server.stats.snapshot()["server"], separators=(",", ":"))
+                log.info("%s received; figures: %s", name, figures)
+            elif server.stopping:
+                log.info("%s received; already stopping", name)
+            else:
+                log.info("%s received; stopping", name)
+                server.stop()
+
+    with trio.open_signal_receiver(*STOP_SIGNALS, *STATS_SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, signals)  # from the start: a signal during setup counts too
+            await nursery.start(server.serve, path)
+            await server.wait_stopped()
+            nursery.cancel_scope.cancel()
+
+
+def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
+
+    Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
+    SIGUSR1/SIGUSR2 log the server's figures.
+    """
+    server = Server(methods, **options)
+    raise_fd_limit(server.limits)  # the process is ours: the limits get their descriptors
+    try:
+        trio.run(serve_until_signalled, server, path)
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups, or the group itself."""
+    while len(group.exceptions) == 1:
+        inner: BaseException = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group

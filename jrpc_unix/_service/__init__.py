@@ -1,0 +1,1 @@
+"""What a service is (private; the public API is jrpc_unix)."""

@@ -1,0 +1,227 @@
+"""The adapter between a parsed request and a handler, over jsonrpcserver. No I/O here.
+
+:meth:`Dispatcher.prepare` resolves a :class:`~jrpc_unix._wire.messages.Request` to a :class:`Call`
+(handler + arguments), or to its error answer. The server runs the call however its
+:class:`~jrpc_unix._service.methods.RunMode` says, then hands the return value or exception to
+:meth:`Dispatcher.answer` / :meth:`Dispatcher.answer_exception`, which encode the answer line.
+
+jsonrpcserver stays the reference. Its results (``Success``, ``Error``, ``InvalidParams``) and
+``JsonRpcError`` are understood, its registry can be served, and every request the fast path does
+not settle (an unknown method, params that do not bind; or every request with
+``fast_path=False``) goes through its ``dispatch_to_response`` pipeline, whose answers the fast
+path reproduces exactly. We do not let it call handlers: it defers to us (its sync dispatch cannot
+await under trio), and we serialize results ourselves so an unserializable result is an error
+answer rather than an exception out of the dispatcher.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ERROR_MESSAGES, ErrorCode, RpcError
+from .._response import OK, Response
+from .._wire.messages import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
+from .access import Access
+from .methods import Methods, MethodSpec, RunMode
+from .throttle import Throttle, short
+
+with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from jsonrpcserver import JsonRpcError, Success
+    from jsonrpcserver.dispatcher import dispatch_to_response_pure
+    from jsonrpcserver.result import ErrorResult, SuccessResult
+    from jsonrpcserver.sentinels import NODATA
+    from oslash.either import Left, Right
+
+__all__ = ["Call", "Dispatcher"]
+
+log = logging.getLogger("jrpc_unix.dispatch")
+
+
+@dataclass(slots=True)
+class Call:
+    """A request resolved to a handler and its arguments, ready to run."""
+
+    spec: MethodSpec
+    request: Request
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _deferring(spec: MethodSpec) -> Callable[..., Any]:
+    """A stand-in for jsonrpcserver to call: records the Call instead of running the handler.
+
+    Its signature is the handler's, behind one leading slot for jsonrpcserver's ``context``
+    (where the record goes), so jsonrpcserver's own parameter check decides as it would.
+    """
+
+    def stand_in(sink: list[Call], /, *args: Any, **kwargs: Any) -> Any:
+        sink.append(Call(spec, None, args, kwargs))  # type: ignore[arg-type]
+        return Success(None)
+
+    slot = inspect.Parameter("_jrpc_sink", inspect.Parameter.POSITIONAL_ONLY)
+    sig = spec.signature
+    stand_in.__signature__ = sig.replace(parameters=[slot, *sig.parameters.values()])  # type: ignore[attr-defined]
+    return stand_in
+
+
+_PLAIN = frozenset((str, int, float, bool, type(None), list, dict))
+
+
+class Dispatcher:
+    """Resolves requests against ``methods`` and the server's own ``rpc.*`` extensions."""
+
+    def __init__(
+        self,
+        methods: Methods,
+        *,
+        extensions: dict[str, MethodSpec] | None = None,
+        fast_path: bool = True,
+    ) -> None:
+        self.methods = methods
+        self.fast_path = fast_path
+        self._specs: dict[str, MethodSpec] = {s.name: s for s in methods.specs()}
+        self._specs.update(extensions or {})
+        self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
+        #: Methods that run at once, outside the connection's order (rpc.cancel).
+        self.immediate = frozenset(name for name, spec in self._specs.items() if spec.immediate)
+        #: Methods whose calls survive the caller's disconnect.
+        self.run_to_completion = frozenset(n for n, spec in self._specs.items() if spec.run_to_completion)
+        self._fast_specs: dict[Access, dict[str, MethodSpec]] = {}
+        self._fallback = MethodSpec.build("*", methods.handler) if methods.handler is not None else None
+        self._noisy = Throttle(log)  # log lines any client can cause
+        self._tracebacks = Throttle(log, period=60, burst=1, summarise=False)  # per (method, type)
+
+    def prepare(self, req: Request) -> Call | bytes | None:
+        """The Call to run, or the error answer (FAILED_NOTIFICATION for a notification)."""
+        spec = self._specs.get(req.method)
+        if spec is None and self._fallback is not None and not req.method.startswith("rpc."):
+            return Call(self._fallback, req, (req.method, req.params), {})
+        if self.fast_path and spec is not None and spec.shape.accepts(req.params):
+            params = req.params
+            if type(params) is dict:
+                return Call(spec, req, (), params)
+            return Call(spec, req, tuple(params) if params else (), {})
+        return self._reference(req)
+
+    def fast_specs(self, level: Access) -> dict[str, MethodSpec]:
+        """The methods a caller at ``level`` may have answered inline by the server's fast path:
+        quick synchronous handlers it is allowed to call (none with ``fast_path=False``)."""
+        found = self._fast_specs.get(level)
+        if found is None:  # one dict per level, shared by every connection at that level
+            found = self._fast_specs[level] = {
+                name: spec
+                for name, spec in self._specs.items()
+                if self.fast_path
+                and spec.mode is RunMode.SYNC
+                and not spec.immediate
+                and spec.access <= level
+            }
+        return found
+
+    def access_needed(self, name: str) -> Access | None:
+        """The level a call of ``name`` needs, or None for a name nothing serves."""
+        spec = self._specs.get(name)
+        if spec is None and self._fallback is not None and not name.startswith("rpc."):
+            spec = self._fallback
+        return None if spec is None else spec.access
+
+    def knows(self, name: str) -> bool:
+        """Is ``name`` a registered method (not the seed-style fallback)?"""
+        return name in self._specs
+
+    def _reference(self, req: Request) -> Call | bytes | None:
+        """Resolve through jsonrpcserver's own pipeline."""
+        # Always as a call (a notification with id null): jsonrpcserver answers nothing to a
+        # notification, and we want its error to log it. Deferred calls keep our own request.
+        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": req.method, "id": req.id}
+        if req.params is not None:
+            obj["params"] = req.params
+        sink: list[Call] = []
+        response = dispatch_to_response_pure(
+            deserializer=_identity,
+            validator=_identity,
+            methods=self._stand_ins,
+            context=sink,
+            post_process=_identity,
+            request=obj,  # type: ignore[arg-type]
+        )
+        if sink:
+            call = sink[0]
+            call.request = req
+            return call
+        error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
+        data = NO_DATA if error.data is NODATA else error.data
+        return self._error(req.method, req.id, req.is_notification, error.code, error.message, data)
+
+    def answer(self, call: Call, value: Any) -> bytes | None:
+        """Encode a handler's return value (None for a notification)."""
+        req = call.request
+        return self.encode_value(req.method, req.id, req.is_notification, value)
+
+    def answer_exception(self, call: Call, exc: Exception) -> bytes | None:
+        """Encode what a handler raised: its own error, or -32603 with no traceback."""
+        req = call.request
+        return self.encode_exception(req.method, req.id, req.is_notification, exc)
+
+    def encode_value(self, method: str, rid: Any, notification: bool, value: Any) -> bytes | None:
+        """:meth:`answer` without a Call, for the server's fast path."""
+        if type(value) in _PLAIN:
+            return None if notification else encode_result(rid, value)
+        if type(value) is Response:
+            if value.status is OK:
+                return None if notification else encode_result(rid, value.payload)
+            data = NO_DATA if value.payload is None else value.payload
+            return self._error(method, rid, notification, value.code, value.error or "failed", data)
+        if isinstance(value, Right) and isinstance(value._value, SuccessResult):
+            value = value._value.result
+        elif isinstance(value, Left) and isinstance(value._error, ErrorResult):
+            err = value._error
+            data = NO_DATA if err.data is NODATA else err.data
+            return self._error(method, rid, notification, err.code, err.message, data)
+        return None if notification else encode_result(rid, value)
+
+    def encode_exception(self, method: str, rid: Any, notification: bool, exc: Exception) -> bytes | None:
+        """:meth:`answer_exception` without a Call, for the server's fast path."""
+        if isinstance(exc, RpcError):
+            data = NO_DATA if exc.data is None else exc.data
+            return self._error(method, rid, notification, exc.code, exc.message, data)
+        if isinstance(exc, JsonRpcError):
+            data = NO_DATA if exc.data is NODATA else exc.data
+            return self._error(method, rid, notification, exc.code, exc.message, data)
+        error_id = secrets.token_hex(4)
+        self._log_crash(method if method in self._specs else "*", method, exc, error_id)
+        return self._error(method, rid, notification, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})
+
+    def _log_crash(self, key: str, method: str, exc: Exception, error_id: str) -> None:
+        """One line per crash with its error id, up to 20 per 10 s per method; the traceback only
+        for the first crash of each (method, exception type) in a minute: a client can make a
+        handler fail on every request, and each traceback is ~10x the request that caused it."""
+        if not self._noisy.allow(f"crash {key}"):
+            return
+        if self._tracebacks.allow(f"{key} {type(exc).__qualname__}"):
+            log.error("method %s raised; error id %s", short(method), error_id, exc_info=exc)
+        else:
+            what = f"{type(exc).__qualname__}: {short(str(exc))}"
+            log.error("method %s raised %s; error id %s (traceback as before)", short(method), what, error_id)
+
+    def _error(
+        self, method: str, rid: Any, notification: bool, code: int, message: str | None, data: Any
+    ) -> bytes | None:
+        if notification:
+            text = message or ERROR_MESSAGES.get(code, "error")
+            detail = "" if data is NO_DATA else f" {short(data)}"
+            what = f"[{code}] {short(text)}{detail}"
+            self._noisy.warning("notification", "notification %s failed: %s", short(method), what)
+            return FAILED_NOTIFICATION
+        return encode_error(rid, code, message, data)

@@ -1,0 +1,1 @@
+"""Sans-IO wire core (private; the public API is jrpc_unix)."""

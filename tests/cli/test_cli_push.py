@@ -1,0 +1,208 @@
+"""``jrpc-unix watch``, ``stats`` and ``call``'s progress bar, as processes, as a person runs them.
+
+A terminal is a real pseudo-terminal (``pty.openpty``); signals are real signals. Waits are for
+facts the server reports (``rpc.stats``: the watcher has subscribed, the call is running), each
+bounded by TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import pytest
+from helpers import ROOT, TIMEOUT, DemoProcess
+from helpers.terminal import CLI, finish, on_terminal, spawn
+
+from jrpc_unix import Client, Methods, current_context, serve_in_thread
+from jrpc_unix._server.thread import ServerThread
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)  # bounded poll for a real condition
+
+
+def server_figures(path: str) -> dict[str, Any]:
+    with Client(path, timeout=TIMEOUT) as client:
+        figures: dict[str, Any] = client.call("rpc.stats")
+        return figures
+
+
+def method_count(path: str, method: str, kind: str = "calls") -> int:
+    entry = server_figures(path)["methods"].get(method, {})
+    return int(entry.get(kind, 0))
+
+
+def readline(stream: IO[bytes]) -> bytes:
+    """One line from a child's stdout pipe, or fail after TIMEOUT."""
+    ready, _, _ = select.select([stream], [], [], TIMEOUT)
+    assert ready, "no output in time"
+    return stream.readline()
+
+
+# -- watch ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_watch_prints_events_until_interrupted_then_unsubscribes(
+    demo: DemoProcess, signum: int, code: int
+) -> None:
+    watcher = spawn("watch", demo.path, "config")
+    try:
+        wait_until(lambda: server_figures(demo.path)["server"]["subscriptions"] == 1, "it has subscribed")
+        with Client(demo.path, timeout=TIMEOUT) as client:
+            client.notify("config.set", "level", "debug")
+            assert watcher.stdout is not None
+            assert readline(watcher.stdout) == b'{"key":"level","value":"debug","previous":"info"}\n'
+            client.notify("config.set", "level", "warning")
+            assert json.loads(readline(watcher.stdout))["value"] == "warning"
+        watcher.send_signal(signum)
+    finally:
+        returncode, _, err = finish(watcher)
+    assert (returncode, err) == (code, b"")
+    wait_until(lambda: server_figures(demo.path)["server"]["subscriptions"] == 0, "the subscription ended")
+    assert method_count(demo.path, "rpc.unsubscribe", "notifications") == 1, "it unsubscribed itself"
+
+
+def test_watch_count_and_pretty(demo: DemoProcess) -> None:
+    watcher = spawn("watch", demo.path, "stats", "interval=0.05", "--count", "2", "--pretty")
+    code, out, err = finish(watcher)
+    assert (code, err) == (0, b"")
+    assert out.startswith(b'{\n  "server": {\n')
+    assert out.count(b'\n  "server": {\n') == 2
+
+
+@pytest.fixture
+def bursting(sock_path: str) -> Iterator[ServerThread]:
+    methods = Methods()
+    methods.add_topic("t", "test events")
+
+    @methods.add
+    def burst(n: int) -> int:
+        server = current_context().server
+        for i in range(n):
+            server.publish("t", i)
+        return n
+
+    with serve_in_thread(sock_path, methods) as handle:
+        yield handle
+
+
+def test_watch_says_how_many_events_were_dropped(bursting: ServerThread, sock_path: str) -> None:
+    watcher = spawn("watch", sock_path, "t", "queue_size=2", "--count", "2")
+    try:
+        wait_until(lambda: server_figures(sock_path)["server"]["subscriptions"] == 1, "it has subscribed")
+        with Client(sock_path, timeout=TIMEOUT) as client:
+            assert client.call("burst", 10) == 10  # one step: its queue of 2 keeps 8 and 9
+    finally:
+        code, out, err = finish(watcher)
+    assert (code, out, err) == (0, b"8\n9\n", b"jrpc-unix: 8 events dropped (reading too slowly)\n")
+
+
+def test_watch_into_a_closed_pipe_is_not_an_error(bursting: ServerThread, sock_path: str) -> None:
+    watcher = spawn("watch", sock_path, "t")
+    try:
+        wait_until(lambda: server_figures(sock_path)["server"]["subscriptions"] == 1, "it has subscribed")
+        with Client(sock_path, timeout=TIMEOUT) as client:
+            client.call("burst", 1)
+            assert watcher.stdout is not None
+            assert readline(watcher.stdout) == b"0\n"
+            watcher.stdout.close()  # like `| head -1`
+            client.call("burst", 1)
+        assert watcher.wait(TIMEOUT) == 0
+        assert watcher.stderr is not None
+        assert watcher.stderr.read() == b""
+    finally:
+        finish(watcher)
+    wait_until(lambda: server_figures(sock_path)["server"]["subscriptions"] == 0, "the subscription ended")
+
+
+def test_watch_ends_when_the_server_stops(demo: DemoProcess) -> None:
+    watcher = spawn("watch", demo.path, "config")
+    try:
+        wait_until(lambda: server_figures(demo.path)["server"]["subscriptions"] == 1, "it has subscribed")
+        assert demo.terminate() == 0
+    finally:
+        code, out, err = finish(watcher)
+    assert (code, out) == (3, b"")
+    assert err.startswith(b"jrpc-unix: ")
+    assert err.endswith(b": the server closed the connection before an event of 'config' came\n")
+
+
+# -- stats ---------------------------------------------------------------------------------------
+
+
+def test_stats_is_a_table_on_a_terminal_and_json_in_a_pipe(shared_demo: DemoProcess) -> None:
+    path = shared_demo.path
+    with Client(path, timeout=TIMEOUT) as client:
+        client.call("ping")
+    code, shown, err = on_terminal("stats", path, stdout=True)
+    assert (code, err) == (0, b"")
+    text = shown.decode()
+    lines = text.splitlines()
+    assert lines[0].startswith("uptime ")
+    assert lines[1].startswith("connections ")
+    assert " open, " in lines[1]
+    header = next(line for line in lines if line.startswith("method "))
+    assert header.split() == ["method", "calls", "notifs", "errors", "mean", "us", "p50", "us", "p99", "us"]
+    ping = next(line for line in lines if line.startswith("ping "))
+    assert int(ping.split()[1]) >= 1
+
+    piped = subprocess.run([*CLI, "stats", path], capture_output=True, timeout=TIMEOUT, cwd=str(ROOT))
+    assert (piped.returncode, piped.stderr) == (0, b"")
+    assert piped.stdout.count(b"\n") == 1
+    assert "server" in json.loads(piped.stdout)
+
+    forced = subprocess.run(
+        [*CLI, "stats", path, "--table"], capture_output=True, timeout=TIMEOUT, cwd=str(ROOT)
+    )
+    assert forced.stdout.startswith(b"uptime ")
+    code, shown, _ = on_terminal("stats", path, "--json", stdout=True)
+    assert code == 0
+    assert shown.startswith(b'{\n  "server": {\n')
+
+
+# -- call's progress bar -----------------------------------------------------------------------
+
+
+def test_call_draws_progress_on_a_terminal(demo: DemoProcess) -> None:
+    code, shown, out = on_terminal("call", demo.path, "work", "steps=3", "delay=0.01", stderr=True)
+    assert (code, out) == (0, b'{"steps":3}\n')
+    assert b"\r[#######.............]   33%  1/3  step 1 of 3\x1b[K" in shown
+    assert b"\r[####################]  100%  3/3  step 3 of 3\x1b[K" in shown
+    assert shown.endswith(b"\r\x1b[K"), "the bar is erased before the result"
+    assert method_count(demo.path, "rpc.subscribe") == 1
+
+
+def test_call_draws_nothing_when_stderr_is_not_a_terminal(demo: DemoProcess) -> None:
+    proc = subprocess.run(
+        [*CLI, "call", demo.path, "work", "steps=3", "delay=0.01"],
+        capture_output=True,
+        timeout=TIMEOUT,
+        cwd=str(ROOT),
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b'{"steps":3}\n', b"")
+    assert method_count(demo.path, "rpc.subscribe") == 0, "not even subscribed"
+
+
+def test_ctrl_c_during_a_call_exits_130_and_the_server_cancels_it(demo: DemoProcess) -> None:
+    caller = spawn("call", demo.path, "work", "steps=200", "delay=0.05")
+    try:
+        wait_until(lambda: server_figures(demo.path)["server"]["in_flight"] == 1, "the call runs")
+        caller.send_signal(signal.SIGINT)
+    finally:
+        code, out, err = finish(caller)
+    assert (code, out, err) == (130, b"", b"")
+    wait_until(
+        lambda: server_figures(demo.path)["server"]["rejected_requests"].get("cancelled") == 1,
+        "the server cancelled the call",
+    )
+    assert server_figures(demo.path)["server"]["in_flight"] == 0

@@ -1,0 +1,87 @@
+"""The benchmark harness works: ``benchmarks/run.py --quick`` drives every mode against every server.
+
+This proves the harness (loadgen builds, servers start, answers are checked, nothing is lost,
+the table is complete). It never judges speed: CI machines are too noisy for that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVERS = ("raw", "demo", "naive")
+MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle")
+ROWS = (  # the start of each metric's row title in the table
+    "ping-pong, 1 conn: calls/s",
+    "ping-pong: p50",
+    "ping-pong: p99",
+    "pipelined, window 64: calls/s",
+    "16 conns in parallel: calls/s",
+    "notification burst: notifications/s",
+    "notifications lost",
+    "echo 1 KiB: calls/s",
+    "echo 1 KiB: p99",
+    "idle conns: RSS MiB before opening",
+    "idle conns: RSS MiB in all",
+    "idle conns: KiB per conn",
+    "idle conns: held open",
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="gcc is needed to build benchmarks/loadgen.c"
+)
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    report = tmp_path_factory.mktemp("bench") / "report.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(report)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc, json.loads(report.read_text())
+
+
+def test_prints_the_table_with_every_mode(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, object]],
+) -> None:
+    out = quick_run[0].stdout
+    head = "| metric | raw trio | demo | naive asyncio | demo, no method stats | demo/raw | naive/raw |"
+    assert head in out
+    assert "| nostats/raw | demo/naive | demo/nostats |" in out
+    for title in ROWS:
+        assert re.search(rf"^\| {re.escape(title)}[^|]* \|( [^|]+ \|){{9}}", out, re.MULTILINE), title
+    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
+    assert re.search(r"^(\| CLI vs bare python \||CLI whole process: skipped: )", out, re.MULTILINE)
+    assert "all calls answered, no errors, none lost" in out
+
+
+def test_every_run_answered_everything(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, object]],
+) -> None:
+    report = quick_run[1]
+    assert report["problems"] == []
+    runs = report["runs"]
+    assert isinstance(runs, list)
+    for mode in MODES:
+        for server in SERVERS:
+            (run,) = [r for r in runs if r["mode"] == mode and r["server"] == server]
+            assert run["ok"], run
+            if mode == "idle":
+                assert run["held"] > 0
+                assert run["rss_kib"] > 0
+                continue
+            assert run["errors"] == 0
+            assert run["missing"] == 0
+            assert run["answered"] == run["calls"] > 0
+            if mode == "notify":
+                assert run["lost"] == 0
+                assert run["notifications"] > 0
