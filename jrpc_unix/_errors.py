@@ -31,6 +31,7 @@ __all__ = [
     "RpcTimeoutError",
     "ServerSetupError",
     "TransportError",
+    "sole_exception",
 ]
 
 
@@ -134,3 +135,14 @@ class ServerSetupError(JrpcUnixError):
 
 class AddressInUseError(ServerSetupError):
     """Another server is alive on the socket path; we never steal a live socket."""
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception in ``group``, however deep in single-member groups (trio's nurseries
+    wrap what they raise), or ``group`` itself when it holds several."""
+    while len(group.exceptions) == 1:
+        inner: BaseException = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group

@@ -22,24 +22,39 @@ import errno
 import logging
 import os
 import socket as stdsocket
+import struct
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from .._errors import ErrorCode
-from .._service.access import Access, Policy
-from .._service.context import Peer
+from .._service.access import Access, Peer, Policy
 from .._service.limits import Limits, fd_budget
 from .._service.stats import ServerStats
 from .._service.throttle import Throttle
 from .._wire.messages import encode_error
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "read_peer"]
 
 log = logging.getLogger("jrpc_unix.server")
-noisy = Throttle(log)  # log lines any client can cause
+throttled_log = Throttle(log)  # log lines any client can cause
 
 #: How long a refused socket stays open at most, in seconds.
 LINGER = 1.0
+_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_PEERCRED = struct.Struct("3i")
+#: Serves one admitted connection: its stream, its peer, its access level.
+Serve = Callable[[trio.SocketStream, Peer | None, Access], Awaitable[object]]
+
+
+def read_peer(stream: trio.SocketStream) -> Peer | None:
+    """The peer's pid/uid/gid (SO_PEERCRED), or None where the platform has none."""
+    try:
+        raw = stream.socket.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_PEERCRED, _PEERCRED.size)
+    except (OSError, AttributeError):
+        return None
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return Peer(pid, uid, gid)
 
 
 def _own(fd: int) -> stdsocket.socket:
@@ -89,6 +104,31 @@ class Admission:
         self.stats.connection_limits = (self.shared, self.reserved)
         self._open_spare()
 
+    async def accept(self, listener: trio.SocketListener, serve: Serve, nursery: trio.Nursery) -> None:
+        """The accept loop: admit or refuse each newcomer right here, before any task exists
+        (a refusal costs no task and no wait); ``serve`` each admitted one in ``nursery``.
+
+        Not ``trio.serve_listeners``: it starts a task per connection before anyone could
+        refuse it, and meets EMFILE by waiting, where we tell the waiting peers why.
+        """
+        try:
+            async with trio.open_nursery() as closer:
+                closer.start_soon(self.close_refused)
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _CAPACITY_ERRNOS:
+                            raise
+                        await self.out_of_fds(listener, exc.errno)
+                        continue
+                    peer = read_peer(stream)
+                    level = self.enter(stream, peer)
+                    if level is not None:
+                        nursery.start_soon(serve, stream, peer, level)
+        finally:
+            self.close()  # the refused sockets still lingering, and the spare descriptor
+
     def close(self) -> None:
         """Close the refused sockets still open and the spare descriptor."""
         while self._lingering:
@@ -123,7 +163,7 @@ class Admission:
         if refusal is not None:
             code, key, text = refusal
             self.stats.rejected_connections[key] += 1
-            noisy.warning(key, "refused a connection: %s", text)
+            throttled_log.warning(key, "refused a connection: %s", text)
             self._refuse(_own(stream.socket.detach()), code, text)
             return None
         self.open += 1
@@ -168,7 +208,7 @@ class Admission:
         (closed at once: there is no descriptor to linger with), until no peer is waiting;
         without a spare, peers wait in the accept queue.
         """
-        noisy.warning("accept_failed", "accept failed (%s); retrying in 100 ms", errno.errorcode[err])
+        throttled_log.warning("accept_failed", "accept failed (%s); retrying in 100 ms", errno.errorcode[err])
         while self._spare is not None:
             os.close(self._spare)
             self._spare = None

@@ -10,30 +10,29 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import trio
 
 from .._errors import ErrorCode, RpcError
 from .._service.access import Access
-from .._service.context import current_context
+from .._service.context import ConnectionHandle, current_context
+from .._service.limits import Limits
 from .._service.methods import MethodSpec
+from .._service.stats import ServerStats
 from .._service.throttle import Throttle
 from .pubsub import PROGRESS_TOPIC, Encoded, Topic, event_bytes
-
-if TYPE_CHECKING:
-    from .connection import Connection
-    from .server import Server
 
 __all__ = ["builtin_methods", "builtin_topics"]
 
 MAX_QUEUE = 10_000
 MIN_INTERVAL = 0.05  # of the stats topic, in seconds
-noisy = Throttle(logging.getLogger("jrpc_unix.server"))  # log lines any client can cause
+throttled_log = Throttle(logging.getLogger("jrpc_unix.server"))  # log lines any client can cause
 
 
-def builtin_topics(server: Server) -> list[Topic]:
+def builtin_topics(server_stats: ServerStats) -> list[Topic]:
     shared: list[Any] = [None, b""]  # (key, encoded snapshot), shared by its subscribers
 
     def stats(interval: float = 1.0) -> AsyncIterator[Encoded]:
@@ -45,7 +44,7 @@ def builtin_topics(server: Server) -> list[Topic]:
     def snapshot(key: tuple[str, float]) -> Encoded:
         # One snapshot (~1 ms with 20 methods) and its encoding for every subscriber on a tick.
         if shared[0] != key:
-            shared[:] = [key, Encoded(event_bytes(server.stats.snapshot()))]
+            shared[:] = [key, Encoded(event_bytes(server_stats.snapshot()))]
         encoded: Encoded = shared[1]
         return encoded
 
@@ -69,8 +68,10 @@ def _invalid(message: str) -> RpcError:
     return RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", message)
 
 
-def builtin_methods(server: Server) -> dict[str, MethodSpec]:
-    stats_ = server.stats
+def builtin_methods(
+    topics_: Mapping[str, Topic], limits: Limits, stats_: ServerStats, subscriptions_per_uid: Counter[int]
+) -> dict[str, MethodSpec]:
+    """The ``rpc.*`` methods of a server with these topics, limits, figures and subscriptions."""
 
     def stats() -> dict[str, Any]:
         """Live figures of the service: connections, calls, errors and latency per method."""
@@ -81,16 +82,16 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
         level = current_context().connection.level
         return [
             {"topic": t.name, "description": t.description, "access": t.access.name.lower()}
-            for t in server.topics.values()
+            for t in topics_.values()
             if t.access <= level
         ]
 
-    def _check_room(conn: Connection) -> None:
+    def _check_room(conn: ConnectionHandle) -> None:
         """Refuse a subscription past the connection's or the user's limit (-32006)."""
-        limits, uid = server.limits, conn.peer.uid if conn.peer is not None else -1
-        if len(conn.push.subscriptions) >= limits.max_subscriptions:
+        uid = conn.peer.uid if conn.peer is not None else -1
+        if conn.subscription_count >= limits.max_subscriptions:
             key, text = "max_subscriptions", f"on this connection (limit {limits.max_subscriptions})"
-        elif (per_uid := limits.max_subscriptions_per_uid) and server.subscriptions_per_uid[uid] >= per_uid:
+        elif (per_uid := limits.max_subscriptions_per_uid) and subscriptions_per_uid[uid] >= per_uid:
             key, text = "max_subscriptions_per_uid", f"from uid {uid} (limit {per_uid})"
         else:
             return
@@ -101,15 +102,15 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
     def subscribe(topic: str, queue_size: int = 100, **params: Any) -> dict[str, str]:
         """Receive ``topic``'s events as ``rpc.event`` notifications on this connection."""
         conn = current_context().connection
-        found = server.topics.get(topic) if isinstance(topic, str) else None
+        found = topics_.get(topic) if isinstance(topic, str) else None
         if found is None:
-            names = sorted(t.name for t in server.topics.values() if t.access <= conn.level)
+            names = sorted(t.name for t in topics_.values() if t.access <= conn.level)
             raise _invalid(f"no topic {topic!r}; topics: {', '.join(names)}")
         if found.access > conn.level:  # before any param is looked at: they are its business
             need, have = found.access.name.lower(), conn.level.name.lower()
             data = f"topic {topic!r} needs {need} access; you have {have}"
             stats_.rejected_requests["access_denied"] += 1
-            noisy.warning("access_denied", "denied a subscription to %s: %s", conn.peer, data)
+            throttled_log.warning("access_denied", "denied a subscription to %s: %s", conn.peer, data)
             raise RpcError(ErrorCode.ACCESS_DENIED, "Access denied", data)
         _check_room(conn)
         if type(queue_size) is not int or not 1 <= queue_size <= MAX_QUEUE:
@@ -125,20 +126,19 @@ def builtin_methods(server: Server) -> dict[str, MethodSpec]:
                 events = found.producer(**params)
             except (TypeError, ValueError) as exc:
                 raise _invalid(f"topic {topic!r}: {exc}") from None
-        sub = conn.push.subscribe(found, events, queue_size)
-        return {"subscription": sub.id, "topic": topic}
+        return {"subscription": conn.subscribe(topic, events, queue_size), "topic": topic}
 
     def unsubscribe(subscription: str) -> bool:
         """Stop a subscription of this connection; False if there was none by that id."""
         if type(subscription) is not str:
             raise _invalid(f"subscription must be a string, not {subscription!r}")
-        return bool(current_context().connection.push.unsubscribe(subscription))
+        return current_context().connection.unsubscribe(subscription)
 
     def cancel(id: Any) -> bool:
         """Cancel this connection's running call with request id ``id``; False if none runs."""
         if type(id) not in (str, int, float, type(None)):  # not bool: True would match id 1
             raise _invalid(f"id must be a request id (string, number or null), not {id!r}")
-        return bool(current_context().connection.cancel(id))
+        return current_context().connection.cancel(id)
 
     read = Access.READ
     return {

@@ -1,43 +1,52 @@
-"""The requests of one connection, from complete lines to answers.
+"""The requests of one connection, from complete lines to counted answers.
 
-Each line is parsed and split into its requests (a batch's answers are collected into one
-array); each request is counted, checked (method, params, access, stopping) and answered at once
-if it will not run, else handed to the :class:`~jrpc_unix._server.schedule.Schedule`, which starts it
-in the promised order. Nothing here waits: the reader reads on while calls run or wait, so
-``rpc.cancel`` (the one immediate method) and a disconnect are seen whatever the calls do.
+Each read's lines become messages (:mod:`jrpc_unix._wire.messages` picks the JSON parser and
+makes each line a request, a batch, or the error answer for a line that is not one); each
+request is counted, checked (stopping, access), resolved by the dispatcher, and answered at
+once if it will not run, else handed to the :class:`~jrpc_unix._server.schedule.Schedule`,
+which starts it in the promised order. Every outcome comes back here (:meth:`Calls.finish`,
+:meth:`Calls.reject`) to be counted and handed to its sink: the writer, or its batch. Nothing
+here waits: the reader reads on while calls run or wait, so ``rpc.cancel`` (the one immediate
+method) and a disconnect are seen whatever the calls do.
 
 The common case, one request to a quick synchronous handler with nothing waiting, is answered
-by :meth:`Calls._fast` in one function.
+by :meth:`Calls._fast` in one function, beside the general path it mirrors.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
+
+import trio
 
 from .._errors import ErrorCode
-from .._service.context import inline_slot
-from .._service.dispatch import Call
-from .._service.throttle import short
-from .._wire.fastjson import loads, parser_for
-from .._wire.framing import TOO_LONG
+from .._service.context import ConnectionHandle, inline_slot
+from .._service.dispatch import Invocation
+from .._service.throttle import Throttle, short
 from .._wire.messages import (
-    FAILED_NOTIFICATION,
+    Answer,
+    ErrorAnswer,
+    LineTooLong,
     Request,
-    encode_error,
+    error_answer,
     is_valid_request,
     parse_json,
-    parse_line,
+    parser_for,
+    unparsable,
 )
-from .execute import noisy
+from .execute import Executor
+from .loop import TaskNursery
+from .outbox import Outbox
 from .schedule import Schedule, Sink, shutting_down
-
-if TYPE_CHECKING:
-    from .connection import Connection
+from .shared import ServeContext
+from .writer import Writer
 
 __all__ = ["Calls"]
 
-_ERROR_PREFIX = b'{"jsonrpc":"2.0","error"'
+throttled_log = Throttle(logging.getLogger("jrpc_unix.server"))  # log lines any client can cause
 
 
 class _Batch:
@@ -56,7 +65,7 @@ class _Batch:
         return self._done
 
     def _done(self, answer: bytes | None) -> None:
-        if answer:
+        if answer is not None:
             self._parts.append(answer)
         self._pending -= 1
         self._finish_if_complete()
@@ -72,80 +81,89 @@ class _Batch:
 
 
 class Calls:
-    """Admits, orders and answers the requests of one connection (see the module docstring)."""
+    """Admits, orders and answers the requests of one connection (see the module docstring).
 
-    def __init__(self, conn: Connection) -> None:
-        server = conn.server
-        self._conn = conn
-        self._server = server
-        self._limits = server.limits
-        self._dispatcher = server.dispatcher
-        self._stats = server.stats
-        self._timing = server.stats.per_method
-        self._writer = conn.writer
-        self._deliver = conn.writer.deliver
-        self._push = conn.push
-        self._fast_specs = server.dispatcher.fast_specs(conn.level)
-        self._immediate = server.dispatcher.immediate
-        self.schedule = Schedule(conn, self._admit, self._answered, self._reject)
+    ``handle`` is the connection as handlers see it; ``changed`` is unparked when a call ends
+    or a request leaves the queue; ``settled`` is called whenever nothing runs or waits.
+    """
+
+    def __init__(
+        self,
+        shared: ServeContext,
+        handle: ConnectionHandle,
+        writer: Writer,
+        outbox: Outbox,
+        changed: trio.lowlevel.ParkingLot,
+        tasks: TaskNursery,
+        settled: Callable[[], None],
+    ) -> None:
+        self._shared = shared  # (its ``stopping`` changes)
+        self._handle = handle
+        self._level = handle.level
+        self._limits = shared.limits
+        self._dispatcher = shared.dispatcher
+        self._stats = shared.stats
+        self._timing = shared.stats.per_method
+        self._writer = writer
+        self._deliver = writer.deliver
+        self._outbox = outbox
+        self._fast_specs = shared.dispatcher.fast_specs(handle.level)
+        self._immediate = shared.dispatcher.immediate
         self._inline = inline_slot()
+        executor = Executor(shared, handle)
+        self.schedule = Schedule(shared, executor, writer, changed, tasks, settled, self)
 
     # -- one read's lines --------------------------------------------------------------------
 
     def handle_lines(self, lines: list[bytes | Any]) -> None:
         """Answer, start or queue each line's requests, in order; never waits."""
-        max_batch = self._limits.max_batch
-        try:  # "\n" cannot be part of a digit run, so the joined lines are checked as a whole
-            parse = parser_for(b"\n".join(lines))
-        except TypeError:  # a TOO_LONG marker among them: check line by line
-            parse = loads
+        max_batch, max_size = self._limits.max_batch, self._limits.max_message_size
+        parse = parser_for(lines)
         queue, writer, limit = self.schedule.queue, self._writer, self._limits.max_pending_output
         for line in lines:
-            if line is TOO_LONG:
-                data = f"message exceeds the limit of {self._limits.max_message_size} bytes"
-                answer = encode_error(None, ErrorCode.REQUEST_TOO_LARGE, data=data)
-                self._answer("too_large", self._deliver, answer, 0)
-                continue
             try:
                 obj = parse(line)
-            except ValueError:
-                message = parse_line(line, max_batch)  # the parse error answer
+            except ValueError as exc:  # not JSON; or too long (then the framing kept no bytes)
+                message, size = unparsable(exc, max_size), 0 if isinstance(exc, LineTooLong) else len(line)
             else:
-                if type(obj) is dict and not queue and writer.pending <= limit and self._fast(obj):
+                if isinstance(obj, dict) and not queue and writer.pending <= limit and self._fast(obj):
                     continue
                 message = parse_json(obj, max_batch)
-            size = len(line) // max(1, len(message.items))
+                size = len(line) // len(message.items)  # (a batch's members share its bytes)
             if not message.is_batch:
-                self._member(message.items[0], self._deliver, size)
+                self._member(message.items[0], self._deliver, size, message.reason)
                 continue
             batch = _Batch(self._deliver)
             for item in message.items:
-                self._member(item, batch.expect(), size)
+                self._member(item, batch.expect(), size, message.reason)
             batch.seal()
 
-    def _member(self, item: Request | bytes, sink: Sink, size: int) -> None:
-        if isinstance(item, bytes):
-            self._answer("parse_error" if b'"code":-32700' in item else "invalid_request", sink, item, size)
+    def _member(self, item: Request | bytes, sink: Sink, size: int, reason: str) -> None:
+        if isinstance(item, bytes):  # an invalid member's answer: now, or in its turn
+            if self.schedule.queue:
+                self.schedule.wait_answer(sink, size, ErrorAnswer(item, reason))
+            else:
+                self.reject(sink, ErrorAnswer(item, reason))
         elif (
             self.schedule.queue or self._writer.pending > self._limits.max_pending_output
         ) and item.method not in self._immediate:
             self.schedule.wait(item, sink, size)  # behind what waits already
         else:
-            call = self._admit(item, sink)
+            call = self.admit(item, sink)
             if call is not None:
                 self.schedule.start(call, sink)
 
     def _fast(self, obj: dict[str, Any]) -> bool:
         """Answer the common case here: one request to a quick synchronous handler.
 
-        Same answers and statistics as :meth:`_admit` -> :meth:`Executor.inline` ->
-        :meth:`_finish` (the test suite runs both ways), written out in one function: nearly
+        Same answers and statistics as :meth:`admit` -> :meth:`Executor.inline` ->
+        :meth:`finish` (the test suite runs both ways), written out in one function: nearly
         every request takes this path, and each call saved is ~3 % of it. False hands the
         request to the general path: anything unusual, anything that must wait or needs a task.
         """
         method = obj.get("method")
-        spec = self._fast_specs.get(method) if type(method) is str else None
-        if spec is None or self._server.stopping or not is_valid_request(obj):
+        spec = self._fast_specs.get(method) if isinstance(method, str) else None
+        if spec is None or self._shared.stopping or not is_valid_request(obj):
             return False
         params = obj.get("params")
         if not spec.shape.accepts(params):
@@ -161,102 +179,94 @@ class Calls:
         name, rid = spec.name, obj.get("id")
         start = time.perf_counter_ns() if self._timing else 0
         inline = self._inline  # what current_context() reads; see Executor.inline
-        inline.connection, inline.method, inline.request_id = self._conn, name, rid
+        inline.connection, inline.method, inline.request_id = self._handle, name, rid
         inline.notification = notification
         try:
-            if type(params) is dict:
+            if isinstance(params, dict):
                 value = spec.func(**params)
             else:
                 value = spec.func(*params) if params else spec.func()
         except Exception as exc:
-            answer = self._dispatcher.encode_exception(name, rid, notification, exc)
+            answer: Answer = self._dispatcher.answer_exception(name, rid, notification, exc)
         else:
-            answer = self._dispatcher.encode_value(name, rid, notification, value)
+            answer = self._dispatcher.answer(name, rid, notification, value)
         finally:
             inline.connection = None
-        # _finish, with the deliver() of a successful notification's None left out
+        # finish(), less what cannot happen here: a reason (no refusal), a known=False
         m = stats.methods.get(name) or stats.method(name, True)  # (no call once it exists)
         if notification:
             m.notifications += 1
         else:
             m.calls += 1
-            self._push.before_answer()
+            self._outbox.before_answer()
         if start:
             m.latency.add(time.perf_counter_ns() - start)
-        if answer is not None:
-            if not answer or answer.startswith(_ERROR_PREFIX):
-                m.errors += 1
-                stats.errors += 1
+        if isinstance(answer, bytes):
             self._deliver(answer)
+        elif answer is not None:  # an ErrorAnswer
+            m.errors += 1
+            stats.errors += 1
+            self._deliver(answer.line)
         return True
 
-    # -- admission and start ----------------------------------------------------------------
+    # -- the general path (the schedule's Outcomes) -------------------------------------------
 
-    def _admit(self, req: Request, sink: Sink) -> Call | None:
-        """Count the request; answer at once what will not run; the Call to run otherwise."""
+    def admit(self, req: Request, sink: Sink) -> Invocation | None:
+        """Count the request; answer at once what will not run; the Invocation to run otherwise."""
         stats = self._stats
         if req.is_notification:
             stats.notifications += 1
         else:
             stats.calls += 1
-        if self._server.stopping:
-            answer = FAILED_NOTIFICATION if req.is_notification else shutting_down(req)
-            self._reject("shutting_down", sink, answer)
+        if self._shared.stopping:
+            self.reject(sink, shutting_down(req))
             return None
         needed = self._dispatcher.access_needed(req.method)  # before params: -32602 would tell of them
-        if needed is not None and needed > self._conn.level:
-            need, have = needed.name.lower(), self._conn.level.name.lower()
-            data = f"{req.method} needs {need} access; you have {have}"
-            peer = self._conn.peer
-            noisy.warning("access_denied", "denied %s to %s: %s", short(req.method), peer, short(data))
-            denied = (
-                FAILED_NOTIFICATION
-                if req.is_notification
-                else encode_error(req.id, ErrorCode.ACCESS_DENIED, data=data)
+        if needed is not None and needed > self._level:
+            data = f"{req.method} needs {needed.name.lower()} access; you have {self._level.name.lower()}"
+            peer = self._handle.peer
+            throttled_log.warning(
+                "access_denied", "denied %s to %s: %s", short(req.method), peer, short(data)
             )
-            self._reject("access_denied", sink, denied)
+            code = ErrorCode.ACCESS_DENIED
+            self.reject(
+                sink, error_answer(req.id, req.is_notification, code, data=data, reason="access_denied")
+            )
             return None
         call = self._dispatcher.prepare(req)
-        if type(call) is not Call:
-            known = self._dispatcher.knows(req.method)
-            self._finish(req.method, req.is_notification, known, sink, call, 0)  # type: ignore[arg-type]
+        if isinstance(call, ErrorAnswer):  # no such method, params that do not bind
+            self._count(req, sink, call, known=self._dispatcher.knows(req.method))
             return None
-        spec = call.spec
-        if spec.immediate:
-            self._finish(req.method, req.is_notification, True, sink, self.schedule.executor.inline(call), 0)
+        if call.spec.immediate:
+            self._count(req, sink, self.schedule.executor.inline(call))
             return None
         return call
 
-    def _answered(self, call: Call, sink: Sink, answer: bytes | None, start: int) -> None:
-        req = call.request
-        self._finish(req.method, req.is_notification, True, sink, answer, start)
+    def finish(self, call: Invocation, sink: Sink, answer: Answer, start: int) -> None:
+        self._count(call.request, sink, answer, start)
 
-    def _finish(
-        self, method: str, notification: bool, known: bool, sink: Sink, answer: bytes | None, start: int
-    ) -> None:
+    def _count(self, req: Request, sink: Sink, answer: Answer, start: int = 0, *, known: bool = True) -> None:
         """Count the outcome, put progress reports ahead of the answer, hand the answer on."""
-        m = self._stats.method(method, known)
-        if notification:
+        stats = self._stats
+        m = stats.method(req.method, known)
+        if req.is_notification:
             m.notifications += 1
         else:
             m.calls += 1
-            self._push.before_answer()
+            self._outbox.before_answer()
         if start:
             m.latency.add(time.perf_counter_ns() - start)
-        if answer is not None and (not answer or answer.startswith(_ERROR_PREFIX)):
+        if isinstance(answer, ErrorAnswer):
             m.errors += 1
-            self._stats.errors += 1
-        sink(answer)
-
-    def _reject(self, reason: str, sink: Sink, answer: bytes | None) -> None:
-        self._stats.rejected_requests[reason] += 1
-        if answer is not None:
-            self._stats.errors += 1
-        sink(answer)
-
-    def _answer(self, reason: str, sink: Sink, answer: bytes, size: int) -> None:
-        """An invalid line's answer: now, or in its turn when requests wait (serial order)."""
-        if self.schedule.queue:
-            self.schedule.wait_answer(sink, size, answer, reason)
+            stats.errors += 1
+            if answer.reason:  # cancelled, timed out
+                stats.rejected_requests[answer.reason] += 1
+            sink(answer.line)
         else:
-            self._reject(reason, sink, answer)
+            sink(answer)
+
+    def reject(self, sink: Sink, answer: ErrorAnswer) -> None:
+        """Count a request that will not run under its reason, and hand its answer on."""
+        self._stats.rejected_requests[answer.reason] += 1
+        self._stats.errors += 1
+        sink(answer.line)

@@ -20,56 +20,50 @@ import contextlib
 import logging
 import select
 import socket as stdsocket
-import struct
-import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 
-from .._service.access import Access
-from .._service.context import Peer
+from .._service.access import Access, Peer
+from .._service.throttle import Throttle
 from .._wire.framing import LineSplitter
 from .calls import Calls
-from .execute import noisy
-from .push import Push
+from .loop import TaskNursery
+from .outbox import Outbox
+from .shared import ServeContext
 from .writer import Writer
 
-if TYPE_CHECKING:
-    from .server import Server
-
-__all__ = ["Connection", "noisy", "read_peer", "watch_idle"]
+__all__ = ["Connection"]
 
 log = logging.getLogger("jrpc_unix.server")
-_PEERCRED = struct.Struct("3i")
+throttled_log = Throttle(log)  # log lines any client can cause
 _TICKS = 4  # idle_timeout is checked every quarter of it
 
 
-def read_peer(stream: trio.SocketStream) -> Peer | None:
-    """The peer's pid/uid/gid (SO_PEERCRED), or None where the platform has none."""
-    try:
-        raw = stream.socket.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_PEERCRED, _PEERCRED.size)
-    except (OSError, AttributeError):
-        return None
-    pid, uid, gid = _PEERCRED.unpack(raw)
-    return Peer(pid, uid, gid)
-
-
 class Connection:
-    """Serves one accepted stream until the peer leaves, idles out, or the server stops."""
+    """Serves one accepted stream until the peer leaves, idles out, or the server stops.
 
-    def __init__(self, server: Server, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
-        self.server = server
+    It is also what a handler's ``current_context().connection`` is: a
+    :class:`~jrpc_unix._service.context.ConnectionHandle`.
+    """
+
+    def __init__(
+        self, shared: ServeContext, stream: trio.SocketStream, peer: Peer | None, level: Access
+    ) -> None:
+        self._shared = shared
+        self.server = shared.server
         self.stream = stream
         self.peer = peer
         self.level = level
-        self._limits = server.limits
-        self._splitter = LineSplitter(server.limits.max_message_size)
+        self._limits = shared.limits
+        self._splitter = LineSplitter(shared.limits.max_message_size)
         self.changed = trio.lowlevel.ParkingLot()  # a call ended, output drained, a request left the queue
+        self.tasks = TaskNursery()
         self.writer = Writer(stream, self.changed, self._gone)
-        self.deliver = self.writer.deliver  # the sink of single requests
         self.flush = self.writer.flush
-        self.push = Push(self)
-        self.calls = Calls(self)
+        self.outbox = Outbox(shared, self.writer, self.tasks, peer.uid if peer is not None else -1)
+        self.calls = Calls(shared, self, self.writer, self.outbox, self.changed, self.tasks, self.settled)
         self.gone = False  # nobody can read answers any more
         self.reading = True  # the reader has not ended yet
         self._reading_stopped = False  # our own shutdown(SHUT_RD): server stop or idle timeout
@@ -81,25 +75,41 @@ class Connection:
         self._quiet_ticks = 0
         self._line_seen = -1  # ``messages`` when an unfinished line was first seen; -1: none
         self._line_ticks = 0
-        self._nursery: trio.Nursery | None = None
-        self._token = trio.lowlevel.current_trio_token()
-        self._thread = threading.get_ident()
+
+    # -- what handlers may do (ConnectionHandle) ---------------------------------------------
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self.outbox.subscriptions)
+
+    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> str:
+        return self.outbox.subscribe(topic, events, queue_size).id
+
+    def unsubscribe(self, subscription: str) -> bool:
+        return self.outbox.unsubscribe(subscription)
+
+    def cancel(self, request_id: Any) -> bool:
+        """rpc.cancel on this connection (see :meth:`Schedule.cancel`)."""
+        return self.calls.schedule.cancel(request_id)
+
+    def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
+        self.outbox.report_progress(request_id, done, total, message)
 
     # -- life ------------------------------------------------------------------------------
 
     async def serve(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self.tasks.nursery = nursery
                 await self._read_loop()
                 self.reading = False
                 if not self.gone:  # calls and events may run on: a close must still be seen
                     self._watch_hangup()
                     self.settled_if_idle()
-            self._nursery = None  # closed to new tasks
+            self.tasks.nursery = None  # closed to new tasks
             await self.flush()
         finally:
-            self.push.close()
+            self.outbox.close()
             self._close()
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
@@ -152,24 +162,20 @@ class Connection:
 
     def settled(self) -> None:
         """Nothing runs or waits any more (the schedule calls this)."""
-        if self.server.stopping:
+        if self._shared.stopping:
             self.stop_reading()
         if not self.reading:
-            self.push.end_progress()  # no call can come any more to report progress on
+            self.outbox.end_progress()  # no call can come any more to report progress on
 
     def wake_for_stop(self) -> None:
         """Server stopping: end subscriptions, answer what waits -32002, stop reading if idle."""
-        self.push.close()
+        self.outbox.close()
         self.calls.schedule.stop()
         self.settled_if_idle()
 
     def cancel_for_shutdown(self) -> None:
         """The server's grace is over: cancel every call, even run-to-completion ones."""
         self.calls.schedule.cancel_for_shutdown()
-
-    def cancel(self, request_id: Any) -> bool:
-        """rpc.cancel on this connection (see :meth:`Schedule.cancel`)."""
-        return self.calls.schedule.cancel(request_id)
 
     def stop_reading(self) -> None:
         """Wake the reader with EOF and let it finish (a cancel scope per read would cost ~4 us)."""
@@ -187,12 +193,12 @@ class Connection:
         self.gone = True
         self.writer.abandon()
         self.calls.schedule.peer_gone()
-        self.push.close()
+        self.outbox.close()
         self._close()  # wakes our reader and writer, if they wait on the socket
         self.changed.unpark_all()
         schedule = self.calls.schedule
-        if not schedule.idle and not self.server.detach(self):  # (idle: it ends at once anyway)
-            noisy.warning("detached", "too many connections run on for clients that left; cancelling")
+        if not schedule.idle and not self._shared.connections.detach(self):  # (idle: it ends at once)
+            throttled_log.warning("detached", "too many connections run on for clients that left; cancelling")
             schedule.cancel_everything()
 
     def _close(self) -> None:
@@ -210,12 +216,12 @@ class Connection:
 
     def _watch_hangup(self) -> None:
         fd = self.stream.socket.fileno()
-        if self._hangup_fd < 0 and self.server.hangups.watch(fd, self._gone):
+        if self._hangup_fd < 0 and self._shared.hangups.watch(fd, self._gone):
             self._hangup_fd = fd
 
     def _unwatch_hangup(self) -> None:
         if self._hangup_fd >= 0:
-            self.server.hangups.unwatch(self._hangup_fd)
+            self._shared.hangups.unwatch(self._hangup_fd)
             self._hangup_fd = -1
 
     # -- the idle watchdog -----------------------------------------------------------------
@@ -246,24 +252,16 @@ class Connection:
             self._line_ticks += 1
         timeout = self._limits.idle_timeout
         if self._quiet_ticks >= _TICKS and stalled:
-            noisy.warning("stalled", "closing a connection that read no answer for %s s", timeout)
+            throttled_log.warning("stalled", "closing a connection that read no answer for %s s", timeout)
             self._gone()
         elif self._quiet_ticks >= _TICKS:
             log.info("closing a connection idle for %s s", timeout)
             self.stop_reading()
         elif self._line_ticks >= _TICKS:
-            noisy.warning("slow_message", "closing a connection whose message took over %s s", timeout)
+            throttled_log.warning(
+                "slow_message", "closing a connection whose message took over %s s", timeout
+            )
             self._gone()
 
     def _idle(self) -> bool:
-        return self.calls.schedule.idle and not self.push.subscriptions
-
-
-async def watch_idle(connections: set[Connection], period: float, scope: trio.CancelScope) -> None:
-    """The server's idle watchdog: every ``period`` (a quarter of ``idle_timeout``), each
-    connection's :meth:`Connection.idle_tick`, until ``scope`` is cancelled (at stop)."""
-    with scope:
-        while True:
-            await trio.sleep(period)
-            for conn in list(connections):
-                conn.idle_tick()
+        return self.calls.schedule.idle and not self.outbox.subscriptions

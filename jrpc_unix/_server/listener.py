@@ -46,7 +46,15 @@ import trio
 
 from .._errors import AddressInUseError, ServerSetupError
 
-__all__ = ["MAX_PATH_BYTES", "SocketFile", "connect_path", "is_abstract", "listening", "open_unix_listener"]
+__all__ = [
+    "MAX_PATH_BYTES",
+    "SocketFile",
+    "close_on_error",
+    "connect_path",
+    "is_abstract",
+    "listening",
+    "open_unix_listener",
+]
 
 #: sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_PATH_BYTES = 107
@@ -228,45 +236,50 @@ def _short(directory: str, name: str, dir_fd: int) -> str:
     raise ServerSetupError(f"socket file name is too long for the kernel: {name}")
 
 
+@contextlib.contextmanager
+def close_on_error(sock: stdsocket.socket) -> Iterator[stdsocket.socket]:
+    """``sock``, closed if the block raises (trio's idiom, ``_highlevel_open_unix_stream``)."""
+    try:
+        yield sock
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _bind_file(path: str, mode: int, gid: int | None, backlog: int) -> tuple[stdsocket.socket, SocketFile]:
     directory, final = os.path.split(os.path.abspath(path))
     try:
         dir_fd = os.open(directory, _DIR_FLAGS)
     except OSError as exc:
         raise ServerSetupError(f"cannot use directory {directory}: {exc.strerror}") from None
-    sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
     lock = f".{final}.jrpc-lock"
     try:
-        probe = _short(directory, final, dir_fd)
-        with _starters_lock(dir_fd, lock, os.path.join(directory, lock)):
-            _refuse_live_or_foreign(dir_fd, final, probe, path)
-            with _private_dir(dir_fd, directory) as private_fd:
-                sock.bind(f"/proc/self/fd/{private_fd}/{_INNER}")  # no name another user can redirect
-                st = os.lstat(_INNER, dir_fd=private_fd)  # ours: nobody else can write in there
-                if gid is not None:
-                    os.chown(_INNER, -1, gid, dir_fd=private_fd, follow_symlinks=False)
-                os.chmod(_INNER, mode, dir_fd=private_fd)
-                sock.listen(backlog)
-                os.rename(_INNER, final, src_dir_fd=private_fd, dst_dir_fd=dir_fd)
+        with close_on_error(stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)) as sock:
+            probe = _short(directory, final, dir_fd)
+            with _starters_lock(dir_fd, lock, os.path.join(directory, lock)):
+                _refuse_live_or_foreign(dir_fd, final, probe, path)
+                with _private_dir(dir_fd, directory) as private_fd:
+                    sock.bind(f"/proc/self/fd/{private_fd}/{_INNER}")  # no name another user can redirect
+                    st = os.lstat(_INNER, dir_fd=private_fd)  # ours: nobody else can write in there
+                    if gid is not None:
+                        os.chown(_INNER, -1, gid, dir_fd=private_fd, follow_symlinks=False)
+                    os.chmod(_INNER, mode, dir_fd=private_fd)
+                    sock.listen(backlog)
+                    os.rename(_INNER, final, src_dir_fd=private_fd, dst_dir_fd=dir_fd)
         # Absolute: a relative path must still name our file after the program changes directory.
         return sock, SocketFile(os.path.join(directory, final), st.st_dev, st.st_ino)
     except OSError as exc:
-        sock.close()
         raise ServerSetupError(f"cannot listen on {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        sock.close()
-        raise
     finally:
         os.close(dir_fd)
 
 
 def _bind_abstract(address: str, backlog: int) -> tuple[stdsocket.socket, SocketFile]:
-    sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
     try:
-        sock.bind("\0" + address[1:])
-        sock.listen(backlog)
+        with close_on_error(stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)) as sock:
+            sock.bind("\0" + address[1:])
+            sock.listen(backlog)
     except OSError as exc:
-        sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise AddressInUseError(f"another server is already listening on {address}") from None
         raise ServerSetupError(f"cannot listen on {address}: {exc.strerror}") from None

@@ -36,7 +36,7 @@ import trio
 from .._service.access import Access
 from .._wire.fastjson import dumps
 
-__all__ = ["PROGRESS_TOPIC", "Budget", "Encoded", "Producer", "Subscription", "Topic", "event_bytes"]
+__all__ = ["PROGRESS_TOPIC", "Budget", "Encoded", "Producer", "SubscriberQueue", "Topic", "event_bytes"]
 
 PROGRESS_TOPIC = "progress"
 Producer = Callable[..., AsyncIterator[Any]]
@@ -72,8 +72,9 @@ class Budget:
         self.limit = limit
 
 
-class Subscription:
-    """One client's subscription: a bounded queue of encoded events and a pump task's scope."""
+class SubscriberQueue:
+    """One client's subscription, server side: a bounded queue of encoded events and its pump
+    task's scope (the client's side is :class:`jrpc_unix.Subscription`)."""
 
     __slots__ = ("_budget", "_head", "_size", "bytes", "dropped", "id", "lot", "queue", "scope", "topic")
 
@@ -154,7 +155,7 @@ class Topic:
         self.producer = producer
         self.description = description
         self.access = Access(access)
-        self.subscribers: set[Subscription] = set()
+        self.subscribers: set[SubscriberQueue] = set()
 
     def publish(self, data: Any) -> int:
         """Queue ``data`` for every subscriber (encoded once); returns how many were dropped."""

@@ -17,59 +17,83 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import trio
 
 from .._errors import ErrorCode
-from .._service.dispatch import Call
+from .._service.dispatch import Invocation
 from .._service.methods import RunMode
-from .._wire.messages import FAILED_NOTIFICATION, Request, encode_error
-from .execute import Entry, Executor
-
-if TYPE_CHECKING:
-    from .connection import Connection
+from .._wire.messages import Answer, ErrorAnswer, Request, error_answer
+from .execute import Executor, RunningCall
+from .loop import TaskNursery
+from .shared import ServeContext
+from .writer import Writer
 
 __all__ = ["Schedule", "Sink"]
 
+#: Where a request's answer line goes: the writer, or its batch (None: nothing to send).
 Sink = Callable[[bytes | None], None]
-#: Count a request and answer it if it will not run; else the Call to run (Calls._admit).
-Admit = Callable[[Request, Sink], Call | None]
-#: Count a finished call's outcome and hand its answer to the sink (Calls._answered).
-Finish = Callable[[Call, Sink, bytes | None, int], None]
-#: Count a request refused under a reason and hand its answer to the sink (Calls._reject).
-Reject = Callable[[str, Sink, bytes | None], None]
+
+
+class Outcomes(Protocol):
+    """Where the schedule hands requests and answers back (:class:`~jrpc_unix._server.calls.Calls`)."""
+
+    def admit(self, req: Request, sink: Sink) -> Invocation | None:
+        """Count a request and answer it if it will not run; else the Invocation to run."""
+        ...
+
+    def finish(self, call: Invocation, sink: Sink, answer: Answer, start: int) -> None:
+        """Count a finished call's outcome and hand its answer to the sink."""
+        ...
+
+    def reject(self, sink: Sink, answer: ErrorAnswer) -> None:
+        """Count a request refused and hand its answer to the sink."""
+        ...
 
 
 class _Waiting:
     """A request in the queue (admitted once it reaches the head), or an invalid line's answer."""
 
-    __slots__ = ("answer", "call", "reason", "req", "sink", "size")
+    __slots__ = ("answer", "call", "req", "sink", "size")
 
     def __init__(
-        self, sink: Sink, size: int, req: Request | None = None, answer: bytes = b"", reason: str = ""
+        self, sink: Sink, size: int, req: Request | None = None, answer: ErrorAnswer | None = None
     ) -> None:
         self.sink = sink
         self.size = size  # bytes of the line it came in (a batch's members share them)
-        self.req = req  # None: an invalid line, answered ``answer`` (counted under ``reason``)
-        self.call: Call | None = None
+        self.req = req  # None: an invalid line, answered ``answer``
+        self.call: Invocation | None = None
         self.answer = answer
-        self.reason = reason
 
 
 class Schedule:
-    """Starts the admitted calls of one connection in the promised order."""
+    """Starts the admitted calls of one connection in the promised order.
 
-    def __init__(self, conn: Connection, admit: Admit, finish: Finish, reject: Reject) -> None:
-        server = conn.server
-        self._conn = conn
-        self._limits = server.limits
-        self._stats = server.stats
-        self._timing = server.stats.per_method
-        self._serial = server.serial
-        self._survivors = server.dispatcher.run_to_completion
-        self._writer = conn.writer
-        self._changed = conn.changed
-        self._admit, self._finish, self._reject = admit, finish, reject
-        self.executor = Executor(conn)
+    ``settled`` is called whenever nothing runs or waits any more.
+    """
+
+    def __init__(
+        self,
+        shared: ServeContext,
+        executor: Executor,
+        writer: Writer,
+        changed: trio.lowlevel.ParkingLot,
+        tasks: TaskNursery,
+        settled: Callable[[], None],
+        outcomes: Outcomes,
+    ) -> None:
+        self._limits = shared.limits
+        self._stats = shared.stats
+        self._timing = shared.stats.per_method
+        self._serial = shared.serial
+        self._survivors = shared.dispatcher.run_to_completion
+        self._writer = writer
+        self._changed = changed  # unparked when a call ends or a request leaves the queue
+        self._tasks = tasks
+        self._settled = settled
+        self._admit, self._finish, self._reject = outcomes.admit, outcomes.finish, outcomes.reject
+        self.executor = executor
         self.in_flight = 0
         #: What waits, in order. Non-empty: everything received goes here (but rpc.cancel).
         self.queue: collections.deque[_Waiting] = collections.deque()
@@ -88,7 +112,7 @@ class Schedule:
         limits = self._limits
         return len(self.queue) >= limits.max_queued_requests or self._queued_bytes >= limits.max_queued_bytes
 
-    def start(self, call: Call, sink: Sink) -> None:
+    def start(self, call: Invocation, sink: Sink) -> None:
         """Start an admitted call now, or queue it when it must wait."""
         if self._may_start(call):
             self._launch(call, sink)
@@ -101,21 +125,21 @@ class Schedule:
         """Queue a request behind those that wait already (admitted when its turn comes)."""
         self._enqueue(_Waiting(sink, size, req))
 
-    def wait_answer(self, sink: Sink, size: int, answer: bytes, reason: str) -> None:
+    def wait_answer(self, sink: Sink, size: int, answer: ErrorAnswer) -> None:
         """Queue an invalid line's answer, to keep its place (serial mode answers in order)."""
-        self._enqueue(_Waiting(sink, size, answer=answer, reason=reason))
+        self._enqueue(_Waiting(sink, size, answer=answer))
 
-    def _is_barrier(self, call: Call) -> bool:
+    def _is_barrier(self, call: Invocation) -> bool:
         return call.request.is_notification or self._serial
 
-    def _may_start(self, call: Call) -> bool:
+    def _may_start(self, call: Invocation) -> bool:
         if self._writer.pending > self._limits.max_pending_output:
             return False
         if self._is_barrier(call):
             return not self.in_flight and call.spec.mode is RunMode.SYNC  # else the queue runs it
         return call.spec.mode is RunMode.SYNC or self.in_flight < self._limits.max_in_flight
 
-    def _launch(self, call: Call, sink: Sink) -> None:
+    def _launch(self, call: Invocation, sink: Sink) -> None:
         """Start a call that may start: inline, or in a task (counted in flight)."""
         start = time.perf_counter_ns() if self._timing else 0
         if call.spec.mode is RunMode.SYNC:
@@ -123,20 +147,18 @@ class Schedule:
             return
         self.in_flight += 1
         self._stats.in_flight += 1
-        entry = self.executor.register(call)  # now, so an rpc.cancel right behind finds it
-        nursery = self._conn._nursery
-        assert nursery is not None
-        nursery.start_soon(self._run_task, call, sink, entry, start)
+        running = self.executor.running.add(call)  # now, so an rpc.cancel right behind finds it
+        self._tasks.start_soon(self._run_task, call, sink, running, start)
 
-    async def _run_task(self, call: Call, sink: Sink, entry: Entry, start: int) -> None:
+    async def _run_task(self, call: Invocation, sink: Sink, running: RunningCall, start: int) -> None:
         try:
-            self._finish(call, sink, await self.executor.run(call, entry), start)
+            self._finish(call, sink, await self.executor.run(call, running), start)
         finally:
             self.in_flight -= 1
             self._stats.in_flight -= 1
             self._changed.unpark_all()
             if self.idle:
-                self._conn.settled()
+                self._settled()
         await self._writer.flush()
 
     # -- the queue ---------------------------------------------------------------------------
@@ -146,9 +168,7 @@ class Schedule:
         self._queued_bytes += waiting.size
         if not self._queue_task:
             self._queue_task = True
-            nursery = self._conn._nursery
-            assert nursery is not None
-            nursery.start_soon(self._run_queue)
+            self._tasks.start_soon(self._run_queue)
 
     def _pop(self) -> None:
         self._queued_bytes -= self.queue.popleft().size
@@ -179,10 +199,11 @@ class Schedule:
                             await self._changed.park()
                         continue
                     call = waiting.call
-                    if waiting.req is None:  # an invalid line's answer, in its turn
+                    if waiting.answer is not None:  # an invalid line's answer, in its turn
                         self._pop()
-                        self._reject(waiting.reason, waiting.sink, waiting.answer)
+                        self._reject(waiting.sink, waiting.answer)
                     elif call is None:
+                        assert waiting.req is not None
                         waiting.call = self._admit(waiting.req, waiting.sink)
                         if waiting.call is None:  # answered already: no such method, ...
                             self._pop()
@@ -197,9 +218,9 @@ class Schedule:
         finally:
             self._queue_task = False
             if self.idle:
-                self._conn.settled()
+                self._settled()
 
-    async def _run_barrier(self, call: Call, sink: Sink) -> None:
+    async def _run_barrier(self, call: Invocation, sink: Sink) -> None:
         """Run the head barrier while it stays queued: what follows waits behind it."""
         start = time.perf_counter_ns() if self._timing else 0
         self._head_running = True
@@ -210,7 +231,7 @@ class Schedule:
             self._pop()
         self._finish(call, sink, answer, start)
 
-    def _drop(self, keep: Callable[[_Waiting], bool], reason: str, answer: Callable[[Request], bytes]) -> int:
+    def _drop(self, keep: Callable[[_Waiting], bool], answer: Callable[[Request], ErrorAnswer]) -> int:
         """Take what ``keep`` refuses out of the queue (not a running barrier), answering each."""
         queue = self.queue
         head = [queue.popleft()] if self._head_running else []
@@ -223,14 +244,15 @@ class Schedule:
             self._queued_bytes -= waiting.size
             req = waiting.req
             if req is None:
-                self._reject(waiting.reason, waiting.sink, waiting.answer)
+                assert waiting.answer is not None
+                self._reject(waiting.sink, waiting.answer)
                 continue
             if waiting.call is None:  # not counted yet
                 if req.is_notification:
                     self._stats.notifications += 1
                 else:
                     self._stats.calls += 1
-            self._reject(reason, waiting.sink, FAILED_NOTIFICATION if req.is_notification else answer(req))
+            self._reject(waiting.sink, answer(req))
         self._changed.unpark_all()
         return len(dropped)
 
@@ -239,46 +261,57 @@ class Schedule:
     def cancel(self, request_id: Any) -> bool:
         """rpc.cancel: the running call(s) with this id are cancelled, the waiting ones answered
         -32005 without running; True if there was one."""
-        found = self.executor.cancel(request_id)
+        found = self.executor.running.cancel(request_id)
 
         def other(w: _Waiting) -> bool:
             return w.req is None or w.req.is_notification or w.req.id != request_id
 
-        def cancelled(req: Request) -> bytes:
-            return encode_error(req.id, ErrorCode.CANCELLED, data=f"{req.method} was cancelled")
-
-        return self._drop(other, "cancelled", cancelled) > 0 or found
+        return self._drop(other, cancelled) > 0 or found
 
     def peer_gone(self) -> None:
         """Nobody will read answers: cancel and drop all but notifications and run-to-completion
         calls, which finish in the background (specs/protocol.md §10)."""
-        self.executor.cancel_running(everything=False)
+        self.executor.running.cancel_all(everything=False)
         survivors = self._survivors
 
         def survives(w: _Waiting) -> bool:
             return w.req is not None and (w.req.is_notification or w.req.method in survivors)
 
-        self._drop(survives, "cancelled", shutting_down)
+        self._drop(survives, _gone)
 
     def stop(self) -> None:
         """The server stops: nothing that waits starts any more; each is answered -32002."""
-        if self._drop(lambda w: False, "shutting_down", shutting_down) and self._head_running:
-            nursery = self._conn._nursery  # (open: the queue's task runs the barrier in it)
-            assert nursery is not None
-            nursery.start_soon(self._writer.flush)  # the answers now, not once the barrier ends
+        if self._drop(_nothing, shutting_down) and self._head_running:
+            # (the queue's task runs the barrier in the nursery, so it is open)
+            self._tasks.start_soon(self._writer.flush)  # the answers now, not once the barrier ends
 
     def cancel_everything(self) -> None:
         """The peer is gone and no more work may run on detached: cancel and drop all of it."""
-        self.executor.cancel_running(everything=True)
-        self._drop(lambda w: False, "cancelled", shutting_down)
+        self.executor.running.cancel_all(everything=True)
+        self._drop(_nothing, _gone)
 
     def cancel_for_shutdown(self) -> None:
         """The grace is over: cancel everything still running, run-to-completion calls too."""
         self.executor.shutdown = True
         self.stop()
-        self.executor.cancel_running(everything=True)
+        self.executor.running.cancel_all(everything=True)
 
 
-def shutting_down(req: Request) -> bytes:
-    """The answer to a call that will not run because the server stops."""
-    return encode_error(req.id, ErrorCode.SHUTTING_DOWN)
+def _nothing(waiting: _Waiting) -> bool:
+    return False
+
+
+def shutting_down(req: Request) -> ErrorAnswer:
+    """The answer to a request that will not run because the server stops."""
+    return error_answer(req.id, req.is_notification, ErrorCode.SHUTTING_DOWN, reason="shutting_down")
+
+
+def cancelled(req: Request) -> ErrorAnswer:
+    """The answer to a waiting request ``rpc.cancel`` took out of the queue."""
+    data = f"{req.method} was cancelled"
+    return error_answer(req.id, req.is_notification, ErrorCode.CANCELLED, data=data, reason="cancelled")
+
+
+def _gone(req: Request) -> ErrorAnswer:
+    """The (unsent) answer to a waiting request whose caller is gone."""
+    return error_answer(req.id, req.is_notification, ErrorCode.SHUTTING_DOWN, reason="cancelled")

@@ -9,21 +9,17 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import logging
 import signal
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import trio
 
-from .._errors import ServerSetupError
-from .._service.access import Access, Policy, group_id
-from .._service.context import Peer
+from .._errors import ServerSetupError, sole_exception
+from .._service.access import Access, Peer, Policy, group_id
 from .._service.discover import add_discover
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits, raise_fd_limit
@@ -32,18 +28,33 @@ from .._service.stats import ServerStats
 from .._service.throttle import flush_all
 from .admission import Admission
 from .builtins import builtin_methods, builtin_topics
-from .connection import Connection, read_peer, watch_idle
+from .connection import Connection
 from .hangup import HangupWatch
 from .listener import is_abstract, listening, open_unix_listener
 from .logqueue import start_log_thread, stop_log_thread
+from .loop import EventLoop
 from .pubsub import Producer, Topic
+from .shared import ConnectionSet, ServeContext
 from .workers import WorkerThreads
 
-__all__ = ["Server", "run", "serve", "serve_until_signalled"]
+__all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
 log = logging.getLogger("jrpc_unix.server")
 
-_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+class ServerOptions(TypedDict, total=False):
+    """:class:`Server`'s keyword options, as :func:`serve`, :func:`run` and
+    :func:`~jrpc_unix.serve_in_thread` pass them on."""
+
+    limits: Limits | None
+    mode: Literal["concurrent", "serial"]
+    socket_mode: int
+    socket_group: int | str | None
+    policy: Policy | None
+    topics: Mapping[str, str] | None
+    fast_path: bool
+    discover: bool
+    method_stats: bool
 
 
 class Server:
@@ -73,7 +84,7 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
-        self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self)}
+        self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
         self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
             self.add_topic(name, producer, description, access=access)
@@ -81,25 +92,40 @@ class Server:
             if name not in self.topics:  # declared by the methods too: one topic
                 self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
-        self.stopping = False
         self.workers = WorkerThreads(self.limits, self.stats)
         self.hangups = HangupWatch()
-        self._connections: set[Connection] = set()
-        self._detached: set[Connection] = set()  # the peer left; notifications etc. run on
         self._admission = Admission(self.limits, policy, self.stats)
+        self.connections = ConnectionSet(self.limits, self.stats, self._admission.leave)
+        self._loop = EventLoop()
+        self._shared = ServeContext(
+            self,
+            self.limits,
+            self.dispatcher,
+            self.stats,
+            self.topics,
+            self.subscriptions_per_uid,
+            self.serial,
+            self.workers,
+            self.hangups,
+            self.connections,
+            self._loop,
+        )
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._stop_requested = trio.Event()
-        self._changed = trio.lowlevel.ParkingLot()  # a connection ended
         self._started = False
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._thread = 0  # the event loop's thread, once serving
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
-        return add_discover(builtin_methods(self), self.methods) if self.discover else builtin_methods(self)
+        own = builtin_methods(self.topics, self.limits, self.stats, self.subscriptions_per_uid)
+        return add_discover(own, self.methods) if self.discover else own
+
+    @property
+    def stopping(self) -> bool:
+        """A graceful stop has begun (:meth:`stop`)."""
+        return self._shared.stopping
 
     def add_topic(
         self,
@@ -131,10 +157,9 @@ class Server:
         another thread it waits only for the event loop to take the event, and does nothing
         once the server has stopped.
         """
-        if self._token is not None and threading.get_ident() != self._thread:
-            with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(self.publish, topic, data, trio_token=self._token)
-            return
+        self._loop.call(self._publish, topic, data)
+
+    def _publish(self, topic: str, data: Any) -> None:
         try:
             found = self.topics[topic]
         except KeyError:
@@ -150,13 +175,13 @@ class Server:
 
     def stop(self) -> None:
         """Begin a graceful stop (idempotent); call it from the server's trio thread."""
-        if self.stopping:
+        if self._shared.stopping:
             return
-        self.stopping = True
+        self._shared.stopping = True
         self._accept_scope.cancel()
         self._watchdog_scope.cancel()
         self._stop_requested.set()  # _shutdown takes it from here
-        for conn in [*self._connections, *self._detached]:
+        for conn in self.connections.everyone():
             conn.wake_for_stop()
 
     async def _shutdown(self) -> None:
@@ -167,34 +192,12 @@ class Server:
         """
         await self._stop_requested.wait()
         with trio.move_on_after(self.limits.shutdown_grace):
-            while self._connections or self._detached:
-                await self._changed.park()
-        if self._connections or self._detached:
+            await self.connections.wait_empty()
+        if self.connections:
             log.warning("grace of %s s over: cancelling calls still running", self.limits.shutdown_grace)
-            for conn in [*self._connections, *self._detached]:
+            for conn in self.connections.everyone():
                 conn.cancel_for_shutdown()
             self._work_scope.deadline = trio.current_time() + 1.0
-
-    def detach(self, conn: Connection) -> bool:
-        """``conn``'s peer is gone: free its slot now, what still runs for it goes on detached;
-        False if ``max_connections`` are detached already (then ``conn`` must cancel it all)."""
-        if len(self._detached) >= self.limits.max_connections:
-            return False
-        self._release(conn)
-        self._detached.add(conn)
-        self.stats.connections_detached += 1
-        return True
-
-    def _release(self, conn: Connection) -> None:
-        """Give back ``conn``'s slot (and its count by uid), or its place among the detached."""
-        if conn in self._detached:
-            self._detached.discard(conn)
-            self.stats.connections_detached -= 1
-        elif conn in self._connections:
-            self._connections.discard(conn)
-            self._admission.leave(conn.peer)
-            self.stats.connections_open -= 1
-        self._changed.unpark_all()
 
     async def serve(
         self, path: str, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -208,8 +211,7 @@ class Server:
                 f"{path} is an abstract address: it has no file permissions, so it needs a policy "
                 "(Server(..., policy=Policy(allow_users=...)))"
             )
-        self._token = trio.lowlevel.current_trio_token()
-        self._thread = threading.get_ident()
+        self._loop.enter()
         start_log_thread()
         self._admission.start()
         try:
@@ -224,12 +226,12 @@ class Server:
                     async with self.hangups.running(), trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
                             period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
-                            nursery.start_soon(watch_idle, self._connections, period, scope)
+                            nursery.start_soon(self.connections.watch_idle, period, scope)
                         nursery.start_soon(self._shutdown)
                         task_status.started(self)
                         log.info("listening on %s", path)
                         with self._accept_scope:
-                            await self._accept_loop(listener, nursery)
+                            await self._admission.accept(listener, self._serve_connection, nursery)
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
                         # Stop listening now: a newcomer is refused at once instead of waiting
                         # out the grace, and a new server may take the path while we drain.
@@ -244,38 +246,15 @@ class Server:
             flush_all()  # what the throttles suppressed, counted
             stop_log_thread()
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        """Admit or refuse each newcomer right here: a refusal costs no task and no wait."""
-        admission = self._admission
-        try:
-            async with trio.open_nursery() as closer:
-                closer.start_soon(admission.close_refused)
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        if exc.errno not in _CAPACITY_ERRNOS:
-                            raise
-                        await admission.out_of_fds(listener, exc.errno)
-                        continue
-                    peer = read_peer(stream)
-                    level = admission.enter(stream, peer)
-                    if level is not None:
-                        nursery.start_soon(self._serve_connection, stream, peer, level)
-        finally:
-            admission.close()  # the refused sockets still lingering, and the spare descriptor
-
     async def _serve_connection(self, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
-        conn = Connection(self, stream, peer, level)
-        self._connections.add(conn)
-        self.stats.connections_open += 1
-        self.stats.connections_total += 1
+        conn = Connection(self._shared, stream, peer, level)
+        self.connections.add(conn)
         try:
             await conn.serve()
         except Exception:
             log.exception("connection failed")
         finally:
-            self._release(conn)
+            self.connections.release(conn)
 
 
 async def serve(
@@ -283,7 +262,7 @@ async def serve(
     methods: Methods | Mapping[str, Callable[..., Any]],
     *,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
-    **options: Any,
+    **options: Unpack[ServerOptions],
 ) -> None:
     """Serve ``methods`` on ``path`` until cancelled; ``options`` are :class:`Server`'s."""
     await Server(methods, **options).serve(path, task_status=task_status)
@@ -322,7 +301,9 @@ async def serve_until_signalled(server: Server, path: str) -> None:
             nursery.cancel_scope.cancel()
 
 
-def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any) -> None:
+def run(
+    path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Unpack[ServerOptions]
+) -> None:
     """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
 
     Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
@@ -333,14 +314,4 @@ def run(path: str, methods: Methods | Mapping[str, Callable[..., Any]], **option
     try:
         trio.run(serve_until_signalled, server, path)
     except BaseExceptionGroup as group:
-        raise _sole(group) from None
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside nested single-member groups, or the group itself."""
-    while len(group.exceptions) == 1:
-        inner: BaseException = group.exceptions[0]
-        if not isinstance(inner, BaseExceptionGroup):
-            return inner
-        group = inner
-    return group
+        raise sole_exception(group) from None

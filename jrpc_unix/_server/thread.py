@@ -19,12 +19,12 @@ import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import trio
 
 from .._service.methods import Methods
-from .server import Server
+from .server import Server, ServerOptions
 
 __all__ = ["ServerThread", "serve_in_thread"]
 
@@ -116,7 +116,7 @@ def _worker_of(token: trio.lowlevel.TrioToken) -> bool:
 
 
 def serve_in_thread(
-    path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Any
+    path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Unpack[ServerOptions]
 ) -> ServerThread:
     """Start serving ``methods`` on ``path`` in a background thread; returns once listening."""
     handle = ServerThread(Server(methods, **options), path)

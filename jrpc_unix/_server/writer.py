@@ -18,7 +18,7 @@ class Writer:
     """Answer lines for one stream; ``on_broken`` runs once the peer can no longer read."""
 
     def __init__(
-        self, stream: trio.SocketStream, changed: trio.lowlevel.ParkingLot, on_broken: Callable[[], None]
+        self, stream: trio.abc.SendStream, changed: trio.lowlevel.ParkingLot, on_broken: Callable[[], None]
     ) -> None:
         self._stream = stream
         self._changed = changed  # unparked after each write: output drained
@@ -43,7 +43,7 @@ class Writer:
 
     def deliver(self, answer: bytes | None) -> None:
         """Queue one answer line."""
-        if answer and not self.broken:  # None, FAILED_NOTIFICATION: nothing to send
+        if answer is not None and not self.broken:  # None: nothing to send
             self._lines.append(answer)
             self.pending += len(answer) + 1
 

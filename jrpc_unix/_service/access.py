@@ -19,9 +19,16 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .context import Peer
+__all__ = ["Access", "Peer", "Policy", "group_id", "user_id"]
 
-__all__ = ["Access", "Policy", "group_id", "user_id"]
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The connecting process's credentials, read with SO_PEERCRED when it connected."""
+
+    pid: int
+    uid: int
+    gid: int
 
 
 class Access(enum.IntEnum):

@@ -11,20 +11,51 @@ built if asked for, so the common call pays nothing for a context it does not us
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Peer", "RequestContext", "current_context"]
+from .access import Access, Peer
+from .limits import Limits
+from .stats import ServerStats
+
+__all__ = ["ConnectionHandle", "Peer", "RequestContext", "ServerHandle", "current_context"]
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The connecting process's credentials, read with SO_PEERCRED when it connected."""
+class ServerHandle(Protocol):
+    """What a handler may use of the :class:`jrpc_unix.Server` answering it."""
 
-    pid: int
-    uid: int
-    gid: int
+    @property
+    def stats(self) -> ServerStats: ...
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def stopping(self) -> bool: ...
+    def publish(self, topic: str, data: Any) -> None: ...
+    def stop(self) -> None: ...
+
+
+class ConnectionHandle(Protocol):
+    """What a handler may do with the connection its request came on (``rpc.*`` methods do)."""
+
+    @property
+    def peer(self) -> Peer | None: ...
+    @property
+    def level(self) -> Access: ...
+    @property
+    def server(self) -> ServerHandle: ...
+    @property
+    def subscription_count(self) -> int: ...
+    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> str:
+        """Deliver ``topic``'s events here (``events``: a produced topic's); the subscription id."""
+        ...
+
+    def unsubscribe(self, subscription: str) -> bool: ...
+    def cancel(self, request_id: Any) -> bool: ...
+    def report_progress(
+        self, request_id: Any, done: float, total: float | None, message: str | None
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -35,10 +66,10 @@ class RequestContext:
     request_id: Any
     is_notification: bool
     peer: Peer | None
-    #: The :class:`jrpc_unix.Server` answering (for its stats, topics, or to stop it).
-    server: Any
+    #: The :class:`jrpc_unix.Server` answering (for its stats, or to publish or stop).
+    server: ServerHandle
     #: The connection the request came on (the server's own ``rpc.*`` methods use it).
-    connection: Any
+    connection: ConnectionHandle
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress of this call to its caller, if the caller subscribed to ``progress``.
@@ -48,7 +79,7 @@ class RequestContext:
         oldest reports (the subscription's slow-consumer policy), never the answer.
         """
         if not self.is_notification:
-            self.connection.push.report_progress(self.request_id, done, total, message)
+            self.connection.report_progress(self.request_id, done, total, message)
 
 
 _current: ContextVar[RequestContext] = ContextVar("jrpc_unix_request_context")
@@ -60,7 +91,7 @@ class _Inline:
     __slots__ = ("connection", "method", "notification", "request_id")
 
     def __init__(self) -> None:
-        self.connection: Any = None  # None: no inline handler is running
+        self.connection: ConnectionHandle | None = None  # None: no inline handler is running
         self.method = ""
         self.request_id: Any = None
         self.notification = False

@@ -1,9 +1,10 @@
 """The adapter between a parsed request and a handler, over jsonrpcserver. No I/O here.
 
-:meth:`Dispatcher.prepare` resolves a :class:`~jrpc_unix._wire.messages.Request` to a :class:`Call`
-(handler + arguments), or to its error answer. The server runs the call however its
+:meth:`Dispatcher.prepare` resolves a :class:`~jrpc_unix._wire.messages.Request` to an
+:class:`Invocation` (handler + arguments), or to its error answer. The server runs it however its
 :class:`~jrpc_unix._service.methods.RunMode` says, then hands the return value or exception to
-:meth:`Dispatcher.answer` / :meth:`Dispatcher.answer_exception`, which encode the answer line.
+:meth:`Dispatcher.answer` / :meth:`Dispatcher.answer_exception`, which encode the outcome (an
+:data:`~jrpc_unix._wire.messages.Answer`: it says whether it is an error).
 
 jsonrpcserver stays the reference. Its results (``Success``, ``Error``, ``InvalidParams``) and
 ``JsonRpcError`` are understood, its registry can be served, and every request the fast path does
@@ -26,7 +27,7 @@ from typing import Any
 
 from .._errors import ERROR_MESSAGES, ErrorCode, RpcError
 from .._response import OK, Response
-from .._wire.messages import FAILED_NOTIFICATION, NO_DATA, Request, encode_error, encode_result
+from .._wire.messages import NO_DATA, Answer, ErrorAnswer, Request, error_answer, result_answer
 from .access import Access
 from .methods import Methods, MethodSpec, RunMode
 from .throttle import Throttle, short
@@ -39,13 +40,13 @@ with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib A
     from jsonrpcserver.sentinels import NODATA
     from oslash.either import Left, Right
 
-__all__ = ["Call", "Dispatcher"]
+__all__ = ["Dispatcher", "Invocation"]
 
 log = logging.getLogger("jrpc_unix.dispatch")
 
 
 @dataclass(slots=True)
-class Call:
+class Invocation:
     """A request resolved to a handler and its arguments, ready to run."""
 
     spec: MethodSpec
@@ -59,14 +60,14 @@ def _identity(x: Any) -> Any:
 
 
 def _deferring(spec: MethodSpec) -> Callable[..., Any]:
-    """A stand-in for jsonrpcserver to call: records the Call instead of running the handler.
+    """A stand-in for jsonrpcserver to call: records the Invocation instead of running the handler.
 
     Its signature is the handler's, behind one leading slot for jsonrpcserver's ``context``
     (where the record goes), so jsonrpcserver's own parameter check decides as it would.
     """
 
-    def stand_in(sink: list[Call], /, *args: Any, **kwargs: Any) -> Any:
-        sink.append(Call(spec, None, args, kwargs))  # type: ignore[arg-type]
+    def stand_in(sink: list[Invocation], /, *args: Any, **kwargs: Any) -> Any:
+        sink.append(Invocation(spec, None, args, kwargs))  # type: ignore[arg-type]  # request: see _reference
         return Success(None)
 
     slot = inspect.Parameter("_jrpc_sink", inspect.Parameter.POSITIONAL_ONLY)
@@ -99,19 +100,19 @@ class Dispatcher:
         self.run_to_completion = frozenset(n for n, spec in self._specs.items() if spec.run_to_completion)
         self._fast_specs: dict[Access, dict[str, MethodSpec]] = {}
         self._fallback = MethodSpec.build("*", methods.handler) if methods.handler is not None else None
-        self._noisy = Throttle(log)  # log lines any client can cause
+        self._throttled_log = Throttle(log)  # log lines any client can cause
         self._tracebacks = Throttle(log, period=60, burst=1, summarise=False)  # per (method, type)
 
-    def prepare(self, req: Request) -> Call | bytes | None:
-        """The Call to run, or the error answer (FAILED_NOTIFICATION for a notification)."""
+    def prepare(self, req: Request) -> Invocation | ErrorAnswer:
+        """The Invocation to run, or the error answer (no such method, params that do not bind)."""
         spec = self._specs.get(req.method)
         if spec is None and self._fallback is not None and not req.method.startswith("rpc."):
-            return Call(self._fallback, req, (req.method, req.params), {})
+            return Invocation(self._fallback, req, (req.method, req.params), {})
         if self.fast_path and spec is not None and spec.shape.accepts(req.params):
             params = req.params
             if type(params) is dict:
-                return Call(spec, req, (), params)
-            return Call(spec, req, tuple(params) if params else (), {})
+                return Invocation(spec, req, (), params)
+            return Invocation(spec, req, tuple(params) if params else (), {})
         return self._reference(req)
 
     def fast_specs(self, level: Access) -> dict[str, MethodSpec]:
@@ -140,14 +141,14 @@ class Dispatcher:
         """Is ``name`` a registered method (not the seed-style fallback)?"""
         return name in self._specs
 
-    def _reference(self, req: Request) -> Call | bytes | None:
+    def _reference(self, req: Request) -> Invocation | ErrorAnswer:
         """Resolve through jsonrpcserver's own pipeline."""
         # Always as a call (a notification with id null): jsonrpcserver answers nothing to a
         # notification, and we want its error to log it. Deferred calls keep our own request.
         obj: dict[str, Any] = {"jsonrpc": "2.0", "method": req.method, "id": req.id}
         if req.params is not None:
             obj["params"] = req.params
-        sink: list[Call] = []
+        sink: list[Invocation] = []
         response = dispatch_to_response_pure(
             deserializer=_identity,
             validator=_identity,
@@ -160,27 +161,22 @@ class Dispatcher:
             call = sink[0]
             call.request = req
             return call
+        # oslash privates (here and in answer()): jsonrpcserver 5's results are oslash Either
+        # values with no public accessor; the <6 pin in pyproject.toml holds this coupling.
         error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
         data = NO_DATA if error.data is NODATA else error.data
         return self._error(req.method, req.id, req.is_notification, error.code, error.message, data)
 
-    def answer(self, call: Call, value: Any) -> bytes | None:
-        """Encode a handler's return value (None for a notification)."""
-        req = call.request
-        return self.encode_value(req.method, req.id, req.is_notification, value)
+    def answer(self, method: str, rid: Any, notification: bool, value: Any) -> Answer:
+        """The outcome of a handler that returned ``value`` (a FAIL Response is an error).
 
-    def answer_exception(self, call: Call, exc: Exception) -> bytes | None:
-        """Encode what a handler raised: its own error, or -32603 with no traceback."""
-        req = call.request
-        return self.encode_exception(req.method, req.id, req.is_notification, exc)
-
-    def encode_value(self, method: str, rid: Any, notification: bool, value: Any) -> bytes | None:
-        """:meth:`answer` without a Call, for the server's fast path."""
+        Given the request's fields, not an Invocation: the server's fast path makes none.
+        """
         if type(value) in _PLAIN:
-            return None if notification else encode_result(rid, value)
+            return None if notification else result_answer(rid, value)
         if type(value) is Response:
             if value.status is OK:
-                return None if notification else encode_result(rid, value.payload)
+                return None if notification else result_answer(rid, value.payload)
             data = NO_DATA if value.payload is None else value.payload
             return self._error(method, rid, notification, value.code, value.error or "failed", data)
         if isinstance(value, Right) and isinstance(value._value, SuccessResult):
@@ -189,10 +185,10 @@ class Dispatcher:
             err = value._error
             data = NO_DATA if err.data is NODATA else err.data
             return self._error(method, rid, notification, err.code, err.message, data)
-        return None if notification else encode_result(rid, value)
+        return None if notification else result_answer(rid, value)
 
-    def encode_exception(self, method: str, rid: Any, notification: bool, exc: Exception) -> bytes | None:
-        """:meth:`answer_exception` without a Call, for the server's fast path."""
+    def answer_exception(self, method: str, rid: Any, notification: bool, exc: Exception) -> ErrorAnswer:
+        """The outcome of a handler that raised: its own error, or -32603 with no traceback."""
         if isinstance(exc, RpcError):
             data = NO_DATA if exc.data is None else exc.data
             return self._error(method, rid, notification, exc.code, exc.message, data)
@@ -207,7 +203,7 @@ class Dispatcher:
         """One line per crash with its error id, up to 20 per 10 s per method; the traceback only
         for the first crash of each (method, exception type) in a minute: a client can make a
         handler fail on every request, and each traceback is ~10x the request that caused it."""
-        if not self._noisy.allow(f"crash {key}"):
+        if not self._throttled_log.allow(f"crash {key}"):
             return
         if self._tracebacks.allow(f"{key} {type(exc).__qualname__}"):
             log.error("method %s raised; error id %s", short(method), error_id, exc_info=exc)
@@ -217,11 +213,11 @@ class Dispatcher:
 
     def _error(
         self, method: str, rid: Any, notification: bool, code: int, message: str | None, data: Any
-    ) -> bytes | None:
+    ) -> ErrorAnswer:
+        """:func:`error_answer`, logging a notification's error: nobody else will see it."""
         if notification:
             text = message or ERROR_MESSAGES.get(code, "error")
             detail = "" if data is NO_DATA else f" {short(data)}"
             what = f"[{code}] {short(text)}{detail}"
-            self._noisy.warning("notification", "notification %s failed: %s", short(method), what)
-            return FAILED_NOTIFICATION
-        return encode_error(rid, code, message, data)
+            self._throttled_log.warning("notification", "notification %s failed: %s", short(method), what)
+        return error_answer(rid, notification, code, message, data)

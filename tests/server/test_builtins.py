@@ -95,10 +95,10 @@ def test_a_service_adds_its_own_figures_to_rpc_stats(sock_path: str) -> None:
 
 def test_a_subscription_queue_is_bounded_in_bytes_too() -> None:
     """Large events: a queue of 100 events must not hold 100 big ones past the byte budget."""
-    from jrpc_unix._server.pubsub import Budget, Subscription
+    from jrpc_unix._server.pubsub import Budget, SubscriberQueue
 
     budget = Budget(10_000)
-    sub = Subscription("big", queue_size=100, budget=budget)
+    sub = SubscriberQueue("big", queue_size=100, budget=budget)
     dropped = sum(sub.push(b'"' + b"x" * 3_000 + b'"') for _ in range(10))
     assert len(sub.queue) == 3
     assert sub.bytes == budget.bytes <= 10_000

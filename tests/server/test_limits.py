@@ -514,8 +514,8 @@ def test_one_read_cannot_queue_answers_past_max_pending_output(sock_path: str) -
         try:
             request = b'{"jsonrpc":"2.0","method":"rpc.discover","id":1}\n'
             sock.sendall(request * 1000)  # ~50 kB of requests, ~2 MB of answers, nothing read
-            wait_for(lambda: handle.server._connections, "the server to accept us")
-            (conn,) = handle.server._connections
+            wait_for(lambda: handle.server.connections.live, "the server to accept us")
+            (conn,) = handle.server.connections.live
             wait_for(lambda: conn.writer.writing, "the server to block writing to us")
             biggest = max(len(request), 4096) * 4  # one answer over the limit, at most
             assert conn.writer.pending <= limit + biggest

@@ -44,7 +44,7 @@ class Gated:
 
 
 def connection(server: Server) -> Any:
-    (conn,) = server._connections
+    (conn,) = server.connections.live
     return conn
 
 

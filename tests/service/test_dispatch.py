@@ -19,8 +19,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jrpc_unix import Methods, Response, RpcError, Status
-from jrpc_unix._service.dispatch import Call, Dispatcher
-from jrpc_unix._wire.messages import Request, parse_line
+from jrpc_unix._service.dispatch import Dispatcher, Invocation
+from jrpc_unix._wire.messages import Answer, ErrorAnswer, Request, parse_line
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -35,22 +35,31 @@ def to_request(obj: dict[str, Any]) -> Request:
 
 
 def run(dispatcher: Dispatcher, obj: dict[str, Any]) -> Any:
-    """Resolve and run one request the way the server does (sync handlers); the parsed answer."""
-    prepared = dispatcher.prepare(to_request(obj))
-    if isinstance(prepared, Call):
+    """Resolve and run one request the way the server does (sync handlers); the parsed answer.
+
+    Checks on the way that the outcome says "error" exactly when its line is an error object.
+    """
+    req = to_request(obj)
+    prepared = dispatcher.prepare(req)
+    outcome: Answer
+    if isinstance(prepared, Invocation):
         try:
             value = prepared.spec.func(*prepared.args, **prepared.kwargs)
         except Exception as exc:
-            line = dispatcher.answer_exception(prepared, exc)
+            outcome = dispatcher.answer_exception(req.method, req.id, req.is_notification, exc)
         else:
-            line = dispatcher.answer(prepared, value)
+            outcome = dispatcher.answer(req.method, req.id, req.is_notification, value)
     else:
-        line = prepared
-    if not line:  # None, or FAILED_NOTIFICATION (b""): nothing goes on the wire
+        outcome = prepared
+    failed = isinstance(outcome, ErrorAnswer)
+    line = outcome.line if isinstance(outcome, ErrorAnswer) else outcome
+    if line is None:  # a notification: nothing goes on the wire, whatever the outcome
+        assert req.is_notification
         return None
-    assert isinstance(line, bytes)
     assert b"\n" not in line
-    return json.loads(line)
+    answer = json.loads(line)
+    assert failed == ("error" in answer), (outcome, answer)
+    return answer
 
 
 def call(methods: Methods | dict[str, Any], method: str, params: Any = None, rid: Any = 1) -> Any:
@@ -446,3 +455,27 @@ def test_notifications_never_get_an_answer() -> None:
     assert notify(methods, "nope") is None  # unknown method
     assert notify(methods, "m", [1, 2, 3]) is None  # bad params
     assert notify(methods, "m", [1]) is None  # success
+
+
+def test_the_outcome_says_whether_a_notification_failed() -> None:
+    """A notification is never answered, but its outcome still says how it went (for rpc.stats)."""
+    dispatcher = Dispatcher(Methods.coerce({"m": lambda x: x, "fail": lambda: Response.fail("no")}))
+    unknown = dispatcher.prepare(Request("nope", None, None, True))
+    assert isinstance(unknown, ErrorAnswer)
+    assert unknown.line is None
+    assert unknown.reason == ""  # counted per method, not as a refusal
+    assert dispatcher.answer("m", None, True, 1) is None  # success: nothing at all
+    failed = dispatcher.answer("fail", None, True, Response.fail("no"))
+    assert isinstance(failed, ErrorAnswer)
+    assert failed.line is None
+    crashed = dispatcher.answer_exception("m", None, True, RuntimeError("x"))
+    assert isinstance(crashed, ErrorAnswer)
+    assert crashed.line is None
+
+
+def test_an_unserializable_result_is_an_error_outcome() -> None:
+    dispatcher = Dispatcher(Methods.coerce({"m": lambda: object()}))
+    outcome = dispatcher.answer("m", 1, False, object())
+    assert isinstance(outcome, ErrorAnswer)
+    assert outcome.line is not None
+    assert json.loads(outcome.line)["error"]["code"] == -32603

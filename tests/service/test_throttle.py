@@ -68,7 +68,7 @@ def test_crash_tracebacks_are_throttled_by_method_and_exception_type(
     dispatcher = Dispatcher(Methods())
     with caplog.at_level(logging.ERROR, logger="jrpc_unix.dispatch"):
         for exc in (TypeError("a"), TypeError("b"), ValueError("c" * 10_000)):
-            dispatcher.encode_exception("add", 1, False, exc)
+            dispatcher.answer_exception("add", 1, False, exc)
     first, second, third = caplog.records
     assert first.exc_info is not None  # the first TypeError of "add": its traceback
     assert second.exc_info is None  # the same again: one line, with its error id

@@ -1,4 +1,4 @@
-"""What a connection pushes besides answers: subscription events and progress reports.
+"""A connection's outbox: what it pushes besides answers, subscription events and progress reports.
 
 Each subscription gets one pump task in the connection's nursery. For a pushed topic it moves
 events from the subscription's bounded queue to the connection's output; for a produced topic
@@ -13,57 +13,58 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from .._wire.fastjson import dumps
-from .pubsub import PROGRESS_TOPIC, Budget, Encoded, Subscription, Topic, event_bytes
+from .loop import TaskNursery
+from .pubsub import PROGRESS_TOPIC, Budget, Encoded, SubscriberQueue, event_bytes
+from .shared import ServeContext
+from .writer import Writer
 
-if TYPE_CHECKING:
-    from .connection import Connection
-
-__all__ = ["Push"]
+__all__ = ["Outbox"]
 
 log = logging.getLogger("jrpc_unix.server")
 
 
-class Push:
-    """The subscriptions of one connection."""
+class Outbox:
+    """The subscriptions of one connection, whose events go out through its ``writer``."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._stats = conn.server.stats
-        self._per_uid = conn.server.subscriptions_per_uid
-        self._uid = conn.peer.uid if conn.peer is not None else -1
-        self._limit = conn.server.limits.max_pending_output // 2  # the pumps' output bound
-        self._budget = Budget(conn.server.limits.max_pending_output)  # what the queues hold
-        self.subscriptions: dict[str, Subscription] = {}
-        self._progress: Subscription | None = None
+    def __init__(self, shared: ServeContext, writer: Writer, tasks: TaskNursery, uid: int) -> None:
+        self._writer = writer
+        self._deliver = writer.deliver
+        self._tasks = tasks
+        self._loop = shared.loop
+        self._topics = shared.topics
+        self._stats = shared.stats
+        self._per_uid = shared.subscriptions_per_uid
+        self._uid = uid
+        self._limit = shared.limits.max_pending_output // 2  # the pumps' output bound
+        self._budget = Budget(shared.limits.max_pending_output)  # what the queues hold
+        self.subscriptions: dict[str, SubscriberQueue] = {}
+        self._progress: SubscriberQueue | None = None
         self._flush_planned = False
 
-    def subscribe(self, topic: Topic, events: AsyncIterator[Any] | None, queue_size: int) -> Subscription:
+    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> SubscriberQueue:
         """Start delivering ``topic``'s events (for a produced topic: ``events``) here."""
-        sub = Subscription(topic.name, queue_size, self._budget)
+        sub = SubscriberQueue(topic, queue_size, self._budget)
         self.subscriptions[sub.id] = sub
         self._stats.subscriptions += 1
         self._per_uid[self._uid] += 1
         if events is None:  # a produced topic's events never pass through its queue
-            topic.subscribers.add(sub)
-        if topic.name == PROGRESS_TOPIC:
+            self._topics[topic].subscribers.add(sub)
+        if topic == PROGRESS_TOPIC:
             self._progress = sub
-        nursery = self._conn._nursery
-        assert nursery is not None
-        nursery.start_soon(self._pump, sub, events)
+        self._tasks.start_soon(self._pump, sub, events)
         return sub
 
     def unsubscribe(self, sub_id: str) -> bool:
         sub = self.subscriptions.pop(sub_id, None)
         if sub is None:
             return False
-        self._conn.server.topics[sub.topic].subscribers.discard(sub)
+        self._topics[sub.topic].subscribers.discard(sub)
         self._stats.subscriptions -= 1
         self._per_uid[self._uid] -= 1
         if not self._per_uid[self._uid]:
@@ -89,33 +90,32 @@ class Push:
         if self._progress is not None:
             self._drain(self._progress)
 
-    def _drain(self, sub: Subscription) -> None:
+    def _drain(self, sub: SubscriberQueue) -> None:
         for line in sub.take():
-            self._conn.deliver(line)
+            self._deliver(line)
 
     def _flush_soon(self) -> None:
         """Have one task of the connection's nursery write what the pumps delivered (not the
         pump itself: unsubscribing cancels it, and a cut write loses the lines behind it)."""
         # One task for the many pumps of a tick, not one each; none while a write runs (it
         # goes on until no line is left).
-        if not self._flush_planned and not self._conn.writer.writing:
+        if not self._flush_planned and not self._writer.writing:
             self._flush_planned = True
-            assert self._conn._nursery is not None
-            self._conn._nursery.start_soon(self._flush)
+            self._tasks.start_soon(self._flush)
 
     async def _flush(self) -> None:
         self._flush_planned = False
-        await self._conn.writer.flush()
+        await self._writer.flush()
 
-    async def _pump(self, sub: Subscription, events: AsyncIterator[Any] | None) -> None:
+    async def _pump(self, sub: SubscriberQueue, events: AsyncIterator[Any] | None) -> None:
         with sub.scope:
             if events is None:
                 await self._pump_queue(sub)
             else:
                 await self._pull(sub, events)
 
-    async def _pump_queue(self, sub: Subscription) -> None:
-        writer = self._conn.writer
+    async def _pump_queue(self, sub: SubscriberQueue) -> None:
+        writer = self._writer
         while True:
             while not sub.queue and not sub.dropped:
                 await sub.lot.park()
@@ -123,10 +123,10 @@ class Push:
             self._drain(sub)
             self._flush_soon()
 
-    async def _pull(self, sub: Subscription, events: AsyncIterator[Any]) -> None:
+    async def _pull(self, sub: SubscriberQueue, events: AsyncIterator[Any]) -> None:
         """Ask the producer for an event only when the output can take it, so a subscriber
         that does not read costs nothing: no event is made, none is queued or dropped."""
-        writer = self._conn.writer
+        writer = self._writer
         try:
             while True:
                 await writer.wait_below(self._limit)
@@ -134,14 +134,14 @@ class Push:
                     item = await events.__anext__()
                 except StopAsyncIteration:
                     break
-                self._conn.deliver(sub.line(item if type(item) is Encoded else dumps(item)))
+                self._deliver(sub.line(item if type(item) is Encoded else dumps(item)))
                 self._flush_soon()
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("producer of topic %r failed (error id %s); ending %s", sub.topic, error_id, sub.id)
             # Tell the subscriber, who would otherwise wait for events forever.
             params = {"subscription": sub.id, "topic": sub.topic, "error_id": error_id}
-            self._conn.deliver(b'{"jsonrpc":"2.0","method":"rpc.ended","params":' + dumps(params) + b"}")
+            self._deliver(b'{"jsonrpc":"2.0","method":"rpc.ended","params":' + dumps(params) + b"}")
             self._flush_soon()
             self.unsubscribe(sub.id)
             return
@@ -149,12 +149,9 @@ class Push:
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
         """Queue a progress event for the caller's ``progress`` subscription (any thread)."""
-        conn = self._conn
-        if threading.get_ident() != conn._thread:
-            trio.from_thread.run_sync(
-                self.report_progress, request_id, done, total, message, trio_token=conn._token
-            )
-            return
+        self._loop.call(self._report, request_id, done, total, message)
+
+    def _report(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
         sub = self._progress
         if sub is None:
             return
