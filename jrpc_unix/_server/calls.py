@@ -37,10 +37,10 @@ from .._wire.messages import (
     parser_for,
     unparsable,
 )
-from .execute import Executor
+from .execute import Executor, shutting_down
 from .loop import TaskNursery
 from .outbox import Outbox
-from .schedule import Schedule, Sink, shutting_down
+from .schedule import Schedule, Sink
 from .shared import ServeContext
 from .writer import Writer
 

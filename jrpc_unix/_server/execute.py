@@ -20,10 +20,10 @@ from .._service.context import ConnectionHandle, RequestContext, _current, inlin
 from .._service.dispatch import Invocation
 from .._service.methods import RunMode
 from .._service.throttle import Throttle
-from .._wire.messages import Answer, error_answer
+from .._wire.messages import Answer, ErrorAnswer, Request, error_answer
 from .shared import ServeContext
 
-__all__ = ["CancelRegistry", "Executor", "RunningCall"]
+__all__ = ["CancelRegistry", "Executor", "RunningCall", "cancelled", "shutting_down"]
 
 log = logging.getLogger("jrpc_unix.server")
 throttled_log = Throttle(log)  # log lines any client can cause
@@ -134,8 +134,7 @@ class Executor:
             return error_answer(
                 req.id, req.is_notification, ErrorCode.SHUTTING_DOWN, data=data, reason="shutting_down"
             )
-        data = f"{req.method} was cancelled"
-        return error_answer(req.id, req.is_notification, ErrorCode.CANCELLED, data=data, reason="cancelled")
+        return cancelled(req)
 
     async def _execute(self, invocation: Invocation) -> Answer:
         spec = invocation.spec
@@ -167,3 +166,14 @@ class Executor:
         if slots is None:
             slots = self._thread_slots = trio.CapacityLimiter(self._workers.per_connection)
         return await self._workers.run(func, slots)
+
+
+def cancelled(req: Request) -> ErrorAnswer:
+    """The answer to a call ``rpc.cancel`` (or a disconnect) stopped, running or waiting."""
+    data = f"{req.method} was cancelled"
+    return error_answer(req.id, req.is_notification, ErrorCode.CANCELLED, data=data, reason="cancelled")
+
+
+def shutting_down(req: Request, reason: str = "shutting_down") -> ErrorAnswer:
+    """The answer to a request that will not run because the server stops (or its caller left)."""
+    return error_answer(req.id, req.is_notification, ErrorCode.SHUTTING_DOWN, reason=reason)

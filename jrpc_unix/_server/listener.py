@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import trio
 
 from .._errors import AddressInUseError, ServerSetupError
+from .systemd import systemd_socket
 
 __all__ = [
     "MAX_PATH_BYTES",
@@ -58,7 +59,6 @@ __all__ = [
 
 #: sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_PATH_BYTES = 107
-_SD_LISTEN_FDS_START = 3
 #: How long a start waits for another starter of the same uid on the same path (its setup takes
 #: milliseconds; only a stuck process of ours holds the lock longer).
 LOCK_WAIT = 5.0
@@ -286,33 +286,11 @@ def _bind_abstract(address: str, backlog: int) -> tuple[stdsocket.socket, Socket
     return sock, SocketFile(None)
 
 
-def _systemd_socket(address: str) -> tuple[stdsocket.socket, SocketFile]:
-    """Take the listening socket systemd passed, by name (``systemd:NAME``) or the only one."""
-    wanted = address.partition(":")[2] or None
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        raise ServerSetupError("no socket from systemd: LISTEN_PID is not this process")
-    count = int(os.environ.get("LISTEN_FDS", "0") or "0")
-    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
-    fds = list(range(_SD_LISTEN_FDS_START, _SD_LISTEN_FDS_START + count))
-    if wanted is not None:
-        fds = [fd for i, fd in enumerate(fds) if i < len(names) and names[i] == wanted]
-    if len(fds) != 1:
-        which = f"named {wanted!r}" if wanted else "(pass systemd:NAME to choose)"
-        raise ServerSetupError(f"systemd passed {count} socket(s); need exactly one {which}")
-    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):  # not for our children
-        os.environ.pop(var, None)
-    sock = stdsocket.socket(fileno=fds[0])
-    if sock.family != stdsocket.AF_UNIX or not sock.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_ACCEPTCONN):
-        sock.detach()
-        raise ServerSetupError(f"fd {fds[0]} from systemd is not a listening UNIX socket")
-    return sock, SocketFile(None)
-
-
 def _open(address: str, mode: int, gid: int | None, backlog: int) -> tuple[stdsocket.socket, SocketFile]:
     if is_abstract(address):
         return _bind_abstract(address, backlog)
     if address == "systemd" or address.startswith("systemd:"):
-        return _systemd_socket(address)
+        return systemd_socket(address), SocketFile(None)
     return _bind_file(address, mode, gid, backlog)
 
 

@@ -21,11 +21,10 @@ from typing import Any, Protocol
 
 import trio
 
-from .._errors import ErrorCode
 from .._service.dispatch import Invocation
 from .._service.methods import RunMode
-from .._wire.messages import Answer, ErrorAnswer, Request, error_answer
-from .execute import Executor, RunningCall
+from .._wire.messages import Answer, ErrorAnswer, Request
+from .execute import Executor, RunningCall, cancelled, shutting_down
 from .loop import TaskNursery
 from .shared import ServeContext
 from .writer import Writer
@@ -41,15 +40,12 @@ class Outcomes(Protocol):
 
     def admit(self, req: Request, sink: Sink) -> Invocation | None:
         """Count a request and answer it if it will not run; else the Invocation to run."""
-        ...
 
     def finish(self, call: Invocation, sink: Sink, answer: Answer, start: int) -> None:
         """Count a finished call's outcome and hand its answer to the sink."""
-        ...
 
     def reject(self, sink: Sink, answer: ErrorAnswer) -> None:
         """Count a request refused and hand its answer to the sink."""
-        ...
 
 
 class _Waiting:
@@ -277,41 +273,21 @@ class Schedule:
         def survives(w: _Waiting) -> bool:
             return w.req is not None and (w.req.is_notification or w.req.method in survivors)
 
-        self._drop(survives, _gone)
+        self._drop(survives, lambda req: shutting_down(req, "cancelled"))  # (unsent: nobody reads)
 
     def stop(self) -> None:
         """The server stops: nothing that waits starts any more; each is answered -32002."""
-        if self._drop(_nothing, shutting_down) and self._head_running:
+        if self._drop(lambda w: False, shutting_down) and self._head_running:
             # (the queue's task runs the barrier in the nursery, so it is open)
             self._tasks.start_soon(self._writer.flush)  # the answers now, not once the barrier ends
 
     def cancel_everything(self) -> None:
         """The peer is gone and no more work may run on detached: cancel and drop all of it."""
         self.executor.running.cancel_all(everything=True)
-        self._drop(_nothing, _gone)
+        self._drop(lambda w: False, lambda req: shutting_down(req, "cancelled"))
 
     def cancel_for_shutdown(self) -> None:
         """The grace is over: cancel everything still running, run-to-completion calls too."""
         self.executor.shutdown = True
         self.stop()
         self.executor.running.cancel_all(everything=True)
-
-
-def _nothing(waiting: _Waiting) -> bool:
-    return False
-
-
-def shutting_down(req: Request) -> ErrorAnswer:
-    """The answer to a request that will not run because the server stops."""
-    return error_answer(req.id, req.is_notification, ErrorCode.SHUTTING_DOWN, reason="shutting_down")
-
-
-def cancelled(req: Request) -> ErrorAnswer:
-    """The answer to a waiting request ``rpc.cancel`` took out of the queue."""
-    data = f"{req.method} was cancelled"
-    return error_answer(req.id, req.is_notification, ErrorCode.CANCELLED, data=data, reason="cancelled")
-
-
-def _gone(req: Request) -> ErrorAnswer:
-    """The (unsent) answer to a waiting request whose caller is gone."""
-    return error_answer(req.id, req.is_notification, ErrorCode.SHUTTING_DOWN, reason="cancelled")

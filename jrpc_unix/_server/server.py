@@ -9,11 +9,9 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypedDict, Unpack
 
 import trio
@@ -29,13 +27,11 @@ from .._service.throttle import flush_all
 from .admission import Admission
 from .builtins import builtin_methods, builtin_topics
 from .connection import Connection
-from .hangup import HangupWatch
 from .listener import is_abstract, listening, open_unix_listener
 from .logqueue import start_log_thread, stop_log_thread
-from .loop import EventLoop
 from .pubsub import Producer, Topic
-from .shared import ConnectionSet, ServeContext
-from .workers import WorkerThreads
+from .shared import ServeContext
+from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
 
 __all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
@@ -92,11 +88,7 @@ class Server:
             if name not in self.topics:  # declared by the methods too: one topic
                 self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
-        self.workers = WorkerThreads(self.limits, self.stats)
-        self.hangups = HangupWatch()
         self._admission = Admission(self.limits, policy, self.stats)
-        self.connections = ConnectionSet(self.limits, self.stats, self._admission.leave)
-        self._loop = EventLoop()
         self._shared = ServeContext(
             self,
             self.limits,
@@ -105,11 +97,9 @@ class Server:
             self.topics,
             self.subscriptions_per_uid,
             self.serial,
-            self.workers,
-            self.hangups,
-            self.connections,
-            self._loop,
+            leave=self._admission.leave,
         )
+        self.connections, self.workers = self._shared.connections, self._shared.workers
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
@@ -157,7 +147,7 @@ class Server:
         another thread it waits only for the event loop to take the event, and does nothing
         once the server has stopped.
         """
-        self._loop.call(self._publish, topic, data)
+        self._shared.loop.call(self._publish, topic, data)
 
     def _publish(self, topic: str, data: Any) -> None:
         try:
@@ -211,7 +201,7 @@ class Server:
                 f"{path} is an abstract address: it has no file permissions, so it needs a policy "
                 "(Server(..., policy=Policy(allow_users=...)))"
             )
-        self._loop.enter()
+        self._shared.loop.enter()
         start_log_thread()
         self._admission.start()
         try:
@@ -223,7 +213,7 @@ class Server:
         try:
             async with listening(listener, sockfile):  # the file goes first, on every way out
                 with self._work_scope:
-                    async with self.hangups.running(), trio.open_nursery() as nursery:
+                    async with self._shared.hangups.running(), trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
                             period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
                             nursery.start_soon(self.connections.watch_idle, period, scope)
@@ -268,34 +258,12 @@ async def serve(
     await Server(methods, **options).serve(path, task_status=task_status)
 
 
-#: run() stops gracefully on these and logs figures on those: left to their default action, each
-#: would kill the process and leave its socket file (SIGHUP: terminal gone; SIGQUIT: Ctrl-\).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-STATS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # one line: rpc.stats' "server" section
-
-
 async def serve_until_signalled(server: Server, path: str) -> None:
-    """Serve until one of :data:`STOP_SIGNALS` arrives, then stop gracefully. Main thread only.
-
-    Signals keep being consumed until the server has stopped: a second one (an impatient
-    operator, a supervisor repeating itself) must not kill the process in its grace period.
-    """
-
-    async def watch(signals: AsyncIterator[int]) -> None:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if signum in STATS_SIGNALS:
-                figures = json.dumps(server.stats.snapshot()["server"], separators=(",", ":"))
-                log.info("%s received; figures: %s", name, figures)
-            elif server.stopping:
-                log.info("%s received; already stopping", name)
-            else:
-                log.info("%s received; stopping", name)
-                server.stop()
-
+    """Serve until one of :data:`~jrpc_unix._server.signals.STOP_SIGNALS` arrives, then stop
+    gracefully (see :func:`~jrpc_unix._server.signals.relay_signals`). Main thread only."""
     with trio.open_signal_receiver(*STOP_SIGNALS, *STATS_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch, signals)  # from the start: a signal during setup counts too
+            nursery.start_soon(relay_signals, signals, server)  # a signal during setup counts too
             await nursery.start(server.serve, path)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()

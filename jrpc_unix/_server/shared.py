@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
 import trio
@@ -112,9 +112,15 @@ class ServeContext:
     subscriptions_per_uid: Counter[int]
     #: ``mode="serial"``: every message is a barrier.
     serial: bool
-    workers: WorkerThreads
-    hangups: HangupWatch
-    connections: ConnectionSet
-    loop: EventLoop
+    #: Gives a connection's slot back to admission (its count by uid), for :attr:`connections`.
+    leave: InitVar[Callable[[Peer | None], None]]
+    connections: ConnectionSet = field(init=False)
+    workers: WorkerThreads = field(init=False)
+    hangups: HangupWatch = field(init=False, default_factory=HangupWatch)
+    loop: EventLoop = field(init=False, default_factory=EventLoop)
     #: The server is stopping: no new work starts; what waits is answered -32002.
     stopping: bool = False
+
+    def __post_init__(self, leave: Callable[[Peer | None], None]) -> None:
+        self.connections = ConnectionSet(self.limits, self.stats, leave)
+        self.workers = WorkerThreads(self.limits, self.stats)
