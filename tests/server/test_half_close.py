@@ -3,13 +3,15 @@ idle timeout, on the virtual clock (``autojump_clock``), never closes a connecti
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 import trio
 import trio.testing
-from helpers import LineClient, TrioLineClient, serving, until
+from helpers import TIMEOUT, LineClient, TrioLineClient, lines, notification, request, serving, until
 from helpers.ops import served, wait_for
+from helpers.server import connected, sample_methods
 
 from jrpc_unix import Limits, Methods
 
@@ -78,3 +80,39 @@ async def test_a_new_silent_connection_is_not_closed_early(
         assert await c.read_to_eof() == b""
         assert 1.0 <= trio.current_time() - start <= 1.25
         await c.aclose()
+
+
+async def test_half_close_with_a_slow_call_pending_still_answers(sock_path: str) -> None:
+    async with serving(sock_path, sample_methods()), connected(sock_path) as c:
+        await c.send(lines(request("nap", [0.5], "slow")))
+        await c.send_eof()
+        assert await c.read_json() == {"jsonrpc": "2.0", "result": 0.5, "id": "slow"}
+        assert await c.read_to_eof() == b""  # then the server closes
+
+
+async def test_half_close_answers_everything_received(sock_path: str) -> None:
+    async with serving(sock_path, sample_methods()), connected(sock_path) as c:
+        reqs = [request("nap", [0.05 * (i % 3)], i) if i % 2 else request("echo", [i], i) for i in range(40)]
+        await c.send(lines(*reqs) + b'[{"jsonrpc":"2.0","method":"nap","params":[0.1],"id":"b"}]\n')
+        await c.send_eof()
+        raw = await c.read_to_eof()
+    answers = [json.loads(x) for x in raw.splitlines()]
+    singles = sorted(a["id"] for a in answers if isinstance(a, dict))
+    assert singles == list(range(40))
+    assert [a for a in answers if isinstance(a, list)] == [[{"jsonrpc": "2.0", "result": 0.1, "id": "b"}]]
+
+
+async def test_notification_runs_even_if_the_client_closes_at_once(sock_path: str) -> None:
+    done = trio.Event()
+    methods = Methods()
+
+    @methods.add
+    async def note() -> None:
+        await trio.lowlevel.checkpoint()
+        done.set()
+
+    async with serving(sock_path, methods), connected(sock_path) as c:
+        await c.send(lines(notification("note")))
+        await c.aclose()
+        with trio.fail_after(TIMEOUT):
+            await done.wait()

@@ -38,6 +38,7 @@ from helpers.ops import (
     served,
     wait_for,
 )
+from helpers.server import connected
 
 from jrpc_unix import Limits, Methods
 
@@ -526,3 +527,31 @@ def test_one_read_cannot_queue_answers_past_max_pending_output(sock_path: str) -
             assert got.count(b'"openrpc"') == 1000
         finally:
             sock.close()
+
+
+async def test_handler_timeout(sock_path: str) -> None:
+    methods = Methods()
+    stuck = threading.Event()
+
+    @methods.add(timeout=0.1)
+    async def forever() -> None:
+        await trio.sleep_forever()
+
+    @methods.add
+    async def default_limit() -> None:
+        await trio.sleep_forever()
+
+    @methods.add(blocking=True, timeout=0.1)
+    def blocked() -> None:
+        stuck.wait(TIMEOUT)
+
+    limits = Limits(handler_timeout=0.2, shutdown_grace=2)
+    try:
+        async with serving(sock_path, methods, limits=limits), connected(sock_path) as c:
+            for name in ("forever", "default_limit", "blocked"):
+                answer = await c.call(name, rid=name)
+                assert answer["id"] == name
+                assert answer["error"]["code"] == -32004
+                assert answer["error"]["message"] == "Handler timed out"
+    finally:
+        stuck.set()

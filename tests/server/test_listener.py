@@ -453,9 +453,10 @@ async def test_listen_backlog_is_as_large_as_the_kernel_allows(sock_path: str) -
 
 
 def test_stop_removes_our_socket_file(sock_path: str) -> None:
+    directory = os.path.dirname(sock_path)
     with served(sock_path, basic_methods()):
-        assert os.path.lexists(sock_path)
-    assert not os.path.lexists(sock_path)
+        assert os.listdir(directory) == ["s.sock"]  # only the final name: no temporary, no lock left
+    assert os.listdir(directory) == []
 
 
 def test_stop_keeps_a_newer_servers_socket(sock_path: str) -> None:

@@ -25,7 +25,16 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient, until
+from helpers import (
+    ROOT,
+    TIMEOUT,
+    DemoProcess,
+    LineClient,
+    TrioLineClient,
+    lines,
+    request,
+    until,
+)
 from helpers.ops import (
     PING,
     PONG,
@@ -39,6 +48,7 @@ from helpers.ops import (
     req,
     wait_for,
 )
+from helpers.server import connected, sample_methods
 
 from jrpc_unix import Limits, Methods, Server, ServerThread, current_context, serve_in_thread
 
@@ -639,3 +649,74 @@ def test_the_process_waits_for_its_worker_threads_before_it_exits(sock_dir: str)
         assert Path(done).read_text() == "finished", "the worker thread was killed mid-way"
         assert "waiting up to 10.0 s for 1 worker thread" in server.log()
         assert "worker threads done" in server.log()
+
+
+async def test_stop_finishes_in_flight_refuses_late_arrivals_and_removes_the_file(sock_path: str) -> None:
+    release = trio.Event()
+    methods = sample_methods()
+
+    @methods.add
+    async def hold() -> str:
+        await release.wait()
+        return "held"
+
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(
+            Server(methods, limits=Limits(shutdown_grace=2.0)).serve, sock_path
+        )
+        async with connected(sock_path) as c:
+            await c.send(lines(request("hold", rid="h")))
+            await trio.testing.wait_all_tasks_blocked()
+            server.stop()
+            server.stop()  # idempotent
+            answer = await c.call("ping", rid="late")
+            assert answer["error"]["code"] == -32002
+            assert answer["error"]["message"] == "Server shutting down"
+            release.set()
+            assert await c.read_json() == {"jsonrpc": "2.0", "result": "held", "id": "h"}
+            assert await c.read_to_eof() == b""
+    assert not await trio.Path(sock_path).exists()
+
+
+async def test_stop_cancels_what_outlives_the_grace_period(sock_path: str) -> None:
+    methods = Methods()
+
+    @methods.add
+    async def forever() -> None:
+        await trio.sleep_forever()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            limits = Limits(shutdown_grace=0.2)
+            server: Server = await nursery.start(Server(methods, limits=limits).serve, sock_path)
+            async with connected(sock_path) as c:
+                await c.send(lines(request("forever")))
+                await trio.testing.wait_all_tasks_blocked()
+                server.stop()
+                await c.read_to_eof()
+    assert not await trio.Path(sock_path).exists()
+
+
+async def test_stop_closes_idle_connections_without_waiting_for_the_grace_period(sock_path: str) -> None:
+    limits = Limits(shutdown_grace=3600)  # were idle connections waited for, fail_after would fire
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            server: Server = await nursery.start(Server(sample_methods(), limits=limits).serve, sock_path)
+            async with connected(sock_path) as idle, connected(sock_path) as used:
+                assert (await used.call("ping"))["result"] == "pong"
+                server.stop()
+                assert await idle.read_to_eof() == b""
+                assert await used.read_to_eof() == b""
+    assert not await trio.Path(sock_path).exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_on_the_demo_finishes_in_flight_removes_socket_exits_0(demo: DemoProcess, signum: int) -> None:
+    with LineClient(demo.path) as c:
+        c.send(lines(request("sleep", [0.5], "slow"), request("ping", rid="p")))
+        assert c.read_json() == {"jsonrpc": "2.0", "result": "pong", "id": "p"}  # sleep is running
+        demo.proc.send_signal(signum)
+        assert c.read_json() == {"jsonrpc": "2.0", "result": 0.5, "id": "slow"}
+        assert c.read_to_eof() == b""
+    assert demo.proc.wait(timeout=TIMEOUT) == 0  # a graceful exit, not death by the signal
+    assert not os.path.exists(demo.path)
