@@ -9,6 +9,7 @@ inspected directly (tests/server/test_schedule.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 from collections.abc import AsyncIterator
@@ -19,8 +20,8 @@ import trio
 from helpers import TrioLineClient
 from jrpc_unix import Access, Methods, Peer, Server
 from jrpc_unix._server.connection import Connection
+from jrpc_unix._server.schedule import Schedule
 from jrpc_unix._server.server import ServerOptions
-from jrpc_unix._server.shared import ServeContext
 
 
 @contextlib.asynccontextmanager
@@ -63,30 +64,47 @@ def nothing_to_read(c: TrioLineClient) -> bool:
     return not readable and not c._buf
 
 
-def shared_state(methods: Methods, **options: Unpack[ServerOptions]) -> ServeContext:
-    """What a server's connections share, for a server that does not listen (it never will)."""
-    server = Server(methods, **options)
-    server._shared.loop.enter()  # the hop onto the loop: this run is the server's
-    return server._shared
+@dataclasses.dataclass
+class Pair:
+    """A server that does not listen, one of its connections, and that connection's client end."""
+
+    server: Server
+    conn: Connection
+    client: TrioLineClient
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.conn.calls.schedule
 
 
 @contextlib.asynccontextmanager
 async def connection_pair(
     methods: Methods, *, level: Access = Access.ADMIN, **options: Unpack[ServerOptions]
-) -> AsyncIterator[tuple[Connection, TrioLineClient]]:
-    """One server connection over a socketpair, served for the body; and its client end.
+) -> AsyncIterator[Pair]:
+    """One server connection over a socketpair, served for the body, with its client end.
 
-    The client end is closed on exit, after which the connection ends as for any peer that left.
+    The server never listens: no socket file, no accept loop, no admission; its ``stop()``
+    still reaches the connection. The client end is closed on exit, after which the
+    connection ends as for any peer that left.
     """
-    shared = shared_state(methods, **options)
+    server = Server(methods, **options)
+    shared = server._shared  # what Server.serve would hand each connection it accepts
+    shared.loop.enter()  # this run is the server's: the hop onto its loop
     ours, theirs = trio.socket.socketpair()
     peer = Peer(os.getpid(), os.getuid(), os.getgid())
     conn = Connection(shared, trio.SocketStream(ours), peer, level)
     shared.connections.add(conn)
     client = TrioLineClient(trio.SocketStream(theirs))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(conn.serve)
+
+    async def serve() -> None:  # as Server._serve_connection does for each accepted connection
         try:
-            yield conn, client
+            await conn.serve()
+        finally:
+            shared.connections.release(conn)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        try:
+            yield Pair(server, conn, client)
         finally:
             await client.aclose()

@@ -9,6 +9,7 @@ over a real listening socket, with handlers that record events and wait on each 
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -18,17 +19,360 @@ import trio.lowlevel
 import trio.testing
 from helpers import (
     TIMEOUT,
+    TrioLineClient,
     lines,
     notification,
     request,
     serving,
 )
-from helpers.server import connected, nothing_to_read
+from helpers.server import connected, connection_pair, nothing_to_read
 
-from jrpc_unix import (
-    Limits,
-    Methods,
-)
+from jrpc_unix import Limits, Methods
+from jrpc_unix._errors import ErrorCode
+from jrpc_unix._server.execute import CancelRegistry
+from jrpc_unix._service.dispatch import Dispatcher, Invocation
+from jrpc_unix._wire.messages import Request, error_answer
+
+
+class Gated:
+    """Handlers that record when they start and end, and wait for their gate to open."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.gates: dict[str, trio.Event] = {}
+        m = self.methods = Methods()
+
+        @m.add
+        async def hold(name: str) -> str:
+            self.order.append(f"start {name}")
+            await self.gate(name).wait()
+            self.order.append(f"end {name}")
+            return name
+
+        @m.add(run_to_completion=True)
+        async def keep(name: str) -> str:
+            return await hold(name)
+
+        @m.add("hold_note")
+        async def hold_note(name: str) -> None:  # an async notification: a barrier that waits
+            await hold(name)
+
+        @m.add
+        def note(name: str) -> None:
+            self.order.append(f"note {name}")
+
+        @m.add
+        def ping() -> str:
+            self.order.append("ping")
+            return "pong"
+
+    def gate(self, name: str) -> trio.Event:
+        return self.gates.setdefault(name, trio.Event())
+
+    def open(self, *names: str) -> None:
+        for name in names:
+            self.gate(name).set()
+
+
+async def answers(c: TrioLineClient, n: int) -> list[tuple[Any, Any]]:
+    """The next ``n`` answers as (id, result or error code), in the order they came."""
+    out = []
+    for _ in range(n):
+        a = await c.read_json()
+        out.append((a["id"], a["result"] if "result" in a else a["error"]["code"]))
+    return out
+
+
+# -- the schedule of one connection, looked at from inside (no listener, virtual clock) -------------
+
+
+async def test_calls_overlap_up_to_max_in_flight_and_the_rest_wait_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods, limits=Limits(max_in_flight=2)) as pair:
+        await pair.client.send(lines(*(request("hold", [n], n) for n in "abcde")))
+        await trio.testing.wait_all_tasks_blocked()
+        assert pair.schedule.in_flight == pair.server.stats.in_flight == 2
+        assert [w.req.id for w in pair.schedule.queue] == ["c", "d", "e"]  # type: ignore[union-attr]
+        assert sorted(gated.order) == ["start a", "start b"]  # (tasks started together: either first)
+        gated.open("b")  # b's slot goes to c, the first waiting
+        assert await answers(pair.client, 1) == [("b", "b")]
+        await trio.testing.wait_all_tasks_blocked()
+        assert gated.order[-1] == "start c"
+        gated.open("a", "c", "d", "e")
+        assert sorted(await answers(pair.client, 4)) == [(n, n) for n in "acde"]
+        await trio.testing.wait_all_tasks_blocked()
+        assert pair.schedule.idle  # (d and e started in order, but run at once: either may go first)
+        assert sorted(e for e in gated.order if e.startswith("start")) == [f"start {n}" for n in "abcde"]
+
+
+async def test_a_notification_is_a_barrier_both_ways(autojump_clock: trio.testing.MockClock) -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods) as pair:
+        await pair.client.send(
+            lines(request("hold", ["a"], 1), notification("note", ["n"]), request("ping", rid=2))
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert pair.schedule.in_flight == 1
+        assert len(pair.schedule.queue) == 2  # the notification waits for a; ping waits for it
+        assert gated.order == ["start a"]
+        gated.open("a")
+        assert await answers(pair.client, 2) == [(1, "a"), (2, "pong")]
+        assert gated.order == ["start a", "end a", "note n", "ping"]
+
+
+async def test_an_async_barrier_runs_at_the_head_of_the_queue(autojump_clock: trio.testing.MockClock) -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods) as pair:
+        await pair.client.send(lines(notification("hold_note", ["n"]), request("ping", rid=1)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert gated.order == ["start n"]
+        assert pair.schedule.in_flight == 0  # run by the queue's own task, not counted in flight
+        assert len(pair.schedule.queue) == 2  # it stays at the head while it runs
+        gated.open("n")
+        assert await answers(pair.client, 1) == [(1, "pong")]
+        assert gated.order == ["start n", "end n", "ping"]
+
+
+async def test_serial_mode_makes_every_message_a_barrier(autojump_clock: trio.testing.MockClock) -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods, mode="serial") as pair:
+        await pair.client.send(lines(request("hold", ["a"], 1), request("hold", ["b"], 2)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert gated.order == ["start a"]
+        gated.open("b")  # b may go, but only after a
+        await trio.testing.wait_all_tasks_blocked()
+        assert gated.order == ["start a"]
+        gated.open("a")
+        assert await answers(pair.client, 2) == [(1, "a"), (2, "b")]
+
+
+async def test_rpc_cancel_passes_the_queue_and_empties_the_cancel_registry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two calls share id 7 (ids are the client's): rpc.cancel stops the running one and answers
+    the waiting one without starting it; the registry of running calls is empty afterwards."""
+    gated = Gated()
+    async with connection_pair(gated.methods, limits=Limits(max_in_flight=1)) as pair:
+        await pair.client.send(lines(request("hold", ["a"], 7), request("hold", ["b"], 7)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert pair.schedule.executor.running  # a, registered under its id
+        await pair.client.send(lines(request("rpc.cancel", {"id": 7}, "c")))
+        got = await answers(pair.client, 3)
+        assert sorted(map(repr, got)) == sorted(map(repr, [(7, -32005), (7, -32005), ("c", True)]))
+        assert gated.order == ["start a"]  # b never started
+        assert not pair.schedule.executor.running
+        assert pair.server.stats.rejected_requests["cancelled"] == 2
+
+
+async def test_reading_pauses_while_the_queue_is_full(autojump_clock: trio.testing.MockClock) -> None:
+    gated = Gated()
+    limits = Limits(max_in_flight=1, max_queued_requests=4)
+    async with connection_pair(gated.methods, limits=limits) as pair:
+        for i in range(10):  # one line per read: the bound is checked between reads
+            await pair.client.send(lines(request("hold", ["all"], i)))
+            await trio.testing.wait_all_tasks_blocked()
+        assert pair.schedule.full
+        assert len(pair.schedule.queue) == 4  # 1 runs, 4 wait, 5 are still in the socket
+        assert pair.conn.reads == 5
+        gated.open("all")
+        assert [i for i, _ in await answers(pair.client, 10)] == list(range(10))
+
+
+async def test_stop_answers_what_waits_and_lets_what_runs_finish(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods, limits=Limits(max_in_flight=1)) as pair:
+        await pair.client.send(
+            lines(request("hold", ["a"], 1), request("hold", ["b"], 2), notification("note"))
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        pair.server.stop()
+        assert not pair.schedule.queue
+        assert await answers(pair.client, 1) == [(2, -32002)]  # the notification: counted, unanswered
+        assert pair.server.stats.rejected_requests["shutting_down"] == 2
+        gated.open("a")
+        assert await answers(pair.client, 1) == [(1, "a")]
+        assert await pair.client.read_to_eof() == b""  # settled: the connection stops reading
+    assert gated.order == ["start a", "end a"]
+
+
+async def test_a_leaving_peer_cancels_all_but_notifications_and_run_to_completion_calls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods) as pair:
+        await pair.client.send(
+            lines(request("hold", ["a"], 1), request("keep", ["k"], 2), notification("hold_note", ["n"]))
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        await pair.client.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pair.conn.gone
+        assert sorted(gated.order) == ["start a", "start k"]  # a was cancelled; k runs on, n waits
+        assert pair.server.stats.rejected_requests["cancelled"] == 1
+        assert pair.server.stats.connections_detached == 1  # running on for nobody
+        gated.open("k", "n")
+        await trio.testing.wait_all_tasks_blocked()
+        assert gated.order[2:] == ["end k", "start n", "end n"]  # the barrier still in its turn
+        assert pair.server.stats.connections_detached == 0
+
+
+# -- the waiting queue (specs/protocol.md §4): order kept, rpc.cancel seen, reading paused ------------
+
+
+async def test_reading_pauses_once_the_queue_is_full_and_resumes() -> None:
+    gated = Gated()
+    limits = Limits(max_in_flight=1, max_queued_requests=8, shutdown_grace=2.0)
+    n = 20_000  # ~1 MB of requests: far more than one read, the queue and the socket buffers hold
+    payload = lines(*(request("hold", ["all"], i) for i in range(n)))
+    sent = trio.Event()
+
+    async def send(c: TrioLineClient) -> None:
+        await c.send(payload)
+        sent.set()
+
+    async with connection_pair(gated.methods, limits=limits) as pair, trio.open_nursery() as nursery:
+        c = pair.client
+        nursery.start_soon(send, c)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not sent.is_set(), "the server stopped reading"
+        queue = pair.schedule.queue
+        per_read = 65536 // len(lines(request("hold", ["all"], 0))) + 1  # lines one read can hold
+        assert 8 <= len(queue) < 8 + per_read  # the bound is checked between reads
+        gated.gate("all").set()
+        with trio.fail_after(TIMEOUT):
+            answers = [json.loads(await c.readline())["id"] for _ in range(n)]
+            await sent.wait()
+        assert answers == list(range(n)), "one at a time: in order"
+
+
+async def test_serial_mode_answers_errors_in_their_turn() -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods, mode="serial") as pair:
+        c = pair.client
+        await c.send(
+            lines(request("hold", ["a"], 1))
+            + b"not json\n"
+            + lines(request("nope", rid=2))
+            + lines(request("ping", rid=3))
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(pair.schedule.queue) == 4  # the running head and three more
+        gated.gate("a").set()
+        answers = [await c.read_json() for _ in range(4)]
+        assert [a["id"] for a in answers] == [1, None, 2, 3]
+        assert [a.get("error", {}).get("code") for a in answers] == [None, -32700, -32601, None]
+
+
+async def test_serial_mode_rpc_cancel_reaches_the_running_and_the_waiting() -> None:
+    gated = Gated()
+    async with connection_pair(gated.methods, mode="serial") as pair:
+        c = pair.client
+        await c.send(lines(request("hold", ["a"], 1), request("hold", ["b"], 2), request("ping", rid=3)))
+        await trio.testing.wait_all_tasks_blocked()
+        await c.send(lines(notification("rpc.cancel", {"id": 2}), notification("rpc.cancel", {"id": 1})))
+        answers = [await c.read_json() for _ in range(3)]
+        codes = [(a["id"], a.get("error", {}).get("code")) for a in answers]
+        assert codes == [(2, -32005), (1, -32005), (3, None)]
+        assert gated.order == ["start a", "ping"], "b never ran"
+
+
+async def test_a_notification_behind_waiting_calls_runs_after_them() -> None:
+    """Barriers keep their meaning when they wait in the queue: the calls before it (running or
+    waiting for a slot) finish first, the calls after it start after it."""
+    gated = Gated()
+    limits = Limits(max_in_flight=1, shutdown_grace=2.0)
+    async with connection_pair(gated.methods, limits=limits) as pair:
+        c = pair.client
+        await c.send(
+            lines(
+                request("hold", ["a"], 1),
+                request("hold", ["b"], 2),
+                notification("note", ["n"]),
+                request("hold", ["c"], 3),
+            )
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        for name in "abc":
+            gated.gate(name).set()
+        assert sorted([(await c.read_json())["id"] for _ in range(3)]) == [1, 2, 3]
+        assert gated.order == ["start a", "end a", "start b", "end b", "note n", "start c", "end c"]
+
+
+@pytest.mark.parametrize("where", ["waiting", "batch"])
+async def test_stop_answers_what_waits_and_never_starts_it(where: str) -> None:
+    gated = Gated()
+    limits = Limits(max_in_flight=1, shutdown_grace=2.0)
+    async with connection_pair(gated.methods, limits=limits) as pair:
+        c = pair.client
+        waiting = [request("hold", ["b"], 2), request("hold", ["c"], 3)]
+        await c.send(lines(request("hold", ["a"], 1), waiting if where == "batch" else waiting[0]))
+        if where == "waiting":
+            await c.send(lines(waiting[1]))
+        await trio.testing.wait_all_tasks_blocked()
+        pair.server.stop()
+        first = await c.read_json()  # the waiting ones, answered at once
+        got = first if isinstance(first, list) else [first, await c.read_json()]
+        assert sorted((a["id"], a["error"]["code"]) for a in got) == [(2, -32002), (3, -32002)]
+        gated.gate("a").set()
+        assert await c.read_json() == {"jsonrpc": "2.0", "result": "a", "id": 1}  # it ran to its end
+        assert await c.read_to_eof() == b""
+    assert gated.order == ["start a", "end a"]
+
+
+# -- what runs and what may be cancelled, without a connection ------------------------------------------
+
+
+async def test_the_cancel_registry_finds_calls_by_id_and_spares_what_survives_a_disconnect() -> None:
+    methods = Methods()
+    methods.add("f")(lambda: None)
+    methods.add("kept", run_to_completion=True)(lambda: None)
+    dispatcher = Dispatcher(methods)
+
+    def invocation(method: str, rid: Any, notification: bool = False) -> Invocation:
+        prepared = dispatcher.prepare(Request(method, None, rid, notification))
+        assert isinstance(prepared, Invocation)
+        return prepared
+
+    registry = CancelRegistry()
+    assert not registry
+    first, second = registry.add(invocation("f", 1)), registry.add(invocation("f", 1))
+    note = registry.add(invocation("f", None, notification=True))
+    kept = registry.add(invocation("kept", 2))
+    assert registry.cancel(1)
+    assert first.scope.cancel_called
+    assert second.scope.cancel_called
+    assert not registry.cancel(None), "a notification has no id to be cancelled by"
+    assert not registry.cancel(3)
+    registry.cancel_all(everything=False)  # a disconnect
+    assert not note.scope.cancel_called
+    assert not kept.scope.cancel_called
+    registry.cancel_all(everything=True)  # the end of the grace
+    assert note.scope.cancel_called
+    assert kept.scope.cancel_called
+    for running in (first, second, note, kept):
+        registry.remove(running)
+    assert not registry
+
+
+def test_the_answer_policy_answers_a_call_and_never_a_notification() -> None:
+    call = error_answer(5, False, ErrorCode.TIMEOUT, data="slow", reason="timeout")
+    assert call.reason == "timeout"
+    assert call.line is not None
+    assert json.loads(call.line) == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32004, "message": "Handler timed out", "data": "slow"},
+        "id": 5,
+    }
+    quiet = error_answer(None, True, ErrorCode.TIMEOUT, data="slow", reason="timeout")
+    assert quiet.line is None
+    assert quiet.reason == "timeout"
+
+
+# -- the same orderings end to end, over a listening socket ------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["sync", "async", "blocking"])
