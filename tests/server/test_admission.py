@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, LineClient
+from helpers import TIMEOUT, LineClient, wait_for
 from helpers.ops import (
     AS_NOBODY,
     PING,
@@ -35,7 +35,6 @@ from helpers.ops import (
     python_for_others,
     read_until_eof_or_error,
     served,
-    wait_for,
 )
 
 from jrpc_unix import Limits, Policy

@@ -91,21 +91,3 @@ def test_a_service_adds_its_own_figures_to_rpc_stats(sock_path: str) -> None:
         assert c.call("rpc.stats", rid=2)["result"]["queue"] == {"length": 4}
     with pytest.raises(ValueError, match="'server' is taken by the server's own figures"):
         handle.server.stats.add_source("server", dict)
-
-
-def test_a_subscription_queue_is_bounded_in_bytes_too() -> None:
-    """Large events: a queue of 100 events must not hold 100 big ones past the byte budget."""
-    from jrpc_unix._server.pubsub import Budget, SubscriberQueue
-
-    budget = Budget(10_000)
-    sub = SubscriberQueue("big", queue_size=100, budget=budget)
-    dropped = sum(sub.push(b'"' + b"x" * 3_000 + b'"') for _ in range(10))
-    assert len(sub.queue) == 3
-    assert sub.bytes == budget.bytes <= 10_000
-    assert dropped == 7 == sub.dropped
-    assert sub.push(b'"' + b"y" * 50_000 + b'"') == 3  # one event larger than the bound stays, alone
-    assert len(sub.queue) == 1
-    notice, event = sub.take()
-    assert b'"count":10' in notice
-    assert b"yyy" in event
-    assert sub.bytes == budget.bytes == 0

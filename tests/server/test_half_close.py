@@ -9,8 +9,18 @@ import socket
 import pytest
 import trio
 import trio.testing
-from helpers import TIMEOUT, LineClient, TrioLineClient, lines, notification, request, serving, until
-from helpers.ops import served, wait_for
+from helpers import (
+    TIMEOUT,
+    LineClient,
+    TrioLineClient,
+    lines,
+    notification,
+    request,
+    serving,
+    until,
+    wait_for,
+)
+from helpers.ops import served
 from helpers.server import connected, sample_methods
 
 from jrpc_unix import Limits, Methods

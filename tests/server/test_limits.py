@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient, serving, until
+from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient, serving, until, wait_for
 from helpers.ops import (
     PING,
     PONG,
@@ -36,7 +36,6 @@ from helpers.ops import (
     req,
     rss_kib,
     served,
-    wait_for,
 )
 from helpers.server import connected
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import trio
-from helpers import DEMO, ROOT, TIMEOUT, LineClient
+from helpers import DEMO, ROOT, TIMEOUT, LineClient, wait_for
 from helpers.ops import (
     PING,
     PONG,
@@ -37,7 +37,6 @@ from helpers.ops import (
     served,
     stale_socket,
     umask,
-    wait_for,
 )
 
 from jrpc_unix import AddressInUseError, Policy, ServerSetupError, run, serve_in_thread

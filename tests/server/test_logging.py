@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DEMO, TIMEOUT, LineClient
-from helpers.ops import PING, PONG, basic_methods, connectable, demo_process, ping, req, served, wait_for
+from helpers import DEMO, TIMEOUT, LineClient, wait_for
+from helpers.ops import PING, PONG, basic_methods, connectable, demo_process, ping, req, served
 
 from jrpc_unix._server import logqueue as _logqueue
 

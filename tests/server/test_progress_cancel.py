@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from helpers import TIMEOUT, TrioLineClient
+from helpers import TIMEOUT, TrioLineClient, serving
 
 from jrpc_unix import (
     Call,
@@ -28,7 +28,6 @@ from jrpc_unix import (
     Server,
     current_context,
     open_client,
-    serve,
 )
 
 
@@ -115,10 +114,8 @@ def record() -> Record:
 
 @pytest.fixture
 async def server(sock_path: str, record: Record) -> AsyncIterator[Server]:
-    async with trio.open_nursery() as nursery:
-        started: Server = await nursery.start(functools.partial(serve, sock_path, make_methods(record)))
+    async with serving(sock_path, make_methods(record)) as started:
         yield started
-        nursery.cancel_scope.cancel()
 
 
 def calls(server: Server, method: str) -> int:
@@ -403,13 +400,8 @@ async def test_an_own_progress_subscription_shares_the_reports(server: Server, s
 @pytest.fixture
 async def narrow_server(sock_path: str, record: Record) -> AsyncIterator[Server]:
     """Two calls at most in flight per connection."""
-    async with trio.open_nursery() as nursery:
-        limits = Limits(max_in_flight=2, shutdown_grace=2.0)
-        started: Server = await nursery.start(
-            functools.partial(serve, sock_path, make_methods(record), limits=limits)
-        )
+    async with serving(sock_path, make_methods(record), limits=Limits(max_in_flight=2)) as started:
         yield started
-        nursery.cancel_scope.cancel()
 
 
 def _hold(name: str, rid: Any) -> dict[str, Any]:

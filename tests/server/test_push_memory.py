@@ -8,7 +8,6 @@ produced topic (``stats``) makes no event for a subscriber that does not read.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import sys
@@ -18,10 +17,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import LineClient, ServerProcess, TrioLineClient, request
+from helpers import LineClient, ServerProcess, TrioLineClient, request, serving
 from helpers.ops import open_for_others, python_for_others, read_lines, reader, req, rss_kib, served
 
-from jrpc_unix import Limits, Methods, Server, current_context, serve
+from jrpc_unix import Limits, Methods, Server, current_context
 
 DEFAULT_MAX_SUBSCRIPTIONS = 64
 
@@ -119,8 +118,7 @@ async def test_a_stalled_stats_subscriber_costs_no_snapshots(
         return "x" * EVENT
 
     limits = Limits(idle_timeout=None)
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(functools.partial(serve, sock_path, Methods(), limits=limits))
+    async with serving(sock_path, Methods(), limits=limits) as server:
         server.stats.add_source("probe", probe)
         c = await TrioLineClient.connect(sock_path)
         try:
@@ -137,7 +135,6 @@ async def test_a_stalled_stats_subscriber_costs_no_snapshots(
             assert made > stalled
         finally:
             await c.aclose()
-            server.stop()
 
 
 # -- queued events: counted at their real size, one budget per connection --------------------------
@@ -241,8 +238,7 @@ async def test_stats_subscribers_on_one_interval_share_their_snapshots(
         made += 1
         return made
 
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(functools.partial(serve, sock_path, Methods()))
+    async with serving(sock_path, Methods()) as server:
         server.stats.add_source("probe", probe)
         c = await TrioLineClient.connect(sock_path)
         for i in range(40):
@@ -257,7 +253,6 @@ async def test_stats_subscribers_on_one_interval_share_their_snapshots(
         ticks = [events[1:] for events in seen.values()]
         assert all(t == ticks[0] for t in ticks), "subscribers on one interval see the same snapshots"
         await c.aclose()
-        server.stop()
 
 
 def test_publish_refuses_a_produced_topic() -> None:

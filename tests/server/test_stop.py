@@ -25,16 +25,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import (
-    ROOT,
-    TIMEOUT,
-    DemoProcess,
-    LineClient,
-    TrioLineClient,
-    lines,
-    request,
-    until,
-)
+from helpers import ROOT, TIMEOUT, DemoProcess, LineClient, TrioLineClient, lines, request, until, wait_for
 from helpers.ops import (
     PING,
     PONG,
@@ -46,7 +37,6 @@ from helpers.ops import (
     ping,
     read_until_eof_or_error,
     req,
-    wait_for,
 )
 from helpers.server import connected, sample_methods
 

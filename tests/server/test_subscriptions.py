@@ -9,10 +9,8 @@ own figures and in trio's task tree (no pump task left).
 
 from __future__ import annotations
 
-import functools
 import select
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,7 +18,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from helpers import TIMEOUT, LineClient
+from helpers import TIMEOUT, LineClient, serving, wait_for
 
 from jrpc_unix import (
     Client,
@@ -32,7 +30,6 @@ from jrpc_unix import (
     Server,
     current_context,
     open_client,
-    serve,
     serve_in_thread,
 )
 from jrpc_unix._server.thread import ServerThread
@@ -71,13 +68,6 @@ def make_methods(gate: trio.Event | None = None) -> Methods:
         return "released"
 
     return methods
-
-
-def wait_until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.005)  # bounded poll for a real condition
 
 
 @pytest.fixture
@@ -122,7 +112,7 @@ def test_two_subscriptions_each_get_their_own_events_between_calls(
         assert [next(u) for _ in range(5)] == [0, 1, 2, 20, 21]
         t.close()
         u.close()
-        wait_until(lambda: figures(sock_path)["subscriptions"] == 0, "the server ended both")
+        wait_for(lambda: figures(sock_path)["subscriptions"] == 0, "the server ended both")
 
 
 def test_slow_reader_loses_the_oldest_with_one_exact_notice(threaded: ServerThread, sock_path: str) -> None:
@@ -149,7 +139,7 @@ def test_close_unsubscribes_and_later_events_are_not_delivered(
         sub.close()  # idempotent
         assert sub.closed
         assert list(sub) == [], "unread events are discarded and iteration stops"
-        wait_until(lambda: figures(sock_path)["subscriptions"] == 0, "the server ended it")
+        wait_for(lambda: figures(sock_path)["subscriptions"] == 0, "the server ended it")
         with Client(sock_path, timeout=TIMEOUT) as other:
             other.call("burst", 2)
         with pytest.raises(RpcTimeoutError):
@@ -268,13 +258,14 @@ def test_unsubscribing_while_the_pump_writes_loses_nothing(sock_path: str) -> No
 
 
 @pytest.fixture
-async def server(sock_path: str) -> AsyncIterator[Server]:
-    async with trio.open_nursery() as nursery:
-        gate = trio.Event()
-        started: Server = await nursery.start(functools.partial(serve, sock_path, make_methods(gate)))
-        started.test_gate = gate  # type: ignore[attr-defined]
+def gate() -> trio.Event:
+    return trio.Event()
+
+
+@pytest.fixture
+async def server(sock_path: str, gate: trio.Event) -> AsyncIterator[Server]:
+    async with serving(sock_path, make_methods(gate)) as started:
         yield started
-        nursery.cancel_scope.cancel()
 
 
 def push_tasks() -> list[str]:
@@ -362,10 +353,11 @@ async def test_trio_cancelled_reader_unsubscribes_without_waiting(server: Server
         assert server.stats.method("rpc.unsubscribe", True).notifications == 1
 
 
-async def test_trio_subscription_given_up_before_its_answer_is_ended(server: Server, sock_path: str) -> None:
+async def test_trio_subscription_given_up_before_its_answer_is_ended(
+    server: Server, sock_path: str, gate: trio.Event
+) -> None:
     """rpc.subscribe written (it waits behind a barrier), its caller cancelled: the client's
     rpc.cancel reaches the waiting request, which never runs; its late -32005 is dropped."""
-    gate: trio.Event = server.test_gate  # type: ignore[attr-defined]
     async with open_client(sock_path) as client:
         await client.notify(HOLD)  # a barrier the server is stuck in until the gate opens
         with trio.CancelScope() as scope:
@@ -389,14 +381,16 @@ async def test_trio_subscription_given_up_before_its_answer_is_ended(server: Ser
 
 
 async def test_trio_iteration_fails_when_the_server_closes(sock_path: str) -> None:
-    async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(functools.partial(serve, sock_path, make_methods()))
-        async with open_client(sock_path) as client, client.subscribe("t") as sub:
-            server.stop()
-            with trio.fail_after(TIMEOUT), pytest.raises(ConnectionClosedError):
-                async for _ in sub:
-                    pass
-            assert sub.closed
+    async with (
+        serving(sock_path, make_methods()) as server,
+        open_client(sock_path) as client,
+        client.subscribe("t") as sub,
+    ):
+        server.stop()
+        with trio.fail_after(TIMEOUT), pytest.raises(ConnectionClosedError):
+            async for _ in sub:
+                pass
+        assert sub.closed
 
 
 async def test_trio_subscription_outside_its_block(server: Server, sock_path: str) -> None:
@@ -426,4 +420,4 @@ def test_sync_events_from_a_produced_topic(sock_path: str) -> None:
         with client.subscribe("stats", interval=0.05) as sub:
             first, second = next(sub), next(sub)
         assert first["server"]["subscriptions"] == second["server"]["subscriptions"] == 1
-        wait_until(lambda: figures(sock_path)["subscriptions"] == 0, "the server ended it")
+        wait_for(lambda: figures(sock_path)["subscriptions"] == 0, "the server ended it")

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import pytest
-from helpers import LineClient, demo_module
+from helpers import LineClient, demo_module, wait_for
 from helpers.ops import (
     NOBODY_UID,
     as_nobody,
@@ -20,7 +20,6 @@ from helpers.ops import (
     reader,
     req,
     served,
-    wait_for,
 )
 
 from jrpc_unix import Access, Methods, Policy, Server

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
-from helpers import ROOT, TIMEOUT, LineClient
+from helpers import ROOT, TIMEOUT, LineClient, wait_for
 from helpers.ops import (
     NOBODY_GID,
     NOBODY_UID,
@@ -30,7 +30,6 @@ from helpers.ops import (
     req,
     run_as,
     served,
-    wait_for,
 )
 
 from jrpc_unix import Access, Methods, Peer, Policy, current_context
