@@ -21,7 +21,19 @@ from hypothesis import strategies as st
 
 from jrpc_unix._errors import ErrorCode
 from jrpc_unix._wire.fastjson import UnserializableError, dumps, loads
-from jrpc_unix._wire.messages import Request, encode_error, encode_result, is_valid_request, parse_line
+from jrpc_unix._wire.framing import TOO_LONG, LineSplitter
+from jrpc_unix._wire.messages import (
+    ErrorAnswer,
+    LineTooLong,
+    Request,
+    encode_error,
+    encode_result,
+    is_valid_request,
+    parse_line,
+    parser_for,
+    result_answer,
+    unparsable,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -69,7 +81,7 @@ def request_like(draw: st.DrawFn) -> Any:
     obj: dict[str, Any] = {}
     if draw(st.booleans()) or draw(st.booleans()):
         versions = st.sampled_from(["2.0", "2.0", "1.0", "2", 2.0, 2, None, ["2.0"]])
-        obj["jsonrpc"] = draw(versions | json_values)
+        obj["jsonrpc"] = draw(st.just("2.0") | versions | json_values)  # right a third of the time
     if draw(st.booleans()) or draw(st.booleans()):
         obj["method"] = draw(st.text(max_size=8) | json_values)
     if draw(st.booleans()):
@@ -149,16 +161,77 @@ def test_is_valid_request_differential_against_jsonrpcserver_schema(obj: Any) ->
 
 
 def test_the_generator_reaches_both_outcomes() -> None:
-    """Guard against a vacuous differential: the strategy yields valid and invalid requests."""
+    """Guard against a vacuous differential: the strategy yields valid and invalid requests.
+
+    Derandomized, so the outcome is the same on every run: about 1 in 16 of its requests is
+    valid, so 300 examples meet both outcomes (a random run missed every valid one once).
+    """
     seen: set[bool] = set()
 
-    @settings(max_examples=300, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(obj=request_like())
     def probe(obj: Any) -> None:
         seen.add(schema_accepts(obj))
 
     probe()
     assert seen == {True, False}
+
+
+# -- one read's lines: the parser choice, and what cannot be parsed ----------------------------------
+
+
+def test_the_parser_for_a_read_is_orjson_unless_a_line_may_hold_a_wide_integer() -> None:
+    import orjson
+
+    plain = [b'{"jsonrpc":"2.0","method":"m","id":1}', b"[1,2]"]
+    assert parser_for(plain) is orjson.loads
+    wide = [*plain, b'{"jsonrpc":"2.0","method":"m","id":12345678901234567890}']
+    parse = parser_for(wide)
+    assert parse is not orjson.loads
+    assert parse(wide[-1])["id"] == 12345678901234567890  # exact, not a float
+
+
+def test_a_line_the_framing_dropped_is_refused_by_the_parser_with_its_own_error() -> None:
+    splitter = LineSplitter(16)
+    lines = splitter.feed(b'{"a":1}\n' + b"x" * 40 + b'\n{"b":2}\n')
+    assert lines[1] is TOO_LONG
+    parse = parser_for(lines)
+    assert parse(lines[0]) == {"a": 1}
+    with pytest.raises(LineTooLong) as caught:
+        parse(lines[1])
+    message = unparsable(caught.value, 16)
+    assert message.reason == "too_large"
+    assert answer(message.items[0]) == {  # type: ignore[arg-type]
+        "jsonrpc": "2.0",
+        "error": {
+            "code": -32001,
+            "message": "Request too large",
+            "data": "message exceeds the limit of 16 bytes",
+        },
+        "id": None,
+    }
+    assert parse(lines[2]) == {"b": 2}
+
+
+def test_a_line_that_is_not_json_is_a_parse_error_with_its_reason() -> None:
+    import orjson
+
+    with pytest.raises(orjson.JSONDecodeError) as caught:
+        parser_for([b"{nope"])(b"{nope")
+    message = unparsable(caught.value, 100)
+    assert message.reason == "parse_error"
+    assert answer(message.items[0])["error"]["code"] == -32700  # type: ignore[arg-type]
+    assert parse_line(b"{nope", 10).reason == "parse_error"
+    assert parse_line(b"[]", 10).reason == "invalid_request"
+
+
+def test_a_result_that_is_not_json_is_an_error_outcome() -> None:
+    assert result_answer(1, "ok") == b'{"jsonrpc":"2.0","result":"ok","id":1}'
+    failed = result_answer(1, {1, 2})
+    assert isinstance(failed, ErrorAnswer)
+    assert failed.reason == ""
+    assert answer(failed.line)["error"]["code"] == -32603  # type: ignore[arg-type]
+    assert encode_result(1, {1, 2}) == failed.line  # the bytes alone, for who needs no outcome
 
 
 # -- parse_line ----------------------------------------------------------------------------------
