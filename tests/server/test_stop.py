@@ -25,7 +25,18 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import ROOT, TIMEOUT, DemoProcess, LineClient, TrioLineClient, lines, request, until, wait_for
+from helpers import (
+    ROOT,
+    TIMEOUT,
+    DemoProcess,
+    LineClient,
+    TrioLineClient,
+    lines,
+    request,
+    serving,
+    until,
+    wait_for,
+)
 from helpers.ops import (
     PING,
     PONG,
@@ -198,21 +209,20 @@ def test_client_connecting_during_the_grace_is_refused_or_told_at_once(sock_path
         handle.stop(timeout=TIMEOUT)
 
 
-def test_idle_connections_do_not_delay_stop(sock_path: str) -> None:
-    handle = serve_in_thread(sock_path, Work().methods, limits=Limits(shutdown_grace=5))
-    clients = [LineClient(sock_path) for _ in range(5)]
-    try:
+async def test_idle_connections_do_not_delay_stop(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with serving(sock_path, Work().methods, limits=Limits(shutdown_grace=5)) as server:
+        clients = [await TrioLineClient.connect(sock_path) for _ in range(5)]
         for c in clients:
-            c.send(PING)
-            assert c.read_json() == PONG
-        start = time.monotonic()
-        handle.stop(timeout=TIMEOUT)
-        assert time.monotonic() - start < 1.5
+            assert (await c.call("ping"))["result"] == "pong"
+        start = trio.current_time()
+        server.stop()
         for c in clients:
-            assert read_until_eof_or_error(c) == b""
-    finally:
-        for c in clients:
-            c.close()
+            assert await c.read_to_eof() == b""
+            await c.aclose()
+        await server.wait_stopped()
+        assert trio.current_time() - start < 5, "stop waited out the grace for idle connections"
 
 
 def test_handler_ignoring_the_deadline_is_cancelled_when_it_passes(sock_path: str) -> None:
@@ -668,22 +678,25 @@ async def test_stop_finishes_in_flight_refuses_late_arrivals_and_removes_the_fil
     assert not await trio.Path(sock_path).exists()
 
 
-async def test_stop_cancels_what_outlives_the_grace_period(sock_path: str) -> None:
+async def test_stop_cancels_what_outlives_the_grace_period(
+    sock_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
     methods = Methods()
 
     @methods.add
     async def forever() -> None:
         await trio.sleep_forever()
 
-    with trio.fail_after(TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            limits = Limits(shutdown_grace=0.2)
-            server: Server = await nursery.start(Server(methods, limits=limits).serve, sock_path)
-            async with connected(sock_path) as c:
-                await c.send(lines(request("forever")))
-                await trio.testing.wait_all_tasks_blocked()
-                server.stop()
-                await c.read_to_eof()
+    limits = Limits(shutdown_grace=0.2)
+    async with serving(sock_path, methods, limits=limits) as server, connected(sock_path) as c:
+        await c.send(lines(request("forever", rid=1)))
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        server.stop()
+        answer = json.loads(await c.read_to_eof())
+        assert trio.current_time() - start == pytest.approx(0.2)  # the grace, then no longer
+        assert answer["error"]["code"] == -32002
+        assert answer["error"]["data"] == "forever was cancelled: the server is shutting down"
     assert not await trio.Path(sock_path).exists()
 
 
