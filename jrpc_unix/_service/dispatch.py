@@ -110,7 +110,7 @@ class Dispatcher:
             return Invocation(self._fallback, req, (req.method, req.params), {})
         if self.fast_path and spec is not None and spec.shape.accepts(req.params):
             params = req.params
-            if type(params) is dict:
+            if isinstance(params, dict):
                 return Invocation(spec, req, (), params)
             return Invocation(spec, req, tuple(params) if params else (), {})
         return self._reference(req)

@@ -82,7 +82,7 @@ class _Shape:
         """True only if ``Signature.bind`` would accept these params (never a false yes)."""
         if not params:  # None, [] or {}
             return self.accepts_none
-        if type(params) is not dict:
+        if not isinstance(params, dict):
             return self.min_positional <= len(params) <= self.max_positional
         keys = params.keys()
         if not self.by_name or not keys >= self.required_keywords:

@@ -146,7 +146,7 @@ def unparsable(exc: ValueError, max_size: int) -> Message:
 
 def is_valid_request(obj: Any) -> bool:
     """Does ``obj`` satisfy jsonrpcserver's request schema (one request, not a batch)?"""
-    if type(obj) is not dict or obj.get("jsonrpc") != "2.0" or type(obj.get("method")) is not str:
+    if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0" or not isinstance(obj.get("method"), str):
         return False
     if len(obj) > 2 and not obj.keys() <= _MEMBERS:
         return False
@@ -159,7 +159,7 @@ def is_valid_request(obj: Any) -> bool:
 
 def _echo_id(obj: Any) -> Any:
     """The id to answer an invalid request with: its own id when that id is well-formed."""
-    if type(obj) is dict:
+    if isinstance(obj, dict):
         rid = obj.get("id")
         if type(rid) in (str, int, float):
             return rid
@@ -185,7 +185,7 @@ def parse_line(line: bytes, max_batch: int) -> Message:
 
 def parse_json(obj: Any, max_batch: int) -> Message:
     """The Message of one line's JSON value (see :func:`parser_for`)."""
-    if type(obj) is list:
+    if isinstance(obj, list):
         if not obj:
             return Message([encode_error(None, ErrorCode.INVALID_REQUEST, data="empty batch")])
         if len(obj) > max_batch:
