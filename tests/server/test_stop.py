@@ -39,7 +39,6 @@ from helpers import (
 )
 from helpers.ops import (
     PING,
-    PONG,
     ServerProcess,
     connectable,
     cpu_seconds,
