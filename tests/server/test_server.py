@@ -9,6 +9,7 @@ limits, stopping, the socket file (test_listener), serve_in_thread (test_thread)
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import threading
@@ -17,9 +18,9 @@ import pytest
 import trio
 from helpers import TIMEOUT, LineClient
 from helpers.ops import served
-from helpers.server import sample_methods
+from helpers.server import connected, sample_methods
 
-from jrpc_unix import Limits, Methods, Server, ServerSetupError
+from jrpc_unix import Limits, Methods, Server, ServerSetupError, serve
 from jrpc_unix._errors import sole_exception
 from jrpc_unix._server.loop import EventLoop
 
@@ -35,6 +36,18 @@ async def test_cancelling_serve_removes_the_file(sock_path: str) -> None:
         assert stat.S_ISSOCK(os.lstat(sock_path).st_mode)
         nursery.cancel_scope.cancel()
     assert not await trio.Path(sock_path).exists()
+
+
+async def test_serve_starts_with_the_server_as_its_start_value(sock_path: str) -> None:
+    """``nursery.start(serve, ...)`` returns once listening, with the Server to stop it by."""
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(functools.partial(serve, sock_path, sample_methods(), mode="serial"))
+        assert isinstance(server, Server)
+        assert server.serial
+        async with connected(sock_path) as c:
+            assert (await c.call("ping"))["result"] == "pong"
+        server.stop()
+    assert server.stopping
 
 
 async def test_a_server_serves_once(sock_path: str) -> None:
