@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._client.blocking import Client as Client
-    from ._client.subscription import Subscription as Subscription
+    from ._client.blocking import Subscription as Subscription
     from ._client.trio_client import AsyncClient as AsyncClient
+    from ._client.trio_client import AsyncSubscription as AsyncSubscription
     from ._client.trio_client import open_client as open_client
-    from ._client.trio_subscription import AsyncSubscription as AsyncSubscription
     from ._errors import AddressInUseError as AddressInUseError
     from ._errors import ConnectError as ConnectError
     from ._errors import ConnectionClosedError as ConnectionClosedError
@@ -74,8 +74,8 @@ _EXPORTS: dict[str, str] = {
     "open_client": "_client.trio_client",
     "Call": "_wire.conversation",
     "Notify": "_wire.conversation",
-    "Subscription": "_client.subscription",
-    "AsyncSubscription": "_client.trio_subscription",
+    "Subscription": "_client.blocking",
+    "AsyncSubscription": "_client.trio_client",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,7 +20,7 @@ from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error,
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 
-    from .._client.subscription import Subscription
+    from .._client.blocking import Subscription
 else:
     Args = Any
 

@@ -1,4 +1,5 @@
-"""Helpers for the client tests: a listener whose accept queue is full, a watch on progress reports.
+"""Helpers for the client tests: a listener whose accept queue is full, a watch on progress
+reports, and the lines a server sends, for the sans-IO conversation's tests.
 
 A real UNIX listener whose accept queue is full, for the clients' connect tests (issue 9, 13):
 ``listen(0)`` leaves room for one queued connection on Linux; :class:`FullBacklog` fills it with
@@ -9,6 +10,7 @@ once it has seen the client waiting, never after a sleep.
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
 import threading
@@ -17,8 +19,18 @@ from types import TracebackType
 from typing import Any
 
 from jrpc_unix._wire.conversation import Exchange
+from jrpc_unix._wire.messages import encode_error, encode_result
 
-__all__ = ["FullBacklog", "ReportWatch", "waiting_in_connect"]
+__all__ = [
+    "FullBacklog",
+    "ReportWatch",
+    "dropped_line",
+    "error_line",
+    "event_line",
+    "result_line",
+    "sent",
+    "waiting_in_connect",
+]
 
 #: connect(2)'s number, for kernels that hide ``wchan``.
 _CONNECT_SYSCALL = {"x86_64": "42", "aarch64": "203"}
@@ -106,3 +118,33 @@ class ReportWatch:
         assert exchange.reports is not None
         assert not exchange.reports
         assert max(self.kept) < reads * 65536 // 100  # a read takes 64 KiB; a report is over 100 bytes
+
+
+# -- what the server sends, as lines (answers by the server's own encoders) --------------------
+
+
+def sent(data: bytes) -> Any:
+    """The one message in ``data``, parsed: a message is one line."""
+    assert data.endswith(b"\n")
+    assert data.count(b"\n") == 1, "one message is one line"
+    return json.loads(data)
+
+
+def result_line(rid: Any, value: Any) -> bytes:
+    return encode_result(rid, value) + b"\n"
+
+
+def error_line(rid: Any, code: int, message: str | None = None, data: Any = None) -> bytes:
+    if data is None:
+        return encode_error(rid, code, message) + b"\n"
+    return encode_error(rid, code, message, data) + b"\n"
+
+
+def event_line(sub: str, data: Any, topic: str = "t") -> bytes:
+    params = {"subscription": sub, "topic": topic, "data": data}
+    return json.dumps({"jsonrpc": "2.0", "method": "rpc.event", "params": params}).encode() + b"\n"
+
+
+def dropped_line(sub: str, count: int, topic: str = "t") -> bytes:
+    params = {"subscription": sub, "topic": topic, "count": count}
+    return json.dumps({"jsonrpc": "2.0", "method": "rpc.dropped", "params": params}).encode() + b"\n"

@@ -21,7 +21,7 @@ from typing import Any
 
 from helpers import DEMO, TIMEOUT, LineClient, ServerProcess, wait_for
 from jrpc_unix import Methods, ServerThread, serve_in_thread
-from jrpc_unix._server.listener import connect_path
+from jrpc_unix._address import socket_name
 
 PING = b'{"jsonrpc":"2.0","method":"ping","id":"ping"}\n'
 PONG = {"jsonrpc": "2.0", "result": "pong", "id": "ping"}
@@ -322,7 +322,7 @@ def _demo_listening(path: str, log_path: str) -> bool:
 
 def connectable(path: str) -> bool:
     """Does a connect to ``path`` succeed (long paths too)?"""
-    with connect_path(path) as name:
+    with socket_name(path) as name:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(name)

@@ -929,7 +929,7 @@ async def test_the_file_is_not_removed_on_stop_if_no_longer_ours(sock_path: str,
 
 async def test_long_socket_paths(sock_dir: str) -> None:
     """Past sun_path's 107 bytes the server binds through /proc/self/fd (specs/protocol.md §1)."""
-    from jrpc_unix._server.listener import connect_path
+    from jrpc_unix._address import socket_name
 
     deep = os.path.join(sock_dir, "d" * 100)
     os.mkdir(deep)
@@ -937,7 +937,7 @@ async def test_long_socket_paths(sock_dir: str) -> None:
     assert len(path) > 107
     async with serving(path, basic_methods()):
         assert stat.S_ISSOCK(os.stat(path).st_mode)
-        with connect_path(path) as name:
+        with socket_name(path) as name:
             async with client(name) as c:
                 assert (await c.call("ping"))["result"] == "pong"
     assert not exists(path)
