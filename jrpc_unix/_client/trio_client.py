@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .._response import Response
     from .transport import AsyncTransport
 
-__all__ = ["AsyncClient", "AsyncSubscription", "open_client"]
+__all__ = ["AsyncClient", "AsyncSubscription", "client_over", "open_client"]
 
 
 class AsyncClient:
@@ -225,6 +225,16 @@ async def open_client(
     """
     address = os.fspath(path)
     stream = await connect_unix(address, connect_timeout)
+    async with client_over(address, stream, max_message_size) as client:
+        yield client
+
+
+@asynccontextmanager
+async def client_over(
+    address: str, stream: trio.abc.Stream, max_message_size: int = DEFAULT_MAX_ANSWER
+) -> AsyncIterator[AsyncClient]:
+    """An AsyncClient over any connected ``stream`` (closed when the block ends), its transport's
+    reader and writer running for the block. ``address`` names it in messages."""
     transport = TrioTransport(address, stream, Conversation(max_message_size))
     failure: BaseException | None = None
     try:
