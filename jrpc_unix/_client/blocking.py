@@ -24,10 +24,11 @@ from .._errors import ConnectionClosedError, TransportError
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchange, Progress
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
 from .._wire.requests import Notification, Params, make_params, seed_params
-from .blocking_io import BlockingTransport, Trace
+from .blocking_io import BlockingTransport
 
 if TYPE_CHECKING:
     from .._response import Response
+    from .blocking_io import Trace
 
 __all__ = ["Client", "Subscription"]
 
@@ -178,7 +179,7 @@ class Client:
             return exchange
 
         def subscribed_call(deadline: float | None) -> Exchange:
-            transport.open(deadline)  # a reconnect would lose the subscription made before it
+            transport.ensure_open(deadline)  # a reconnect would lose the subscription made before it
             if not conv.progress_subscribed:
                 transport.send_and_wait(conv.subscribe_progress, deadline)
             answered: Exchange = transport.send_and_wait(

@@ -15,24 +15,28 @@ from __future__ import annotations
 
 import _thread
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConnectionClosedError, ProtocolError, RpcTimeoutError
-from .._wire.conversation import Conversation, Exchange
 from .._wire.events import Answered, MustSend
 from .connect import UnixSocketStream
-from .transport import BlockingStream
 
-__all__ = ["BlockingTransport", "Connect", "Trace"]
+if TYPE_CHECKING:  # types only: each module imported costs the command line's cold start
+    from collections.abc import Callable
+    from typing import TypeVar
 
-#: Called with ("send", bytes) and ("recv", line) for every message, to watch the wire.
-Trace = Callable[[str, bytes], None]
-#: Opens a stream to an address by a deadline, or raises ConnectError.
-Connect = Callable[[str, float | None], BlockingStream]
-#: What a message builder returns: the exchange to wait on (None: a notification) and the bytes.
-Built = tuple[Any, bytes]
-_T = TypeVar("_T")
+    from .._wire.conversation import Conversation, Exchange
+    from .transport import BlockingStream
+
+    #: Called with ("send", bytes) and ("recv", line) for every message, to watch the wire.
+    Trace = Callable[[str, bytes], None]
+    #: Opens a stream to an address by a deadline, or raises ConnectError.
+    Connect = Callable[[str, float | None], BlockingStream]
+    #: What a message builder returns: the exchange to wait on (None: a notification), the bytes.
+    Built = tuple[Any, bytes]
+    _T = TypeVar("_T")
+
+__all__ = ["BlockingTransport"]
 
 
 class BlockingTransport:
@@ -96,7 +100,7 @@ class BlockingTransport:
             raise
         return exchange
 
-    def open(self, deadline: float | None) -> None:
+    def ensure_open(self, deadline: float | None) -> None:
         """Be connected, on a stream the server has not closed (it closes idle ones)."""
         if self._stream is not None and not self._stream.still_open():
             self._disconnect()

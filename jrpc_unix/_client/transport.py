@@ -14,8 +14,9 @@ events it returns; the clients build requests with it and read answers from its 
   lock, the deadlines, reconnecting and the read loop.
 * An :class:`AsyncTransport` is what :class:`~.trio_client.AsyncClient` (and its subscriptions)
   need from an event loop: :class:`~.trio_io.TrioTransport` runs a reader and a writer task over
-  any ``trio.abc.Stream`` (a UNIX socket today; ``trio.StapledStream`` over an ssh process's pipes
-  would do). An asyncio transport (issue 16) implements the same methods with asyncio's tasks,
+  any ``trio.abc.Stream`` (:func:`~.trio_client.client_over`; :func:`~.trio_client.open_client`
+  gives it a UNIX socket, an ssh transport would give it ``trio.StapledStream`` over the process's
+  pipes). An asyncio transport (issue 16) implements the same methods with asyncio's tasks,
   events and lock, and the same ``AsyncClient`` front serves it.
 
 Standard library only (the blocking client imports this module).
@@ -75,9 +76,8 @@ class AsyncTransport(Protocol):
     else followed by ``rpc.cancel``), never waiting to do so.
     """
 
-    #: The address, for messages.
-    address: str
     conversation: Conversation
+
     @property
     def progress_lock(self) -> AsyncLock:
         """Held while subscribing the connection to progress reports, so it happens once."""

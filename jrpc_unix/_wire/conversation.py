@@ -1,20 +1,16 @@
 """Sans-IO client side of a JSON-RPC 2.0 conversation: requests out as bytes, answers in as events.
 
-Every client drives the same :class:`Conversation` (the blocking one over ``socket``, the trio
-one over a stream), so ids, matching, error mapping and what the server pushes behave
-identically. Requests are built by jsonrpcclient (its dicts, our ids) and encoded by
-:mod:`.stdjson`. An :class:`~.exchange.Exchange` is one message that expects answers: a call,
-or a batch holding at least one call. Answers are matched by id; an answer nobody waits for any
-more (the caller was cancelled or timed out) is dropped and counted.
+Every client drives the same :class:`Conversation`, so ids, matching, error mapping and what the
+server pushes behave identically. Requests are built by jsonrpcclient (its dicts, our ids) and
+encoded by :mod:`.stdjson`. An :class:`~.exchange.Exchange` is one message that expects answers:
+a call, or a batch holding at least one call. Answers are matched by id; an answer nobody waits
+for any more (the caller was cancelled or timed out) is dropped and counted.
 
-:meth:`Conversation.receive_data` returns :mod:`.events`, as h11 does, in the order their lines
-were read: :class:`~.events.Answered` when an exchange is complete,
-:class:`~.events.ReportsArrived` when progress reports wait for a call's callback,
-:class:`~.events.FeedChanged` when a subscription got events or ended,
-:class:`~.events.NotificationArrived` for a notification no subscription claimed (kept in the
-bounded :attr:`Conversation.inbox`), and :class:`~.events.MustSend` for bytes the driver must
-write on its own. A line the server should never send raises ProtocolError, which ends the
-connection.
+:meth:`Conversation.receive_data` returns :mod:`.events` in the order their lines were read, as
+h11 does: an exchange ``Answered``, progress ``ReportsArrived`` for a call's callback, a
+``FeedChanged``, a ``NotificationArrived`` (kept in the bounded :attr:`Conversation.inbox`), bytes
+the driver ``MustSend``. A line the server should never send raises ProtocolError, which ends
+the connection.
 
 An error answer with ``"id": null`` cannot be matched (the server could not read the request's
 id: too large, unparseable, refused connection). When exactly one exchange is waiting it must be
