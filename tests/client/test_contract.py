@@ -273,42 +273,41 @@ async def test_a_late_answer_nobody_waits_for_is_dropped(driver: str, sock_path:
 # -- addresses and why one cannot be reached ---------------------------------------------------
 
 
-async def test_missing_socket_file(driver: str, sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "nothing.sock")
-    message = r"^cannot connect to .*/nothing\.sock: no such socket file \(is the server running\?\)$"
-    with pytest.raises(ConnectError, match=message):
-        async with connected(driver, path) as client:
-            await client.call("ping")
-
-
-async def test_stale_socket_file_is_refused(driver: str, sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "stale.sock")
+def _stale(path: str) -> str:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(path)
     s.close()  # the file stays; nobody listens
-    message = r"connection refused \(a stale socket file: no server is listening on it\)$"
-    with pytest.raises(ConnectError, match=message):
-        async with connected(driver, path) as client:
-            await client.call("ping")
+    return path
 
 
-async def test_not_a_socket(driver: str, sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "file")
+def _plain_file(path: str) -> str:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for address, message in [
-        (path, r"^cannot connect to .*/file: it is not a socket$"),
-        (os.path.join(path, "x.sock"), r"a component of the path is not a directory$"),
-    ]:
-        with pytest.raises(ConnectError, match=message):
-            async with connected(driver, address) as client:
-                await client.call("ping")
+    return path
 
 
-async def test_file_name_too_long(driver: str, sock_dir: str) -> None:
-    path = os.path.join(sock_dir, "n" * 120)
-    message = r"the address is 1\d\d bytes long; the kernel allows at most 107 \(use a shorter file name\)$"
+UNREACHABLE = {
+    "missing": (
+        lambda path: path,
+        r"^cannot connect to .*/s\.sock: no such socket file \(is the server running\?\)$",
+    ),
+    "stale": (_stale, r"connection refused \(a stale socket file: no server is listening on it\)$"),
+    "not a socket": (_plain_file, r"^cannot connect to .*/s\.sock: it is not a socket$"),
+    "not a directory": (
+        lambda path: os.path.join(_plain_file(path), "x.sock"),
+        r"a component of the path is not a directory$",
+    ),
+    "too long": (
+        lambda path: path + "n" * 120,
+        r"the address is 1\d\d bytes long; the kernel allows at most 107 \(use a shorter file name\)$",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNREACHABLE)
+async def test_why_an_address_cannot_be_reached(driver: str, sock_path: str, case: str) -> None:
+    make, message = UNREACHABLE[case]
     with pytest.raises(ConnectError, match=message):
-        async with connected(driver, path) as client:
+        async with connected(driver, make(sock_path)) as client:
             await client.call("ping")
 
 
