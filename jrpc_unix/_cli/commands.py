@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .._client.blocking import Client
 from .._errors import RpcError
 from .._wire.requests import Call
-from .main import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
+from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 

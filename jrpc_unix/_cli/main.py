@@ -2,7 +2,8 @@
 
 Habits of ``lightning-cli`` and ``varlinkctl``: params as JSON, ``key=value`` or plain words;
 results as JSON on stdout (pretty on a terminal); errors on stderr as ``error [code] message``;
-exit codes that tell a script what went wrong. The commands are :mod:`._cli_commands`.
+exit codes that tell a script what went wrong. The commands are :mod:`.commands`;
+the exit codes :mod:`.exits`.
 
 Shell scripts call it in loops, so start-up counts (``jrpc-unix call SOCK ping`` should cost
 little more than starting Python): the client commands import neither trio, jsonrpcserver nor
@@ -21,29 +22,14 @@ import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED, EXIT_TRANSPORT, EXIT_USAGE
+
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 else:
     Args = SimpleNamespace
 
-__all__ = [
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_RPC_ERROR",
-    "EXIT_TERMINATED",
-    "EXIT_TRANSPORT",
-    "EXIT_USAGE",
-    "main",
-    "quick_args",
-    "run",
-]
-
-EXIT_OK = 0  # success
-EXIT_RPC_ERROR = 1  # the server answered with a JSON-RPC error
-EXIT_USAGE = 2  # bad command line or input (argparse's own code)
-EXIT_TRANSPORT = 3  # cannot connect, connection lost, timeout, protocol violation, cannot listen
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
-EXIT_TERMINATED = 143  # `watch` stopped by SIGTERM (128 + SIGTERM), after unsubscribing
+__all__ = ["main", "quick_args", "run"]
 
 #: Commands that run threads, servers or logging: they exit the ordinary way.
 _FULL_EXIT = ("serve", "demo")
