@@ -191,7 +191,7 @@ def cmd_serve(args: Args) -> int:
 
 
 def cmd_demo(args: Args) -> int:
-    from ..demo import tour
+    from .tour import tour  # the server, trio and threads: only the demo needs them
 
     return tour(timeout=args.timeout)
 
