@@ -1,4 +1,4 @@
-"""The ``jrpc-unix`` commands themselves; :mod:`._cli` reads the command line and runs one.
+"""The ``jrpc-unix`` commands themselves; :mod:`.main` reads the command line and runs one.
 
 Each takes the parsed arguments and returns an exit code; expected failures are raised
 (UsageError, RpcError, JrpcUnixError) for :func:`jrpc_unix._cli.main.main` to report.
@@ -149,7 +149,7 @@ def cmd_watch(args: Args) -> int:
     Ctrl-C (or SIGTERM) unsubscribes before exiting 130 (143): the server ends the subscription
     at once instead of when it notices the connection is gone.
     """
-    import signal  # its enums cost ~0.4 ms; only watch needs it
+    import signal  # only watch needs it (its import's cost: specs/performance.md)
 
     params = parse_params(args.params, "keywords")
     assert not isinstance(params, list)

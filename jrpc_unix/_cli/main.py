@@ -10,7 +10,8 @@ little more than starting Python): the client commands import neither trio, json
 orjson (``serve`` and ``demo`` import what they need when run); the common ``call``/``notify``
 command lines are read without argparse (:func:`quick_args`); the cyclic GC is paused while
 the commands are imported (imports make only long-lived objects, so its passes find nothing);
-and a client command skips the interpreter's teardown (:func:`run`).
+and a client command skips the interpreter's teardown (:func:`run`). What each of these saves,
+and how to measure it again: specs/performance.md.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def run() -> None:
     """The console script: ``sys.exit(main())``, quiet when stdout is a closed pipe.
 
     A client command ends with ``os._exit`` once its output is flushed: tearing down the
-    interpreter's ~150 modules costs ~3 ms, a sixth of a whole call, and nothing of a client
-    command needs it (no threads, no atexit handlers, every stream flushed here).
+    interpreter's modules is a measurable share of a whole call (specs/performance.md), and
+    nothing of a client command needs it (no threads, no atexit handlers, every stream flushed
+    here).
     """
     try:
         code = main()

@@ -1,7 +1,8 @@
 """The ``jrpc-unix`` command line's argparse parser.
 
 Imported only when :func:`jrpc_unix._cli.main.quick_args` cannot read the command line itself:
-argparse and building this parser cost ~4 ms, a fifth of a whole ``jrpc-unix call``.
+importing argparse and building this parser are a large share of a whole ``jrpc-unix call``
+(specs/performance.md).
 """
 
 from __future__ import annotations
