@@ -322,9 +322,9 @@ def test_methods_when_discovery_is_off(sock_dir: str, capsys: pytest.CaptureFixt
 def test_stats(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "stats", shared_demo.path)
     assert (code, err) == (0, "")
-    figures = json.loads(out)
-    assert figures["server"]["connections"]["open"] >= 1
-    assert "methods" in figures
+    stats = json.loads(out)
+    assert stats["server"]["connections"]["open"] >= 1
+    assert "methods" in stats
 
 
 def test_watch_prints_each_event(demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -> None:
@@ -497,7 +497,7 @@ def test_anything_else_goes_to_argparse(argv: list[str]) -> None:
 def test_stats_table_renders_every_figure() -> None:
     from jrpc_unix._cli.text import render_stats
 
-    figures = {
+    stats = {
         "server": {
             "uptime_s": 3725.5,
             "connections": {"open": 2, "total": 1234, "rejected": {"max_connections": 1}},
@@ -521,7 +521,7 @@ def test_stats_table_renders_every_figure() -> None:
         },
         "service": {"counter": 3},
     }
-    assert render_stats(figures) == (
+    assert render_stats(stats) == (
         "uptime             1 h 2 min 5 s\n"
         "connections        2 open, 1,234 total, rejected: max_connections 1\n"
         "calls              1,200\n"
