@@ -20,6 +20,7 @@ from .._errors import RpcError
 from .._server.thread import serve_in_thread
 from .._wire.requests import Call, Notify
 from ..demo import methods
+from .exits import EXIT_OK
 
 __all__ = ["tour"]
 
@@ -74,7 +75,7 @@ def tour(timeout: float | None = 30.0, out: TextIO | None = None) -> int:
         logger.removeHandler(handler)
         logger.propagate = saved_propagate
         shutil.rmtree(directory, ignore_errors=True)
-    return 0
+    return EXIT_OK
 
 
 def _steps(client: Client, say: Callable[[str], None]) -> None:
