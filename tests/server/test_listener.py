@@ -23,16 +23,14 @@ from typing import Any
 
 import pytest
 import trio
-from helpers import DEMO, ROOT, TIMEOUT, LineClient
+from helpers import DEMO, ROOT, TIMEOUT, DemoProcess, LineClient, ServerProcess
 from helpers.ops import (
     PING,
     PONG,
-    ServerProcess,
     StatPoller,
     basic_methods,
     busy_thread,
     connectable,
-    demo_process,
     ping,
     served,
     stale_socket,
@@ -159,7 +157,7 @@ def test_no_window_demo_process_with_umask_0(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "demo.sock")
     poller = StatPoller(path, sock_dir)
     try:
-        with demo_process(path, os.path.join(sock_dir, "log"), preexec_fn=lambda: os.umask(0)) as demo:
+        with DemoProcess(path, os.path.join(sock_dir, "log"), preexec_fn=lambda: os.umask(0)) as demo:
             ino = os.lstat(path).st_ino
             poller.wait_inode(ino)
             assert ping(path)
@@ -186,7 +184,7 @@ def test_stale_socket_file_is_replaced(sock_path: str) -> None:
 
 def test_killed_server_leaves_a_stale_file_the_next_one_replaces(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "demo.sock")
-    first = demo_process(path, os.path.join(sock_dir, "log1"))
+    first = DemoProcess(path, os.path.join(sock_dir, "log1"))
     try:
         assert ping(path)
         first.proc.kill()  # SIGKILL: no cleanup, the file stays behind
@@ -195,7 +193,7 @@ def test_killed_server_leaves_a_stale_file_the_next_one_replaces(sock_dir: str) 
         first.close()
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
     assert not connectable(path)
-    with demo_process(path, os.path.join(sock_dir, "log2")) as second:
+    with DemoProcess(path, os.path.join(sock_dir, "log2")) as second:
         assert ping(path)
         assert peer_pid(path) == second.pid
         assert second.signal(signal.SIGTERM) == 0
@@ -204,7 +202,7 @@ def test_killed_server_leaves_a_stale_file_the_next_one_replaces(sock_dir: str) 
 
 def test_live_server_is_never_stolen_by_a_second_process(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "log1")) as first:
+    with DemoProcess(path, os.path.join(sock_dir, "log1")) as first:
         ino = os.lstat(path).st_ino
         with LineClient(path) as held:  # a client connected to the first server throughout
             held.send(PING)
@@ -231,7 +229,7 @@ def test_live_server_is_never_stolen_cli_says_so_in_one_line(sock_dir: str) -> N
     """``jrpc-unix serve`` on a live path: one clear line on stderr, exit status 3, no traceback."""
     pytest.importorskip("jrpc_unix._cli.serve")
     path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "log1")) as first:
+    with DemoProcess(path, os.path.join(sock_dir, "log1")) as first:
         second = subprocess.run(
             [sys.executable, "-m", "jrpc_unix", "serve", f"{DEMO}:methods", path],
             capture_output=True,
@@ -602,7 +600,7 @@ def test_long_path_stale_file_replaced_and_demo_process_serves(sock_dir: str) ->
         stale.bind(name)
         stale.close()
     stale_ino = os.lstat(path).st_ino
-    with demo_process(path, os.path.join(sock_dir, "log")) as demo:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as demo:
         assert os.lstat(path).st_ino != stale_ino
         with socket_name(path) as name:
             assert ping(name)
