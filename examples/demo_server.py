@@ -9,9 +9,9 @@ Then, from another shell::
 It runs until SIGTERM or SIGINT (or SIGHUP, SIGQUIT), then lets in-flight calls finish, removes
 the socket file and exits 0. Tests, benchmarks and the documentation all drive this service.
 
-Its methods, topics and state (a config and a counter) live in ``jrpc_unix/_demo.py``, so that
-``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix.demo:methods SOCK`` work from
-any install, not only from a source checkout; this file runs them as a standalone service.
+Its methods, topics and state (a config and a counter) live in ``jrpc_unix/demo.py``, so that
+``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix.demo:methods SOCK`` work from any install,
+not only from a source checkout; this file runs them as a standalone service.
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
 """jrpc-unix: a JSON-RPC 2.0 control plane for a running process, on a UNIX domain socket.
 
 This module is the whole public API. Names load lazily, so a blocking client or the command line
-never pays for importing trio or jsonrpcserver.
+never pays for importing trio or jsonrpcserver. Each name keeps the ``__module__`` of the private
+module that defines it (no httpx-style rewrite to ``jrpc_unix``: with lazy names it would depend
+on what was touched first, and ``typing.get_type_hints`` resolves a class's annotations in its
+``__module__``; specs/design-notes.md says more).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports each name on first use
     from ._client.blocking import Client as Client
-    from ._client.subscription import Subscription as Subscription
+    from ._client.blocking import Subscription as Subscription
     from ._client.trio_client import AsyncClient as AsyncClient
+    from ._client.trio_client import AsyncSubscription as AsyncSubscription
     from ._client.trio_client import open_client as open_client
-    from ._client.trio_subscription import AsyncSubscription as AsyncSubscription
     from ._errors import AddressInUseError as AddressInUseError
     from ._errors import ConnectError as ConnectError
     from ._errors import ConnectionClosedError as ConnectionClosedError
@@ -32,21 +35,24 @@ if TYPE_CHECKING:
     from ._server.thread import ServerThread as ServerThread
     from ._server.thread import serve_in_thread as serve_in_thread
     from ._service.access import Access as Access
+    from ._service.access import Peer as Peer
     from ._service.access import Policy as Policy
-    from ._service.context import Peer as Peer
     from ._service.context import RequestContext as RequestContext
     from ._service.context import current_context as current_context
     from ._service.limits import Limits as Limits
     from ._service.methods import Methods as Methods
-    from ._wire.conversation import Call as Call
-    from ._wire.conversation import Notify as Notify
+    from ._version import __version__ as __version__
+    from ._wire.requests import Call as Call
+    from ._wire.requests import Notify as Notify
 
-from ._version import __version__ as __version__
-
-#: public name -> the private module that defines it
+#: public name -> the private module that defines it: the same pairs as the imports above, in
+#: the same order (tests/test_exported_members.py holds the two lists equal).
 _EXPORTS: dict[str, str] = {
-    "Access": "_service.access",
-    "Policy": "_service.access",
+    "Client": "_client.blocking",
+    "Subscription": "_client.blocking",
+    "AsyncClient": "_client.trio_client",
+    "AsyncSubscription": "_client.trio_client",
+    "open_client": "_client.trio_client",
     "AddressInUseError": "_errors",
     "ConnectError": "_errors",
     "ConnectionClosedError": "_errors",
@@ -57,28 +63,26 @@ _EXPORTS: dict[str, str] = {
     "RpcTimeoutError": "_errors",
     "ServerSetupError": "_errors",
     "TransportError": "_errors",
-    "Peer": "_service.context",
+    "Response": "_response",
+    "Status": "_response",
+    "Server": "_server.server",
+    "run": "_server.server",
+    "serve": "_server.server",
+    "ServerThread": "_server.thread",
+    "serve_in_thread": "_server.thread",
+    "Access": "_service.access",
+    "Peer": "_service.access",
+    "Policy": "_service.access",
     "RequestContext": "_service.context",
     "current_context": "_service.context",
     "Limits": "_service.limits",
     "Methods": "_service.methods",
-    "Response": "_response",
-    "Status": "_response",
-    "Server": "_server.server",
-    "serve": "_server.server",
-    "run": "_server.server",
-    "ServerThread": "_server.thread",
-    "serve_in_thread": "_server.thread",
-    "Client": "_client.blocking",
-    "AsyncClient": "_client.trio_client",
-    "open_client": "_client.trio_client",
-    "Call": "_wire.conversation",
-    "Notify": "_wire.conversation",
-    "Subscription": "_client.subscription",
-    "AsyncSubscription": "_client.trio_subscription",
+    "__version__": "_version",  # lazy too: a CLI start imports this package, never the version
+    "Call": "_wire.requests",
+    "Notify": "_wire.requests",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS.keys() - {"__version__"})
 
 
 def __getattr__(name: str) -> Any:

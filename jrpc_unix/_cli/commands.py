@@ -1,4 +1,4 @@
-"""The ``jrpc-unix`` commands themselves; :mod:`._cli` reads the command line and runs one.
+"""The ``jrpc-unix`` commands themselves; :mod:`.main` reads the command line and runs one.
 
 Each takes the parsed arguments and returns an exit code; expected failures are raised
 (UsageError, RpcError, JrpcUnixError) for :func:`jrpc_unix._cli.main.main` to report.
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from .._client.blocking import Client
 from .._errors import RpcError
 from .._wire.requests import Call
-from .main import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
+from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 
-    from .._client.subscription import Subscription
+    from .._client.blocking import Subscription
 else:
     Args = Any
 
@@ -149,7 +149,7 @@ def cmd_watch(args: Args) -> int:
     Ctrl-C (or SIGTERM) unsubscribes before exiting 130 (143): the server ends the subscription
     at once instead of when it notices the connection is gone.
     """
-    import signal  # its enums cost ~0.4 ms; only watch needs it
+    import signal  # only watch needs it (its import's cost: specs/performance.md)
 
     params = parse_params(args.params, "keywords")
     assert not isinstance(params, list)
@@ -191,7 +191,7 @@ def cmd_serve(args: Args) -> int:
 
 
 def cmd_demo(args: Args) -> int:
-    from ..demo import tour
+    from .tour import tour  # the server, trio and threads: only the demo needs them
 
     return tour(timeout=args.timeout)
 

@@ -2,14 +2,16 @@
 
 Habits of ``lightning-cli`` and ``varlinkctl``: params as JSON, ``key=value`` or plain words;
 results as JSON on stdout (pretty on a terminal); errors on stderr as ``error [code] message``;
-exit codes that tell a script what went wrong. The commands are :mod:`._cli_commands`.
+exit codes that tell a script what went wrong. The commands are :mod:`.commands`;
+the exit codes :mod:`.exits`.
 
 Shell scripts call it in loops, so start-up counts (``jrpc-unix call SOCK ping`` should cost
 little more than starting Python): the client commands import neither trio, jsonrpcserver nor
 orjson (``serve`` and ``demo`` import what they need when run); the common ``call``/``notify``
 command lines are read without argparse (:func:`quick_args`); the cyclic GC is paused while
 the commands are imported (imports make only long-lived objects, so its passes find nothing);
-and a client command skips the interpreter's teardown (:func:`run`).
+and a client command skips the interpreter's teardown (:func:`run`). What each of these saves,
+and how to measure it again: specs/performance.md.
 """
 
 from __future__ import annotations
@@ -21,29 +23,14 @@ import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED, EXIT_TRANSPORT, EXIT_USAGE
+
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 else:
     Args = SimpleNamespace
 
-__all__ = [
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_RPC_ERROR",
-    "EXIT_TERMINATED",
-    "EXIT_TRANSPORT",
-    "EXIT_USAGE",
-    "main",
-    "quick_args",
-    "run",
-]
-
-EXIT_OK = 0  # success
-EXIT_RPC_ERROR = 1  # the server answered with a JSON-RPC error
-EXIT_USAGE = 2  # bad command line or input (argparse's own code)
-EXIT_TRANSPORT = 3  # cannot connect, connection lost, timeout, protocol violation, cannot listen
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
-EXIT_TERMINATED = 143  # `watch` stopped by SIGTERM (128 + SIGTERM), after unsubscribing
+__all__ = ["main", "quick_args", "run"]
 
 #: Commands that run threads, servers or logging: they exit the ordinary way.
 _FULL_EXIT = ("serve", "demo")
@@ -115,8 +102,9 @@ def run() -> None:
     """The console script: ``sys.exit(main())``, quiet when stdout is a closed pipe.
 
     A client command ends with ``os._exit`` once its output is flushed: tearing down the
-    interpreter's ~150 modules costs ~3 ms, a sixth of a whole call, and nothing of a client
-    command needs it (no threads, no atexit handlers, every stream flushed here).
+    interpreter's modules is a measurable share of a whole call (specs/performance.md), and
+    nothing of a client command needs it (no threads, no atexit handlers, every stream flushed
+    here).
     """
     try:
         code = main()

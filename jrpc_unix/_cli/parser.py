@@ -1,13 +1,15 @@
 """The ``jrpc-unix`` command line's argparse parser.
 
 Imported only when :func:`jrpc_unix._cli.main.quick_args` cannot read the command line itself:
-argparse and building this parser cost ~4 ms, a fifth of a whole ``jrpc-unix call``.
+importing argparse and building this parser are a large share of a whole ``jrpc-unix call``
+(specs/performance.md).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from .._version import __version__
 from .params import parse_timeout
 
 __all__ = ["build_parser"]
@@ -22,7 +24,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 the server answered with an error, 2 usage, "
         "3 cannot connect / connection lost / timeout, 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     waits = argparse.ArgumentParser(add_help=False)
@@ -97,9 +99,3 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
         add_serve_options(sub)
     add("demo", "start the demo service, drive it, show what happened", [waits])
     return parser
-
-
-def _version() -> str:
-    from .._version import __version__
-
-    return __version__

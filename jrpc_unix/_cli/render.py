@@ -1,7 +1,7 @@
 r"""What the command line prints: JSON results, error lines, and a progress bar on stderr.
 
 Each result is flushed as it is printed, so ``jrpc-unix watch`` shows events as they come even
-through a pipe. The text renderings (methods, stats) are :mod:`._cli_text`'s.
+through a pipe. The text renderings (methods, stats) are :mod:`.text`'s.
 
 Everything printed came from a server we need not trust, and a terminal obeys control
 characters: ``ESC [ 2 J`` clears it, ``ESC ] 0 ;`` retitles it, U+009B alone starts a control

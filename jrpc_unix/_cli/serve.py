@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from .._errors import ServerSetupError
 from .._service.limits import Limits
+from .exits import EXIT_OK
+from .params import UsageError
 
 __all__ = ["add_serve_options", "load_target", "serve_command"]
 
@@ -143,8 +144,6 @@ def serve_command(args: argparse.Namespace) -> int:
     import logging
 
     from .._server.server import run
-    from .main import EXIT_OK
-    from .params import UsageError
 
     try:
         methods = load_target(args.target)
@@ -164,20 +163,8 @@ def serve_command(args: argparse.Namespace) -> int:
         options["topics"] = dict(t.partition("=")[::2] for t in args.topic)
     if not args.discover:
         options["discover"] = False
-    try:
+    try:  # a setup failure (ServerSetupError) reaches main() as itself: run() unwraps the group
         run(args.socket, methods, **options)
     except ValueError as exc:  # a bad option value the server refused (unknown group, ...)
         raise UsageError(str(exc)) from None
-    except BaseExceptionGroup as group:  # trio's nursery wraps a setup failure; show it alone
-        leaves = _leaves(group)
-        if len(leaves) == 1 and isinstance(leaves[0], ServerSetupError):
-            raise leaves[0] from None
-        raise
     return EXIT_OK
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out

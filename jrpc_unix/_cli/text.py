@@ -2,7 +2,7 @@
 
 Works on any OpenRPC document or stats object (a jrpc-unix server's or another's), so it trusts
 nothing: every member may be missing or of another type, and every string the server chose goes
-through :func:`~._cli_render.visible` (a name with a newline or an escape sequence cannot break
+through :func:`~.render.visible` (a name with a newline or an escape sequence cannot break
 the layout or drive the terminal; the caller escapes the whole text once more, newlines aside).
 """
 

@@ -1,8 +1,10 @@
-"""The blocking client: stdlib ``socket`` only, so scripts, threads and WSGI apps need no trio.
+"""The blocking client and its subscriptions: stdlib only, so scripts, threads and WSGI apps need
+no trio.
 
 Importing this module never imports trio or jsonrpcserver (the command line depends on that to
 start fast). The conversation itself (ids, matching, errors, where pushed events go) is
-:mod:`._conversation`'s; the socket work is :mod:`._sync_io`'s.
+:mod:`.._wire.conversation`'s; connecting, turns, deadlines and reading are the transport's
+(:mod:`.blocking_io`).
 
 Threads: one :class:`Client` carries one call at a time. Threads sharing it take turns on its
 connection (a lock; waiting for the turn counts against the timeout), which is safe and keeps
@@ -13,33 +15,46 @@ parallel, or a thread that watches events while others call, give each thread it
 from __future__ import annotations
 
 import contextlib
-import socket
+import os
+from collections.abc import Iterator
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConnectionClosedError, ProtocolError, RpcError, TransportError
-from .._wire.conversation import Call, Exchange
+from .._errors import ConnectionClosedError, TransportError
+from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchange, Progress
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
-from .._wire.requests import Notification, Params, make_params, response_from, seed_params
-from .blocking_io import MAX_KEPT_NOTIFICATIONS, Progress, SyncConnection, Trace
+from .._wire.requests import Notification, Params, make_params, seed_params
+from .blocking_io import BlockingTransport
 
 if TYPE_CHECKING:
     from .._response import Response
-    from .subscription import Subscription
+    from .blocking_io import Trace
 
-__all__ = ["MAX_KEPT_NOTIFICATIONS", "Client", "Progress", "Trace"]
+__all__ = ["Client", "Subscription"]
 
 
-class Client(SyncConnection):
+class Client:
     """A blocking JSON-RPC client for the server at ``path``; a context manager.
 
     It connects on first use and reconnects when the server closed an idle connection before a
     request was written. ``timeout`` (seconds, None for none) bounds each whole call: waiting
-    for the turn, connecting, writing and reading. After a timeout the connection is closed (a
-    late answer cannot confuse the next call), ending its subscriptions; the next call reconnects.
+    for the turn, connecting, writing and reading; it may be changed between calls. After a
+    timeout the connection is closed (a late answer cannot confuse the next call), ending its
+    subscriptions; the next call reconnects. ``trace(way, line)`` sees every message.
     """
 
-    # -- public API ------------------------------------------------------------------------
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        timeout: float | None = 30.0,
+        *,
+        max_message_size: int = DEFAULT_MAX_ANSWER,
+        trace: Trace | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.timeout = timeout
+        self._conv = Conversation(max_message_size)
+        self._transport = BlockingTransport(self.path, self._conv, trace=trace)
 
     def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result; raises RpcError if the server answers an error.
@@ -51,7 +66,9 @@ class Client(SyncConnection):
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification; returns once it is written (no answer ever comes)."""
-        self._run(lambda: (None, self._conv.notify(method, make_params(args, kwargs))))
+        self._transport.exchange(
+            lambda: (None, self._conv.notify(method, make_params(args, kwargs))), self.timeout
+        )
 
     def batch(self, *items: Call) -> list[Any]:
         """Send calls and notifications as one message; results in call order.
@@ -59,17 +76,16 @@ class Client(SyncConnection):
         A failed call's place holds its RpcError instead of a result (it is not raised), so one
         failure does not hide the other answers. Notifications have no place.
         """
-        exchange = self._run(lambda: self._conv.batch(items))
+        exchange = self._transport.exchange(lambda: self._conv.batch(items), self.timeout)
         return [] if exchange is None else exchange.results()
 
     def send(self, cmd: str, args: Any = None, respond: bool = True) -> Response | None:
         """The Go original's ``Send``: a Response for a call, None for ``respond=False``."""
         params = seed_params(args)
         if not respond:
-            self._run(lambda: (None, self._conv.notify(cmd, params)))
+            self._transport.exchange(lambda: (None, self._conv.notify(cmd, params)), self.timeout)
             return None
-        exchange = self._run(lambda: self._conv.call(cmd, params))
-        return response_from(exchange.outcomes[exchange.ids[0]])
+        return self._call(cmd, params, None).response()
 
     def call_raw(
         self, method: str, params: Params = None, *, progress: Progress | None = None
@@ -82,13 +98,7 @@ class Client(SyncConnection):
         """Subscribe to ``topic`` (with its params, and ``queue_size``); iterate the result for
         each event's data. It lasts until closed (``with`` or ``close()``) or the connection ends.
         """
-        from .subscription import Subscription
-
-        exchange = self._run(lambda: self._conv.subscribe(topic, params))
-        result = exchange.result()
-        if exchange.feed is None:
-            raise ProtocolError(f"rpc.subscribe answered without a subscription id: {result!r:.200}")
-        return Subscription(self, exchange.feed)
+        return Subscription(self, self._open_feed(topic, params))
 
     def wait_notification(self, timeout: float | EllipsisType | None = ...) -> Notification:
         """The next notification the server sent that no :meth:`subscribe` claimed.
@@ -97,28 +107,21 @@ class Client(SyncConnection):
         RpcTimeoutError. Notifications that arrive while a call waits are kept (the newest
         10,000) until taken here. A subscription lives as long as its connection.
         """
-        seconds = self.timeout if isinstance(timeout, EllipsisType) else timeout
-        deadline = self._take_turn(seconds)
-        try:
-            if not self._inbox:
-                if self._sock is None:
+        inbox = self._conv.inbox
+
+        def wait(deadline: float | None) -> Notification:
+            if not inbox:
+                if not self._transport.connected:
                     raise ConnectionClosedError(f"{self.path}: not connected, so no notification can come")
-                self._read_until(
-                    lambda: bool(self._inbox), "a notification", "a notification came", deadline, True
-                )
-            return self._inbox.popleft()
-        finally:
-            self._lock.release()
+                what = "a notification"
+                self._transport.read_until(lambda: bool(inbox), what, f"{what} came", deadline, True)
+            return inbox.popleft()
+
+        return self._transport.in_turn(wait, self._seconds(timeout))
 
     def close(self) -> None:
         """Close the connection (idempotent). Later calls raise ConnectionClosedError."""
-        self._closed = True
-        sock = self._sock
-        if sock is not None:
-            with contextlib.suppress(OSError):  # wakes a blocked reader; the fd stays valid
-                sock.shutdown(socket.SHUT_RDWR)
-        with self._lock:
-            self._disconnect()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -129,53 +132,135 @@ class Client(SyncConnection):
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "connected" if self._sock else "idle"
+        transport = self._transport
+        state = "closed" if transport.closed else "connected" if transport.connected else "idle"
         return f"<Client {self.path!r} {state}>"
 
-    # -- subscriptions (for Subscription) --------------------------------------------------
+    # -- for Subscription (the trio client's hooks have the same names) -------------------
 
-    def next_event(self, feed: Feed, timeout: float | EllipsisType | None = ...) -> Any:
+    def _open_feed(self, topic: str, params: dict[str, Any]) -> Feed:
+        exchange: Exchange = self._transport.exchange(
+            lambda: self._conv.subscribe(topic, params), self.timeout
+        )
+        return exchange.subscribed()
+
+    def _next_event(self, feed: Feed, timeout: float | EllipsisType | None = ...) -> Any:
         """The next event of ``feed``, waiting up to ``timeout`` (default: the client's);
         :data:`END` once it was unsubscribed; ConnectionClosedError once its connection ended."""
-        seconds = self.timeout if isinstance(timeout, EllipsisType) else timeout
-        deadline = self._take_turn(seconds)
-        try:
+
+        def wait(deadline: float | None) -> Any:
             if not feed.events and feed.ended is None:
                 what = f"an event of {feed.topic!r}"
                 ready = lambda: bool(feed.events) or feed.ended is not None  # noqa: E731
-                self._read_until(ready, what, f"{what} came", deadline, True)
+                self._transport.read_until(ready, what, f"{what} came", deadline, True)
             if feed.events:
                 return feed.events.popleft()
             if feed.ended == UNSUBSCRIBED:
                 return END
             raise ConnectionClosedError(f"{self.path}: the connection closed, and the subscription with it")
-        finally:
-            self._lock.release()
 
-    def unsubscribe(self, feed: Feed) -> None:
+        return self._transport.in_turn(wait, self._seconds(timeout))
+
+    def _close_feed(self, feed: Feed) -> None:
         """End ``feed`` (idempotent): ``rpc.unsubscribe`` as a notification, so nothing is awaited
         but its writing, and a later call on this client sees it done. If the connection is lost
         meanwhile, so is the subscription."""
-        if feed.ended is not None or self._closed:
+        if feed.ended is not None or self._transport.closed:
             return
         with contextlib.suppress(TransportError):
-            self._run(lambda: (None, self._conv.unsubscribe(feed)))
+            self._transport.exchange(lambda: (None, self._conv.unsubscribe(feed)), self.timeout)
 
     # -- one exchange ----------------------------------------------------------------------
 
     def _call(self, method: str, params: Params, progress: Progress | None) -> Exchange:
+        conv, transport = self._conv, self._transport
         if progress is None:
-            exchange: Exchange = self._run(lambda: self._conv.call(method, params))
+            exchange: Exchange = transport.exchange(lambda: conv.call(method, params), self.timeout)
             return exchange
-        deadline = self._take_turn(self.timeout)
-        try:
-            if not self._conv.progress_subscribed:
-                subscribe = lambda: self._conv.subscribe("progress", visible=False)  # noqa: E731
-                subscribing = self._exchange(subscribe, deadline)
-                with contextlib.suppress(RpcError):  # a server without progress: no reports
-                    subscribing.result()
-            build = lambda: self._conv.call(method, params, progress=True)  # noqa: E731
-            exchange = self._exchange(build, deadline, progress)
-            return exchange
-        finally:
-            self._lock.release()
+
+        def subscribed_call(deadline: float | None) -> Exchange:
+            transport.ensure_open(deadline)  # a reconnect would lose the subscription made before it
+            if not conv.progress_subscribed:
+                transport.send_and_wait(conv.subscribe_progress, deadline)
+            answered: Exchange = transport.send_and_wait(
+                lambda: conv.call(method, params, progress=progress), deadline
+            )
+            return answered
+
+        return transport.in_turn(subscribed_call, self.timeout)
+
+    def _seconds(self, timeout: float | EllipsisType | None) -> float | None:
+        return self.timeout if isinstance(timeout, EllipsisType) else timeout
+
+
+class Subscription:
+    """Events of one ``rpc.subscribe`` on a :class:`~jrpc_unix.Client`'s connection.
+
+    ::
+
+        with client.subscribe("stats", interval=0.5) as sub:   # rpc.subscribe
+            for data in sub:                                   # each event's data, in order
+                print(data, sub.dropped)
+        # leaving the block calls rpc.unsubscribe
+
+    Iteration yields each event's ``data`` and stops once the subscription is closed; it raises
+    ConnectionClosedError if the connection ends (the server stopped, or a call on the same
+    client timed out), because the server then ended the subscription, not the reader. Each wait
+    is bounded by the client's timeout (``RpcTimeoutError``, which leaves the subscription and the
+    connection alone), or by ``sub.events(timeout=...)``'s.
+    """
+
+    def __init__(self, client: Client, feed: Feed) -> None:
+        self._client = client
+        self._feed = feed
+
+    @property
+    def id(self) -> str:
+        """The server's subscription id (``"s1"``...)."""
+        return self._feed.id
+
+    @property
+    def topic(self) -> str:
+        return self._feed.topic
+
+    @property
+    def dropped(self) -> int:
+        """Events lost so far: the counts of the server's ``rpc.dropped`` notices (it drops
+        the oldest when this reader falls behind), plus any past this client's 10,000 kept."""
+        return self._feed.dropped
+
+    @property
+    def closed(self) -> bool:
+        """True once no more events can come (closed here, or the connection ended)."""
+        return self._feed.ended is not None
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> Any:
+        """The next event's data, waiting up to the client's timeout."""
+        data = self._client._next_event(self._feed)
+        if data is END:
+            raise StopIteration
+        return data
+
+    def events(self, timeout: float | None) -> Iterator[Any]:
+        """Each event's data, waiting up to ``timeout`` seconds for each (None: forever)."""
+        while (data := self._client._next_event(self._feed, timeout)) is not END:
+            yield data
+
+    def close(self) -> None:
+        """Unsubscribe (idempotent); events not yet read are discarded."""
+        self._client._close_feed(self._feed)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = self._feed.ended or "live"
+        return f"<Subscription {self.id} {self.topic!r} {state}, dropped {self.dropped}>"

@@ -1,159 +1,184 @@
-"""The blocking client's machinery: one socket, a turn lock, and exchanges bounded by a deadline.
+"""The blocking client's transport: one stream at a time, a turn lock, and deadlines.
 
-:class:`SyncConnection` connects on first use, writes a message whole, and reads until its
-answer (handing progress reports on as they come); :class:`~._sync_client.Client` adds the
-public API on top. Standard library only, so the command line stays light.
+:class:`BlockingTransport` connects on first use, writes a message whole, and reads until its
+answer, matching the events the sans-IO conversation returns; :class:`~.blocking.Client` has one
+and adds the public API. Standard library only, so the command line stays light. The bytes go
+through a :class:`~.transport.BlockingStream` (a UNIX socket: :mod:`.connect`).
 
-Every read waits in ``poll`` first and then takes what is there without blocking: Ctrl-C
-interrupts a wait, never a read that already took bytes off the socket, so after it the
-connection is still in step (``jrpc-unix watch`` unsubscribes on Ctrl-C). An interruption
-while bytes are being taken in, or any failure mid-exchange, closes the connection instead.
+Every read waits first and then takes what is there without blocking: Ctrl-C interrupts a wait,
+never a read that already took bytes off the stream, so after it the connection is still in
+step (``jrpc-unix watch`` unsubscribes on Ctrl-C). An interruption while bytes are being taken
+in, or any failure mid-exchange, closes the connection instead.
 """
 
 from __future__ import annotations
 
 import _thread
-import collections
-import os
-import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._errors import ConnectionClosedError, RpcTimeoutError
-from .._wire.conversation import DEFAULT_MAX_ANSWER, Conversation, Exchange
-from .._wire.requests import Notification
-from .connect import (
-    connect_address,
-    connect_error,
-    connect_waiting,
-    drain,
-    remaining,
-    still_open,
-    wait_readable,
-)
+from .._errors import ConnectionClosedError, ProtocolError, RpcTimeoutError
+from .._wire.events import Answered, MustSend
+from .connect import UnixSocketStream
 
-__all__ = ["MAX_KEPT_NOTIFICATIONS", "Progress", "SyncConnection", "Trace"]
+if TYPE_CHECKING:  # types only: each module imported costs the command line's cold start
+    from collections.abc import Callable
+    from typing import TypeVar
 
-#: Server notifications kept for wait_notification(); older ones are dropped beyond this.
-MAX_KEPT_NOTIFICATIONS = 10_000
+    from .._wire.conversation import Conversation, Exchange
+    from .transport import BlockingStream
 
-#: Called with ("send", bytes) and ("recv", line) for every message, to watch the wire.
-Trace = Callable[[str, bytes], None]
-#: Called as ``progress(done, total, message)`` for each progress report of a call.
-Progress = Callable[[Any, Any, Any], object]
+    #: Called with ("send", bytes) and ("recv", line) for every message, to watch the wire.
+    Trace = Callable[[str, bytes], None]
+    #: Opens a stream to an address by a deadline, or raises ConnectError.
+    Connect = Callable[[str, float | None], BlockingStream]
+    #: What a message builder returns: the exchange to wait on (None: a notification), the bytes.
+    Built = tuple[Any, bytes]
+    _T = TypeVar("_T")
+
+__all__ = ["BlockingTransport"]
 
 
-class SyncConnection:
-    """One connection to ``path``, used by one caller at a time (see the module docstring)."""
+class BlockingTransport:
+    """One connection at a time to ``address``, used by one caller at a time (a turn)."""
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
-        timeout: float | None = 30.0,
+        address: str,
+        conversation: Conversation,
         *,
-        max_message_size: int = DEFAULT_MAX_ANSWER,
         trace: Trace | None = None,
+        connect: Connect = UnixSocketStream.connect,
     ) -> None:
-        self.path = os.fspath(path)
-        self.timeout = timeout
+        self.address = address
+        self.conversation = conversation
         self.trace = trace
-        self._conv = Conversation(max_message_size)
-        self._sock: socket.socket | None = None
+        self._connect = connect
+        self._stream: BlockingStream | None = None
         self._lock = _thread.allocate_lock()  # threading.Lock without importing threading
         self._closed = False
-        self._op_timeout = timeout  # the running operation's, for its timeout message
-        self._inbox: collections.deque[Notification] = collections.deque(maxlen=MAX_KEPT_NOTIFICATIONS)
+        self._op_timeout: float | None = None  # the running operation's, for its timeout message
 
-    def _run(self, build: Callable[[], tuple[Any, bytes]]) -> Any:
-        deadline = self._take_turn(self.timeout)
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    # -- turns -----------------------------------------------------------------------------
+
+    def in_turn(self, op: Callable[[float | None], _T], timeout: float | None) -> _T:
+        """Run ``op(deadline)`` holding the connection; waiting for the turn counts against
+        ``timeout``, which bounds the whole operation."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise self.timeout_error("waiting for another thread's call on this client", timeout)
         try:
-            return self._exchange(build, deadline)
+            self._op_timeout = timeout
+            if self._closed:
+                raise ConnectionClosedError(f"the client for {self.address} is closed")
+            return op(deadline)
         finally:
             self._lock.release()
 
-    def _exchange(
-        self, build: Callable[[], tuple[Any, bytes]], deadline: float | None, progress: Progress | None = None
-    ) -> Any:
-        """Send what ``build`` makes and wait for its answer; the caller holds the turn."""
+    def exchange(self, build: Callable[[], Built], timeout: float | None) -> Any:
+        """Send what ``build`` makes and wait for its answer, in a turn of its own."""
+        return self.in_turn(lambda deadline: self.send_and_wait(build, deadline), timeout)
+
+    def send_and_wait(self, build: Callable[[], Built], deadline: float | None) -> Any:
+        """Send what ``build`` makes and wait for its answer, handing progress reports on as
+        they come; the caller holds the turn. ``build`` runs again after a reconnect."""
         first = build()  # bad params fail here, before the connection is touched
         try:
             exchange = self._write(first, build, deadline)
             if exchange is not None:
-                self._read_until_done(exchange, deadline, progress)
+                self._wait_answer(exchange, deadline)
         except BaseException:
             self._disconnect()  # also after Ctrl-C mid-write: the stream may hold half a line
             raise
         return exchange
 
-    def _take_turn(self, timeout: float | None) -> float | None:
-        """Acquire the connection (bounded by ``timeout``); returns the operation's deadline."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise self._timeout_error("waiting for another thread's call on this client", timeout)
-        self._op_timeout = timeout
-        if self._closed:
-            self._lock.release()
-            raise ConnectionClosedError(f"the client for {self.path} is closed")
-        return deadline
+    def ensure_open(self, deadline: float | None) -> None:
+        """Be connected, on a stream the server has not closed (it closes idle ones)."""
+        if self._stream is not None and not self._stream.still_open():
+            self._disconnect()
+        self._connected(deadline)
 
-    def _write(
-        self, first: tuple[Any, bytes], build: Callable[[], tuple[Any, bytes]], deadline: float | None
-    ) -> Any:
+    def close(self) -> None:
+        """Close the connection (idempotent), waking a thread that waits on it."""
+        self._closed = True
+        stream = self._stream
+        if stream is not None:
+            stream.interrupt()
+        with self._lock:
+            self._disconnect()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write(self, first: Built, build: Callable[[], Built], deadline: float | None) -> Any:
         """Send ``first``; if the server had closed the idle connection, reconnect.
 
         A connection found closed before anything was written is replaced, and the message is
         built anew for the new connection (a fresh id), so nothing is ever sent twice.
         """
         exchange, data = first
-        reused = self._sock is not None
-        sock = self._connected(deadline)
-        if reused and not still_open(sock):
+        reused = self._stream is not None
+        stream = self._connected(deadline)
+        if reused and not stream.still_open():
             self._disconnect()
-            sock, reused = self._connected(deadline), False
+            stream, reused = self._connected(deadline), False
             exchange, data = build()
         try:
-            self._sendall(sock, data, deadline)
+            self._send(stream, data, deadline)
         except (BrokenPipeError, ConnectionResetError):
             if not reused:  # refused at once: read why (an overloaded server says so, then closes)
-                drain(sock, self._conv)
+                self._drain(stream)
                 self._disconnect()
                 if exchange is not None and exchange.done:
                     return exchange
-                raise self._closed_error("before the request was sent") from None
+                raise self.closed_error("before the request was sent") from None
             self._disconnect()
             exchange, data = build()  # it closed the idle connection just now: retry once
-            self._sendall(self._connected(deadline), data, deadline)
-        if self.trace is not None:
-            self.trace("send", data.rstrip(b"\n"))
+            self._send(self._connected(deadline), data, deadline)
         return exchange
 
-    def _sendall(self, sock: socket.socket, data: bytes, deadline: float | None) -> None:
+    def _send(self, stream: BlockingStream, data: bytes, deadline: float | None) -> None:
         try:
-            sock.settimeout(remaining(deadline))
-            sock.sendall(data)
+            stream.send_all(data, deadline)
         except TimeoutError:
             self._disconnect()
-            raise self._timeout_error("sending the request") from None
+            raise self.timeout_error("sending the request") from None
+        if self.trace is not None:
+            self.trace("send", data.rstrip(b"\n"))
 
-    def _read_until_done(self, exchange: Exchange, deadline: float | None, progress: Progress | None) -> None:
-        """Read until ``exchange`` is answered, handing each progress report on as it comes."""
+    def _drain(self, stream: BlockingStream) -> None:
+        """Feed the conversation what the closed peer sent and we have not read; never blocks."""
+        conv = self.conversation
+        try:
+            while data := stream.receive_some():
+                conv.receive_data(data)
+            conv.receive_eof()
+        except (OSError, ProtocolError):
+            pass
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _wait_answer(self, exchange: Exchange, deadline: float | None) -> None:
         label = exchange.label
-        reports = exchange.reports if progress is not None else None
 
         def ready() -> bool:
-            return exchange.done or bool(reports)
+            return exchange.done or bool(exchange.reports)
 
         while True:
             if not ready():
-                self._read_until(ready, f"the answer to {label}", f"answering {label}", deadline)
-            while reports and progress is not None:  # handed on and forgotten: memory stays flat
-                report = reports.popleft()
-                progress(report.get("done"), report.get("total"), report.get("message"))
+                self.read_until(ready, f"the answer to {label}", f"answering {label}", deadline)
+            exchange.hand_on_reports()
             if exchange.done:
                 return
 
-    def _read_until(
+    def read_until(
         self,
         ready: Callable[[], bool],
         waiting: str,
@@ -163,66 +188,56 @@ class SyncConnection:
     ) -> None:
         """Read until ``ready()``. A timeout closes the connection (a late answer must not meet
         the next call) unless nothing is pending, as when waiting for notifications."""
-        sock = self._sock
-        assert sock is not None
-        sock.settimeout(0.0)  # wait_readable does the waiting
+        stream = self._stream
+        assert stream is not None
+        conv = self.conversation
         while not ready():
-            if not wait_readable(sock, deadline):
+            if not stream.wait_readable(deadline):
                 if not keep_on_timeout:
                     self._disconnect()
-                raise self._timeout_error(f"waiting for {waiting}")
+                raise self.timeout_error(f"waiting for {waiting}")
             try:
-                data = sock.recv(65536)
-                finished = self._conv.receive_data(data) if data else self._conv.receive_eof()
+                data = stream.receive_some()
+                events = conv.receive_data(data) if data else conv.receive_eof()
             except BlockingIOError:
                 continue
             except OSError as exc:
                 self._disconnect()
                 raise ConnectionClosedError(
-                    f"{self.path}: the connection failed before {before} ({exc.strerror or exc})"
+                    f"{self.address}: the connection failed before {before} ({exc.strerror or exc})"
                 ) from None
             except BaseException:  # a protocol error, or interrupted holding bytes not yet parsed
                 self._disconnect()
                 raise
-            self._inbox.extend(self._conv.take_notifications())
-            self._conv.feeds.touched.clear()  # wake-ups are for the trio client; here we poll
-            if self.trace is not None:
-                for line in (line for done in finished for line in done.raw):
-                    self.trace("recv", line)
+            for event in events:
+                match event:
+                    case Answered(exchange) if self.trace is not None:
+                        for line in exchange.raw:
+                            self.trace("recv", line)
+                    case MustSend(message):
+                        self._send(stream, message, deadline)
+                    case _:
+                        pass  # wake-ups: the waiting caller's ready() looks at the state itself
             if not data and not ready():
                 self._disconnect()
-                raise self._closed_error(f"before {before}")
+                raise self.closed_error(f"before {before}")
 
-    def _closed_error(self, when: str) -> ConnectionClosedError:
-        said = self._conv.unattributed
-        suffix = f" (the server said: {said[-1]})" if said else ""
-        return ConnectionClosedError(f"{self.path}: the server closed the connection {when}{suffix}")
+    # -- errors and the connection ---------------------------------------------------------
 
-    def _timeout_error(self, doing: str, seconds: float | None = None) -> RpcTimeoutError:
+    def closed_error(self, when: str) -> ConnectionClosedError:
+        return self.conversation.closed_error(f"{self.address}: the server closed the connection {when}")
+
+    def timeout_error(self, doing: str, seconds: float | None = None) -> RpcTimeoutError:
         seconds = self._op_timeout if seconds is None else seconds
-        return RpcTimeoutError(f"{self.path}: timed out after {seconds:g} s {doing}")
+        return RpcTimeoutError(f"{self.address}: timed out after {seconds:g} s {doing}")
 
-    # -- the connection --------------------------------------------------------------------
-
-    def _connected(self, deadline: float | None) -> socket.socket:
-        if self._sock is not None:
-            return self._sock
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        start = time.monotonic()
-        try:
-            with connect_address(self.path) as addr:
-                connect_waiting(sock, addr, deadline)  # while the server's accept queue is full
-        except OSError as exc:
-            sock.close()
-            raise connect_error(self.path, exc, time.monotonic() - start) from None
-        except BaseException:
-            sock.close()
-            raise
-        self._sock = sock
-        return sock
+    def _connected(self, deadline: float | None) -> BlockingStream:
+        if self._stream is None:
+            self._stream = self._connect(self.address, deadline)
+        return self._stream
 
     def _disconnect(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-        self._conv.reset()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        self.conversation.connection_lost()

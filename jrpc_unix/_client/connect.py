@@ -1,8 +1,8 @@
-"""Reaching a server's socket: the address to connect to, why it could not be reached, and the
-blocking client's small socket chores.
+"""Reaching a server's socket: why it could not be reached (both clients), and the blocking
+client's byte stream over a stdlib UNIX socket.
 
-Shared by both clients (and stdlib only, so the blocking client and the command line stay light).
-Messages are for a person at a terminal: they name the path and the reason in words.
+Standard library only, so the blocking client and the command line stay light. Messages are for a
+person at a terminal: they name the address and the reason in words.
 """
 
 from __future__ import annotations
@@ -16,62 +16,11 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from .._errors import ConnectError, ProtocolError
+from .._address import is_abstract, socket_name
+from .._errors import ConnectError
 
-if TYPE_CHECKING:
-    from .._wire.conversation import Conversation
-
-__all__ = [
-    "MAX_PATH_BYTES",
-    "connect_address",
-    "connect_error",
-    "connect_waiting",
-    "drain",
-    "remaining",
-    "still_open",
-    "wait_readable",
-]
-
-#: sun_path holds 108 bytes on Linux, including the terminating NUL.
-MAX_PATH_BYTES = 107
-
-
-@contextlib.contextmanager
-def connect_address(path: str) -> Iterator[str]:
-    """The address to ``connect`` to for ``path``, even past the kernel's 107-byte limit.
-
-    ``@name`` is a Linux abstract address. A longer file path is reached through
-    ``/proc/self/fd/<directory fd>/<name>`` (the server binds the same way), so only a file name
-    that is itself too long fails.
-    """
-    if path.startswith("@"):
-        addr = "\0" + path[1:]
-    elif len(os.fsencode(path)) <= MAX_PATH_BYTES:
-        yield path
-        return
-    else:
-        directory, name = os.path.split(os.path.abspath(path))
-        try:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            raise connect_error(path, exc) from None
-        try:
-            addr = f"/proc/self/fd/{fd}/{name}"
-            if len(os.fsencode(addr)) <= MAX_PATH_BYTES:
-                yield addr
-                return
-        finally:
-            os.close(fd)
-    size = len(os.fsencode(addr))
-    if size > MAX_PATH_BYTES:
-        raise ConnectError(
-            f"cannot connect to {path}: the address is {size} bytes long; the kernel allows at most "
-            f"{MAX_PATH_BYTES} (use a shorter file name)"
-        )
-    yield addr
+__all__ = ["UnixSocketStream", "connect_error", "remaining"]
 
 
 def connect_error(path: str, exc: OSError, waited: float | None = None) -> ConnectError:
@@ -91,7 +40,7 @@ def connect_error(path: str, exc: OSError, waited: float | None = None) -> Conne
             is_socket = True
         reason = (
             "connection refused (a stale socket file: no server is listening on it)"
-            if is_socket or path.startswith("@")
+            if is_socket or is_abstract(path)
             else "it is not a socket"
         )
     elif code == errno.ENOTDIR:
@@ -105,10 +54,79 @@ def connect_error(path: str, exc: OSError, waited: float | None = None) -> Conne
     return ConnectError(f"cannot connect to {path}: {reason}")
 
 
-# -- the blocking client's socket chores ---------------------------------------------------------
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a monotonic time; None: no limit), never quite zero."""
+    if deadline is None:
+        return None
+    return max(deadline - time.monotonic(), 0.000001)
 
 
-def connect_waiting(sock: socket.socket, addr: str, deadline: float | None) -> None:
+class UnixSocketStream:
+    """The blocking client's connection to a UNIX socket (a :class:`~._client.transport.BlockingStream`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    @classmethod
+    def connect(cls, address: str, deadline: float | None) -> UnixSocketStream:
+        """Connect to ``address``, waiting while its accept queue is full; ConnectError if not."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        start = time.monotonic()
+        try:
+            with socket_name(address) as name:
+                _connect_waiting(sock, name, deadline)
+        except OSError as exc:
+            sock.close()
+            raise connect_error(address, exc, time.monotonic() - start) from None
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    def send_all(self, data: bytes, deadline: float | None) -> None:
+        """Write ``data`` whole; TimeoutError past ``deadline``; BrokenPipeError or
+        ConnectionResetError if the server has closed."""
+        self._sock.settimeout(remaining(deadline))
+        self._sock.sendall(data)
+
+    def wait_readable(self, deadline: float | None) -> bool:
+        """Wait until there is something to read (or EOF); False when the deadline passed.
+
+        Waiting in poll rather than in a blocking recv means Ctrl-C interrupts the wait, never a
+        read that already took bytes off the socket, so the client's stream stays in step.
+        """
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        if deadline is None:
+            return bool(poller.poll())
+        left = deadline - time.monotonic()
+        return left > 0 and bool(poller.poll(math.ceil(left * 1000)))
+
+    def receive_some(self) -> bytes:
+        """What is there to read, never blocking (BlockingIOError: nothing); b"" at EOF."""
+        self._sock.settimeout(0.0)
+        return self._sock.recv(65536)
+
+    def still_open(self) -> bool:
+        """False if the peer has closed (EOF waiting) or reset the connection; never blocks."""
+        self._sock.settimeout(0.0)  # with a timeout set, CPython would first wait for readability
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def interrupt(self) -> None:
+        """From another thread: end a wait in :meth:`wait_readable` at once (the fd stays valid)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _connect_waiting(sock: socket.socket, name: str, deadline: float | None) -> None:
     """Connect, waiting while the server's accept queue is full, until ``deadline`` (None: no limit).
 
     A UNIX listener whose backlog is full answers a non-blocking connect with EAGAIN at once; a
@@ -121,7 +139,7 @@ def connect_waiting(sock: socket.socket, addr: str, deadline: float | None) -> N
     try:
         while True:
             _send_timeout(sock, None if deadline is None else remaining(deadline))
-            sock.connect(addr)
+            sock.connect(name)
             try:
                 sock.getpeername()
                 return
@@ -137,46 +155,3 @@ def _send_timeout(sock: socket.socket, seconds: float | None) -> None:
     micros = 0 if seconds is None else max(math.ceil(seconds * 1_000_000), 1)
     whole, part = divmod(micros, 1_000_000)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", min(whole, 2**31 - 1), part))
-
-
-def remaining(deadline: float | None) -> float | None:
-    """Seconds left until ``deadline`` (a monotonic time; None: no limit), never quite zero."""
-    if deadline is None:
-        return None
-    return max(deadline - time.monotonic(), 0.000001)
-
-
-def wait_readable(sock: socket.socket, deadline: float | None) -> bool:
-    """Wait until ``sock`` has something to read (or EOF); False when the deadline passed.
-
-    Waiting in poll rather than in a blocking recv means Ctrl-C interrupts the wait, never a
-    read that already took bytes off the socket, so the client's stream stays in step.
-    """
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    if deadline is None:
-        return bool(poller.poll())
-    left = deadline - time.monotonic()
-    return left > 0 and bool(poller.poll(math.ceil(left * 1000)))
-
-
-def drain(sock: socket.socket, conv: Conversation) -> None:
-    """Feed ``conv`` whatever the closed peer sent and we have not read; never blocks."""
-    sock.settimeout(0.0)
-    try:
-        while data := sock.recv(65536):
-            conv.receive_data(data)
-        conv.receive_eof()
-    except (OSError, ProtocolError):
-        pass
-
-
-def still_open(sock: socket.socket) -> bool:
-    """False if the peer has closed (EOF waiting) or reset the connection; never blocks."""
-    sock.settimeout(0.0)  # with a timeout set, CPython would first wait for readability
-    try:
-        return sock.recv(1, socket.MSG_PEEK) != b""
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False

@@ -1,48 +1,48 @@
-"""The trio client: many tasks calling at once over one connection, answers matched by id.
+"""The trio client and its subscriptions: many tasks calling at once over one connection.
 
-``async with open_client(path) as client`` connects and runs two helper tasks for the block (a
-reader and a writer: :mod:`._client_io`). Many tasks may call at once; a call's progress
-reports go to its ``progress`` callback; subscriptions are async iterators. A cancelled caller
-stops the server's work too (``rpc.cancel``), and its late answer is dropped
+``async with open_client(path) as client`` connects and runs the transport's reader and writer
+tasks for the block (:mod:`.trio_io`). Many tasks may call at once; answers are matched by id; a
+call's progress reports go to its ``progress`` callback; subscriptions are async iterators. A
+cancelled caller stops the server's work too (``rpc.cancel``), and its late answer is dropped
 (``client.dropped``).
 
 As trio asks, no method takes a ``timeout``: wrap calls in ``trio.fail_after``/``move_on_after``.
 The one exception is ``connect_timeout``: how long :func:`open_client` keeps trying while the
 server's accept queue is full, so a stuck server is a ConnectError, never an endless wait.
+
+:class:`AsyncClient` uses only its :class:`~.transport.AsyncTransport`'s methods, never trio's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._errors import ConnectionClosedError, ProtocolError, RpcError
-from .._response import Response
-from .._wire.conversation import DEFAULT_MAX_ANSWER, Call
-from .._wire.feeds import END, PROGRESS, UNSUBSCRIBED, Feed
-from .._wire.requests import Notification, make_params, response_from, seed_params
-from .blocking_io import Progress
-from .connect import connect_address, connect_error
-from .trio_io import CLIENT_CLOSED, ClientConnection
-from .trio_subscription import AsyncSubscription
+from .._errors import ConnectionClosedError
+from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Progress
+from .._wire.feeds import END, Feed
+from .._wire.requests import Notification, make_params, seed_params
+from .trio_io import CLIENT_CLOSED, TrioTransport, connect_unix
 
-__all__ = ["AsyncClient", "AsyncSubscription", "open_client"]
+if TYPE_CHECKING:
+    from .._response import Response
+    from .transport import AsyncTransport
 
-#: While the accept queue is full, retry after 1 ms, doubling up to 50 ms between tries.
-_FIRST_RETRY, _LAST_RETRY = 0.001, 0.05
+__all__ = ["AsyncClient", "AsyncSubscription", "client_over", "open_client"]
 
 
-class AsyncClient(ClientConnection):
+class AsyncClient:
     """One connection to a server; get one from :func:`open_client`. Safe for many tasks."""
 
-    # -- public API ------------------------------------------------------------------------
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._transport = transport
+        self._conv = transport.conversation
 
     async def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result; raises RpcError if the server answers an error.
@@ -52,13 +52,14 @@ class AsyncClient(ClientConnection):
         """
         params = make_params(args, kwargs)
         if progress is not None:
-            await self._subscribe_progress()
-        pair = self._conv.call(method, params, progress=progress is not None)
-        return (await self._exchange(pair, progress)).result()
+            async with self._transport.progress_lock:  # once, however many tasks ask at once
+                if not self._conv.progress_subscribed:
+                    await self._transport.exchange(self._conv.subscribe_progress())
+        return (await self._transport.exchange(self._conv.call(method, params, progress=progress))).result()
 
     async def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification; returns once it is written (no answer ever comes)."""
-        await self._write(self._conv.notify(method, make_params(args, kwargs)))
+        await self._transport.send(self._conv.notify(method, make_params(args, kwargs)))
 
     async def batch(self, *items: Call) -> list[Any]:
         """Send calls and notifications as one message; results in call order.
@@ -67,18 +68,17 @@ class AsyncClient(ClientConnection):
         """
         exchange, data = self._conv.batch(items)
         if exchange is None:
-            await self._write(data)
+            await self._transport.send(data)
             return []
-        return (await self._exchange((exchange, data))).results()
+        return (await self._transport.exchange((exchange, data))).results()
 
     async def send(self, cmd: str, args: Any = None, respond: bool = True) -> Response | None:
         """The Go original's ``Send``: a Response for a call, None for ``respond=False``."""
         params = seed_params(args)
         if not respond:
-            await self._write(self._conv.notify(cmd, params))
+            await self._transport.send(self._conv.notify(cmd, params))
             return None
-        exchange = await self._exchange(self._conv.call(cmd, params))
-        return response_from(exchange.outcomes[exchange.ids[0]])
+        return (await self._transport.exchange(self._conv.call(cmd, params))).response()
 
     def subscribe(self, topic: str, /, **params: Any) -> AsyncSubscription:
         """``async with client.subscribe(topic, **params) as sub: async for data in sub: ...``
@@ -95,98 +95,120 @@ class AsyncClient(ClientConnection):
         Kept (the newest 10,000) until taken; raises ConnectionClosedError once the connection
         is over and none are left. Bound the wait with ``trio.fail_after`` if need be.
         """
-        while not self._inbox:
-            self._check_open()
-            await self._arrived.wait()
-        return self._inbox.popleft()
+        return await self._transport.next_notification()
 
     @property
     def closed(self) -> bool:
-        return self._closed is not None
+        return self._transport.closed
 
     @property
     def dropped(self) -> int:
         """How many answers arrived for calls nobody waited for any more (late answers)."""
         return self._conv.dropped
 
-    # -- subscriptions (for AsyncSubscription) ---------------------------------------------
+    # -- for AsyncSubscription (the blocking client's hooks have the same names) -----------
 
-    async def open_feed(self, topic: str, params: dict[str, Any]) -> Feed:
-        exchange = await self._exchange(self._conv.subscribe(topic, params))
-        result = exchange.result()
-        if exchange.feed is None:
-            raise ProtocolError(f"rpc.subscribe answered without a subscription id: {result!r:.200}")
-        return exchange.feed
+    async def _open_feed(self, topic: str, params: dict[str, Any]) -> Feed:
+        return (await self._transport.exchange(self._conv.subscribe(topic, params))).subscribed()
 
-    async def next_event(self, feed: Feed) -> Any:
+    async def _next_event(self, feed: Feed) -> Any:
         """The next event of ``feed``; END once unsubscribed; ConnectionClosedError once the
         connection is over."""
-        while not feed.events:
-            if feed.ended == UNSUBSCRIBED:
-                return END
-            if feed.ended is not None:
-                raise self._closed_error()
-            waiter = self._feed_waiters.get(feed)
-            if waiter is None:
-                waiter = self._feed_waiters[feed] = trio.Event()
-            await waiter.wait()
-        return feed.events.popleft()
+        return await self._transport.next_event(feed)
 
-    async def close_feed(self, feed: Feed, wait: bool = True) -> None:
+    async def _close_feed(self, feed: Feed, wait: bool = True) -> None:
         """Unsubscribe (idempotent): ``rpc.unsubscribe`` as a notification, awaited until written,
         or with ``wait=False`` queued without waiting (cleanup during a cancellation)."""
-        if feed.ended is not None:
+        if feed.ended is not None or self._transport.closed:
             return
         data = self._conv.unsubscribe(feed)
-        self._wake_feed(feed)
-        if self._closed is not None or self._write_failed is not None:
-            return
+        self._transport.feed_changed(feed)
         if not wait:
-            self._queue_nowait(data)
+            self._transport.send_soon(data)
             return
         with contextlib.suppress(ConnectionClosedError):  # the subscription ended with it
-            await self._write(data)
-
-    async def _subscribe_progress(self) -> None:
-        """Subscribe the connection to ``progress`` once, however many tasks ask at once."""
-        async with self._progress_lock:
-            if not self._conv.progress_subscribed:
-                exchange = await self._exchange(self._conv.subscribe(PROGRESS, visible=False))
-                with contextlib.suppress(RpcError):  # a server without progress: no reports
-                    exchange.result()
+            await self._transport.send(data)
 
 
-async def _connect(path: str, connect_timeout: float | None) -> trio.SocketStream:
-    """Connect to ``path``, retrying while its accept queue is full (EAGAIN), up to ``connect_timeout``.
+class AsyncSubscription:
+    """Events of one ``rpc.subscribe`` on an :class:`~jrpc_unix.AsyncClient`'s connection.
 
-    A UNIX connect never completes later (no EINPROGRESS): it succeeds or fails at once, and a
-    full queue only says to try again; nothing signals when there is room, hence the retries.
+    ::
+
+        async with client.subscribe("stats", interval=0.5) as sub:    # rpc.subscribe
+            async for data in sub:                                    # each event's data, in order
+                print(data, sub.dropped)
+        # leaving the block unsubscribes
+
+    Iteration yields each event's ``data`` and stops once the subscription is closed; it raises
+    ConnectionClosedError when the connection ends, since the server then ended it, not you. No
+    method takes a timeout (trio's rule): bound waits with ``trio.fail_after``. Leaving the block
+    sends ``rpc.unsubscribe`` as a notification (awaited until written; a later call on the
+    client sees it done); leaving it by an exception or a cancellation only queues it, so cleanup
+    never delays the cancellation.
     """
-    await trio.lowlevel.checkpoint()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    start = trio.current_time()
-    give_up = start + (math.inf if connect_timeout is None else connect_timeout)
-    delay = _FIRST_RETRY
-    try:
-        with connect_address(path) as addr:
-            while True:
-                try:
-                    sock.connect(addr)
-                    break
-                except BlockingIOError as exc:
-                    now = trio.current_time()
-                    if now >= give_up:
-                        raise connect_error(path, exc, now - start) from None
-                    await trio.sleep(min(delay, give_up - now))
-                    delay = min(delay * 2, _LAST_RETRY)
-    except OSError as exc:
-        sock.close()
-        raise connect_error(path, exc) from None
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+    def __init__(self, client: AsyncClient, topic: str, params: dict[str, Any]) -> None:
+        self._client = client
+        self._topic = topic
+        self._params = params
+        self._feed: Feed | None = None
+
+    @property
+    def _live(self) -> Feed:
+        if self._feed is None:
+            raise RuntimeError("use the subscription inside `async with client.subscribe(...)`")
+        return self._feed
+
+    @property
+    def id(self) -> str:
+        """The server's subscription id (``"s1"``...)."""
+        return self._live.id
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def dropped(self) -> int:
+        """Events lost so far: the counts of the server's ``rpc.dropped`` notices (it drops
+        the oldest when this reader falls behind), plus any past the client's 10,000 kept."""
+        return self._live.dropped
+
+    @property
+    def closed(self) -> bool:
+        """True once no more events can come (closed here, or the connection ended)."""
+        return self._feed is not None and self._feed.ended is not None
+
+    async def __aenter__(self) -> AsyncSubscription:
+        if self._feed is not None:
+            raise RuntimeError("a subscription is entered once")
+        self._feed = await self._client._open_feed(self._topic, self._params)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._feed is not None:
+            await self._client._close_feed(self._feed, wait=exc_type is None)
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        data = await self._client._next_event(self._live)
+        if data is END:
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        """Unsubscribe now (idempotent); events not yet read are discarded."""
+        await self._client._close_feed(self._live)
+
+    def __repr__(self) -> str:
+        feed = self._feed
+        state = "not entered" if feed is None else f"{feed.id} {feed.ended or 'live'}"
+        return f"<AsyncSubscription {self._topic!r} {state}>"
 
 
 @asynccontextmanager
@@ -201,22 +223,32 @@ async def open_client(
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
     seconds (None: until cancelled), then raises ConnectError.
     """
-    text = os.fspath(path)
-    stream = await _connect(text, connect_timeout)
-    client = AsyncClient(text, stream, max_message_size)
+    address = os.fspath(path)
+    stream = await connect_unix(address, connect_timeout)
+    async with client_over(address, stream, max_message_size) as client:
+        yield client
+
+
+@asynccontextmanager
+async def client_over(
+    address: str, stream: trio.abc.Stream, max_message_size: int = DEFAULT_MAX_ANSWER
+) -> AsyncIterator[AsyncClient]:
+    """An AsyncClient over any connected ``stream`` (closed when the block ends), its transport's
+    reader and writer running for the block. ``address`` names it in messages."""
+    transport = TrioTransport(address, stream, Conversation(max_message_size))
     failure: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._read_loop)
-            nursery.start_soon(client._write_loop)
+            nursery.start_soon(transport.read_loop)
+            nursery.start_soon(transport.write_loop)
             try:
-                yield client
+                yield AsyncClient(transport)
             except BaseException as exc:  # re-raised below, unwrapped by the nursery
                 failure = exc
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        client._shut(CLIENT_CLOSED)
+        transport.shut(CLIENT_CLOSED)
         with trio.CancelScope(shield=True):
             await stream.aclose()
     if failure is not None:

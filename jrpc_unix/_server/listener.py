@@ -44,21 +44,12 @@ from dataclasses import dataclass
 
 import trio
 
+from .._address import MAX_PATH_BYTES, is_abstract
 from .._errors import AddressInUseError, ServerSetupError
 from .systemd import systemd_socket
 
-__all__ = [
-    "MAX_PATH_BYTES",
-    "SocketFile",
-    "close_on_error",
-    "connect_path",
-    "is_abstract",
-    "listening",
-    "open_unix_listener",
-]
+__all__ = ["SocketFile", "close_on_error", "is_abstract", "listening", "open_unix_listener"]
 
-#: sun_path is 108 bytes on Linux, including the terminating NUL.
-MAX_PATH_BYTES = 107
 #: How long a start waits for another starter of the same uid on the same path (its setup takes
 #: milliseconds; only a stuck process of ours holds the lock longer).
 LOCK_WAIT = 5.0
@@ -67,10 +58,6 @@ LOCK_WAIT = 5.0
 _MAX_BACKLOG = 0xFFFF
 _INNER = "s"  # the socket's name inside the private directory
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def is_abstract(address: str) -> bool:
-    return address.startswith("@")
 
 
 @dataclass(slots=True)
@@ -98,22 +85,6 @@ class SocketFile:
                     os.unlink(name, dir_fd=dir_fd)
             finally:
                 os.close(dir_fd)
-
-
-@contextlib.contextmanager
-def connect_path(path: str) -> Iterator[str]:
-    """A name ``connect``/``bind`` accept for ``path``, even past the 107-byte limit."""
-    if len(os.fsencode(path)) <= MAX_PATH_BYTES:
-        yield path
-        return
-    directory, name = os.path.split(os.path.abspath(path))
-    if len(os.fsencode(name)) > MAX_PATH_BYTES - 30:
-        raise ServerSetupError(f"socket file name is too long for the kernel (max ~77 bytes): {name}")
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{name}"
-    finally:
-        os.close(fd)
 
 
 def _refuse_live_or_foreign(dir_fd: int, final: str, name: str, path: str) -> None:

@@ -20,7 +20,7 @@ from .access import Access, Peer
 from .limits import Limits
 from .stats import ServerStats
 
-__all__ = ["ConnectionHandle", "Peer", "RequestContext", "ServerHandle", "current_context"]
+__all__ = ["ConnectionHandle", "RequestContext", "ServerHandle", "current_context"]
 
 
 class ServerHandle(Protocol):

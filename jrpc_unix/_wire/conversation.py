@@ -1,19 +1,21 @@
-"""Sans-IO client side of a JSON-RPC 2.0 conversation: requests out as bytes, answers in as bytes.
+"""Sans-IO client side of a JSON-RPC 2.0 conversation: requests out as bytes, answers in as events.
 
-Both clients drive the same :class:`Conversation` (the blocking one over ``socket``, the trio one
-over a stream), so ids, matching and error mapping behave identically. Requests are built by
-jsonrpcclient (its dicts, our ids) and encoded by :mod:`._stdjson`. An :class:`Exchange` is one
-message that expects answers: a call, or a batch holding at least one call. Answers are matched
-by id; an answer nobody waits for any more (the caller was cancelled or timed out) is dropped.
+Every client drives the same :class:`Conversation`, so ids, matching, error mapping and what the
+server pushes behave identically. Requests are built by jsonrpcclient (its dicts, our ids) and
+encoded by :mod:`.stdjson`. An :class:`~.exchange.Exchange` is one message that expects answers:
+a call, or a batch holding at least one call. Answers are matched by id; an answer nobody waits
+for any more (the caller was cancelled or timed out) is dropped and counted.
 
-Lines with a ``method`` and no ``id`` are notifications from the server. Those of a subscription
-opened with :meth:`Conversation.subscribe` go to its feed, and progress reports to the waiting
-call they name (:mod:`._feeds`), as each line is read; the rest are kept for the driver in
-:attr:`Conversation.notifications`.
+:meth:`Conversation.receive_data` returns :mod:`.events` in the order their lines were read, as
+h11 does: an exchange ``Answered``, progress ``ReportsArrived`` for a call's callback, a
+``FeedChanged``, a ``NotificationArrived`` (kept in the bounded :attr:`Conversation.inbox`), bytes
+the driver ``MustSend``. A line the server should never send raises ProtocolError, which ends
+the connection.
 
 An error answer with ``"id": null`` cannot be matched (the server could not read the request's
 id: too large, unparseable, refused connection). When exactly one exchange is waiting it must be
-the one; otherwise it is kept in :attr:`Conversation.unattributed` for the driver to report.
+the one; otherwise the calls that end when the connection closes quote it
+(:meth:`Conversation.closed_error`).
 """
 
 from __future__ import annotations
@@ -23,130 +25,91 @@ import itertools
 from collections.abc import Iterable
 from typing import Any, Final
 
-import jsonrpcclient
-
-from .._errors import ProtocolError, RpcError
-from .feeds import CLOSED, UNSUBSCRIBED, Feed, Feeds
+from .._errors import ConnectionClosedError, ProtocolError, RpcError
+from .events import Answered, Event, FeedChanged, MustSend, NotificationArrived, ReportsArrived
+from .exchange import Exchange, Progress, check_answer, error_of
+from .feeds import CLOSED, PROGRESS, UNSUBSCRIBED, Feed, Feeds
 from .framing import TOO_LONG, LineSplitter
 from .requests import Call, Notification, Notify, Params, encode, make_params, notification_obj, request_obj
 from .stdjson import loads
 
 __all__ = [
     "DEFAULT_MAX_ANSWER",
+    "MAX_KEPT_NOTIFICATIONS",
     "Call",
     "Conversation",
     "Exchange",
     "Notification",
     "Notify",
     "Params",
+    "Progress",
     "make_params",
 ]
 
 #: Longest answer line a client accepts, in bytes (answers can be larger than requests).
 DEFAULT_MAX_ANSWER: Final = 64 << 20
-
-
-class Exchange:
-    """A sent message waiting for its answers; ``outcomes`` follow the calls' order."""
-
-    __slots__ = ("feed", "ids", "label", "outcomes", "raw", "reports", "topic", "visible")
-
-    def __init__(
-        self, label: str, ids: list[int], *, progress: bool = False, topic: str | None = None
-    ) -> None:
-        self.label = label
-        self.ids = ids
-        self.outcomes: dict[int, Any] = {}  # id -> result, or an RpcError
-        self.raw: list[bytes] = []  # the answer line(s), for --raw and traces
-        #: Progress reports for this call not yet handed to its callback, oldest first (None: the
-        #: caller did not ask). The driver pops each one as it calls back, so a call with a
-        #: million reports holds only those of the latest read.
-        self.reports: collections.deque[dict[str, Any]] | None = collections.deque() if progress else None
-        self.topic = topic  # an rpc.subscribe exchange: the topic (its feed opens on the answer)
-        self.visible = True  # False: the feed is the client's own (progress), not a reader's
-        self.feed: Feed | None = None
-
-    @property
-    def done(self) -> bool:
-        return len(self.outcomes) == len(self.ids)
-
-    def results(self) -> list[Any]:
-        """Results in call order; a failed call's place holds its RpcError (not raised)."""
-        return [self.outcomes[i] for i in self.ids]
-
-    def result(self) -> Any:
-        """The single call's result, or raise its RpcError."""
-        value = self.outcomes[self.ids[0]]
-        if isinstance(value, RpcError):
-            raise value
-        return value
-
-    def __repr__(self) -> str:
-        return f"<Exchange {self.label} ids={self.ids} {'done' if self.done else 'waiting'}>"
-
-
-def _to_error(obj: dict[str, Any]) -> RpcError:
-    answer = jsonrpcclient.parse(obj)
-    assert isinstance(answer, jsonrpcclient.Error)
-    return RpcError(answer.code, answer.message, answer.data)
-
-
-def _check_answer(obj: Any) -> None:
-    """Raise ProtocolError unless ``obj`` is a JSON-RPC 2.0 response object."""
-    if type(obj) is not dict or obj.get("jsonrpc") != "2.0" or "id" not in obj:
-        raise ProtocolError(f"the server sent something that is not a JSON-RPC answer: {obj!r:.200}")
-    if ("result" in obj) == ("error" in obj):
-        raise ProtocolError(f"a JSON-RPC answer needs exactly one of result and error: {obj!r:.200}")
-    if "error" in obj:
-        error = obj["error"]
-        well_formed = type(error) is dict and type(error.get("code")) is int
-        if not well_formed or type(error.get("message")) is not str:
-            raise ProtocolError(f"malformed error object in the server's answer: {obj!r:.200}")
+#: Notifications kept in the inbox until taken; beyond it the oldest go.
+MAX_KEPT_NOTIFICATIONS: Final = 10_000
+_PUSHED = ("rpc.event", "rpc.dropped")
 
 
 class Conversation:
-    """The client's half of one connection's JSON-RPC traffic; see the module docstring."""
+    """The client's half of one connection's JSON-RPC traffic; see the module docstring.
+
+    It outlives a connection: after :meth:`connection_lost` it goes on over the next one, and
+    ids keep counting, so nothing from an old connection can match a new call.
+    """
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_ANSWER) -> None:
         self._ids = itertools.count(1)
         self._splitter = LineSplitter(max_message_size)
         self._waiting: dict[int, Exchange] = {}  # call id -> its exchange
         self._orphans: set[int] = set()  # ids of rpc.subscribe calls abandoned before the answer
+        self._refusal: RpcError | None = None  # the last null-id error no exchange could claim
         self.max_message_size = max_message_size
         #: Answers that matched nobody (late answers after a cancel or a timeout).
         self.dropped = 0
-        #: Error answers with a null id that no single waiting exchange could claim.
-        self.unattributed: list[RpcError] = []
-        #: Notifications the server sent that no subscription of ours claimed, not yet taken.
-        self.notifications: list[Notification] = []
+        #: Notifications no subscription claimed, oldest first, until a driver takes them.
+        self.inbox: collections.deque[Notification] = collections.deque(maxlen=MAX_KEPT_NOTIFICATIONS)
         #: This connection's subscriptions (events routed as they are read).
         self.feeds = Feeds()
-        #: Messages the driver should send on its own (ending subscriptions nobody waited for).
-        self.outgoing: list[bytes] = []
 
     # -- outgoing --------------------------------------------------------------------------
 
-    def call(self, method: str, params: Params = None, *, progress: bool = False) -> tuple[Exchange, bytes]:
+    def call(
+        self, method: str, params: Params = None, *, progress: Progress | None = None
+    ) -> tuple[Exchange, bytes]:
         """A call: the exchange to wait on, and the bytes to send.
 
-        With ``progress``, reports for this call collect in ``exchange.reports`` (the caller
-        must have subscribed the connection to the ``progress`` topic: :meth:`subscribe`).
+        With ``progress``, reports for this call collect in the exchange until handed on
+        (:meth:`~.exchange.Exchange.hand_on_reports`); the connection must be subscribed to
+        ``progress`` first (:meth:`subscribe_progress`).
         """
         rid = next(self._ids)
         data = encode(request_obj(method, params, rid), repr(method))
         return self._open(Exchange(repr(method), [rid], progress=progress)), data
 
     def subscribe(
-        self, topic: str, params: dict[str, Any] | None = None, *, visible: bool = True
+        self, topic: str, params: dict[str, Any] | None = None, *, keeps_events: bool = True
     ) -> tuple[Exchange, bytes]:
         """Call ``rpc.subscribe``; its feed opens as soon as the answer is read (``exchange.feed``),
-        so events right behind the answer already land in it. ``visible=False``: a feed only for
-        progress reports of this client's calls, keeping no events."""
+        so events right behind the answer already land in it. ``keeps_events=False``: a feed
+        only for progress reports of this client's calls."""
         rid = next(self._ids)
         data = encode(request_obj("rpc.subscribe", {**(params or {}), "topic": topic}, rid), repr(topic))
-        exchange = Exchange(f"the subscription to {topic!r}", [rid], topic=topic)
-        exchange.visible = visible
-        return self._open(exchange), data
+        label = f"the subscription to {topic!r}"
+        return self._open(Exchange(label, [rid], topic=topic, keeps_events=keeps_events)), data
+
+    @property
+    def progress_subscribed(self) -> bool:
+        """Whether the server sends this connection's progress reports to a feed of ours."""
+        return self.feeds.progress is not None
+
+    def subscribe_progress(self) -> tuple[Exchange, bytes]:
+        """Subscribe the connection to its progress reports (drivers do it once, when a call
+        first asks for progress). Its error (a server without progress) only means no reports,
+        so nobody needs to raise it."""
+        return self.subscribe(PROGRESS, keeps_events=False)
 
     def unsubscribe(self, feed: Feed) -> bytes:
         """End ``feed`` here at once (late events are dropped) and the bytes telling the server.
@@ -156,11 +119,6 @@ class Conversation:
         """
         self.feeds.end(feed, UNSUBSCRIBED)
         return self.notify("rpc.unsubscribe", {"subscription": feed.id})
-
-    @property
-    def progress_subscribed(self) -> bool:
-        """Whether the server sends this connection's progress reports to a feed of ours."""
-        return self.feeds.progress is not None
 
     def notify(self, method: str, params: Params = None) -> bytes:
         """A notification: just the bytes to send; no answer will come."""
@@ -191,44 +149,55 @@ class Conversation:
             self._waiting[rid] = exchange
         return exchange
 
-    def abandon(self, exchange: Exchange, *, sent: bool = True) -> None:
-        """Stop waiting for ``exchange`` (cancelled, timed out): its late answers are dropped.
+    def abandon(self, exchange: Exchange, *, sent: bool = True) -> bytes:
+        """Stop waiting for ``exchange`` (its caller was cancelled): late answers are dropped, a
+        subscription answered later is ended at once. Returns the ``rpc.cancel`` notifications
+        that ask the server to stop its unanswered calls (nothing if it was never ``sent``)."""
+        self._forget(exchange)
+        if not sent:
+            return b""
+        unanswered = [rid for rid in exchange.ids if rid not in exchange.outcomes]
+        if exchange.topic is not None:
+            self._orphans.update(unanswered)
+        return b"".join(self.notify("rpc.cancel", {"id": rid}) for rid in unanswered)
 
-        A subscription whose answer comes late is ended at once (see :attr:`outgoing`)."""
+    def _forget(self, exchange: Exchange) -> None:
         for rid in exchange.ids:
             if self._waiting.get(rid) is exchange:
                 del self._waiting[rid]
-                if sent and exchange.topic is not None and not exchange.done:
-                    self._orphans.add(rid)
 
     @property
     def waiting(self) -> list[Exchange]:
         """The exchanges still waiting for answers, oldest first."""
         return list(dict.fromkeys(self._waiting.values()))
 
-    def reset(self) -> list[Exchange]:
-        """The connection is gone: forget partial input, end every subscription, and return
-        the exchanges left waiting."""
-        left = self.waiting
+    def connection_lost(self) -> list[FeedChanged]:
+        """The connection is gone: forget partial input and the exchanges waiting (their callers
+        learn it from their driver), and end every subscription (their readers: the events)."""
         self._waiting.clear()
         self._orphans.clear()
-        self.outgoing.clear()
-        self.feeds.end_all(CLOSED)
         self._splitter = LineSplitter(self.max_message_size)
-        return left
+        return [FeedChanged(feed) for feed in self.feeds.end_all(CLOSED)]
+
+    def closed_error(self, message: str) -> ConnectionClosedError:
+        """ConnectionClosedError(``message``), quoting what the server said in an error answer
+        no call could claim (why it refused us), if it said anything."""
+        if self._refusal is not None:
+            message = f"{message} (the server said: {self._refusal})"
+        return ConnectionClosedError(message)
 
     # -- incoming --------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Exchange]:
-        """Feed received bytes; return the exchanges they completed. ProtocolError is fatal."""
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed received bytes; what they caused, in order. ProtocolError is fatal."""
         return self._lines(self._splitter.feed(data))
 
-    def receive_eof(self) -> list[Exchange]:
+    def receive_eof(self) -> list[Event]:
         """The server closed its side; a final unterminated answer still counts."""
         return self._lines(self._splitter.eof())
 
-    def _lines(self, lines: list[Any]) -> list[Exchange]:
-        completed: list[Exchange] = []
+    def _lines(self, lines: list[Any]) -> list[Event]:
+        events: list[Event] = []
         for line in lines:
             if line is TOO_LONG:
                 limit = self.max_message_size
@@ -238,61 +207,85 @@ class Conversation:
             except ValueError as exc:
                 raise ProtocolError(f"the server sent a line that is not JSON ({exc})") from None
             if type(obj) is dict and "id" not in obj and "method" in obj:
-                self._notification(obj)
+                self._notification(obj, events)
                 continue
             answers = obj if type(obj) is list else [obj]
             touched: list[Exchange] = []
             for answer in answers:
-                _check_answer(answer)
-                exchange = self._settle(answer)
+                check_answer(answer)
+                exchange = self._settle(answer, events)
                 if exchange is not None and exchange not in touched:
                     touched.append(exchange)
             for exchange in touched:
                 exchange.raw.append(line)
                 if exchange.done:
-                    self.abandon(exchange)
-                    completed.append(exchange)
-        return completed
+                    self._forget(exchange)
+                    events.append(Answered(exchange))
+        return events
 
-    def _notification(self, obj: dict[str, Any]) -> None:
+    def _notification(self, obj: dict[str, Any], events: list[Event]) -> None:
         method, params = obj["method"], obj.get("params")
         if obj.get("jsonrpc") != "2.0" or type(method) is not str:
             raise ProtocolError(f"the server sent a malformed notification: {obj!r:.200}")
-        if not self.feeds.route(method, params, self._waiting.get):
-            self.notifications.append(Notification(method, params))
+        if method in _PUSHED and type(params) is dict and self._pushed(method, params, events):
+            return
+        note = Notification(method, params)
+        self.inbox.append(note)
+        events.append(NotificationArrived(note))
 
-    def take_notifications(self) -> list[Notification]:
-        """The notifications received since the last call, oldest first."""
-        taken, self.notifications = self.notifications, []
-        return taken
+    def _pushed(self, method: str, params: dict[str, Any], events: list[Event]) -> bool:
+        """Deliver a subscription's event or dropped count; False if it is none of ours."""
+        sub_id = params.get("subscription")
+        if type(sub_id) is not str:
+            return False
+        feed = self.feeds.by_id.get(sub_id)
+        if feed is None:
+            return self.feeds.ended_lately(sub_id)
+        if method == "rpc.dropped":
+            count = params.get("count")
+            if type(count) is int and count > 0:
+                feed.dropped += count
+                events.append(FeedChanged(feed))
+            return True
+        data = params.get("data")
+        if feed is self.feeds.progress and type(data) is dict:
+            rid = data.get("id")
+            call = self._waiting.get(rid) if type(rid) is int else None
+            if call is not None and call.reports is not None:
+                call.reports.append(data)
+                events.append(ReportsArrived(call))
+        if feed.keeps_events:
+            feed.add(data)
+            events.append(FeedChanged(feed))
+        return True
 
-    def _settle(self, answer: dict[str, Any]) -> Exchange | None:
+    def _settle(self, answer: dict[str, Any], events: list[Event]) -> Exchange | None:
         rid = answer["id"]
         if rid is None:
-            return self._settle_unmatched(_to_error(answer) if "error" in answer else None)
+            return self._settle_unmatched(error_of(answer) if "error" in answer else None)
         exchange = self._waiting.get(rid) if type(rid) is int else None
         if exchange is None or rid in exchange.outcomes:
             self.dropped += 1
             if rid in self._orphans:
-                self._orphaned(rid, answer.get("result"))
+                self._orphaned(rid, answer.get("result"), events)
             return None
         if "error" in answer:
-            exchange.outcomes[rid] = _to_error(answer)
+            exchange.outcomes[rid] = error_of(answer)
             return exchange
         result = exchange.outcomes[rid] = answer["result"]
         if exchange.topic is not None:
             sub_id = result.get("subscription") if type(result) is dict else None
             if type(sub_id) is str:
-                exchange.feed = self.feeds.open(sub_id, exchange.topic, exchange.visible)
+                exchange.feed = self.feeds.open(sub_id, exchange.topic, exchange.keeps_events)
         return exchange
 
-    def _orphaned(self, rid: int, result: Any) -> None:
+    def _orphaned(self, rid: int, result: Any, events: list[Event]) -> None:
         """A subscription nobody waits for any more: end it on the server, drop its events."""
         self._orphans.discard(rid)
         sub_id = result.get("subscription") if type(result) is dict else None
         if type(sub_id) is str:
             self.feeds.forget(sub_id)
-            self.outgoing.append(self.notify("rpc.unsubscribe", {"subscription": sub_id}))
+            events.append(MustSend(self.notify("rpc.unsubscribe", {"subscription": sub_id})))
 
     def _settle_unmatched(self, error: RpcError | None) -> Exchange | None:
         if error is None:  # a result with a null id answers nothing we sent
@@ -300,7 +293,7 @@ class Conversation:
             return None
         waiting = self.waiting
         if len(waiting) != 1:
-            self.unattributed.append(error)
+            self._refusal = error
             return None
         exchange = waiting[0]
         for rid in exchange.ids:

@@ -6,14 +6,11 @@ Shared by both clients and the command line; no I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonrpcclient
 
 from .stdjson import UnserializableError, dumps
-
-if TYPE_CHECKING:
-    from .._response import Response
 
 __all__ = [
     "Call",
@@ -24,7 +21,6 @@ __all__ = [
     "make_params",
     "notification_obj",
     "request_obj",
-    "response_from",
     "seed_params",
 ]
 
@@ -140,20 +136,3 @@ def seed_params(args: Any) -> Params:
     if isinstance(args, tuple):
         return list(args)
     raise TypeError(f"send() args must be a dict, list, tuple or None, not {type(args).__name__}")
-
-
-def response_from(outcome: Any) -> Response:
-    """Seed compatibility: a call's outcome as a Response (a protocol error is raised instead).
-
-    An application error (code outside the reserved range) is ``Response.fail(message, code,
-    data)``, as the Go original's ``Send`` returned FAIL; protocol errors (unknown method, bad
-    params, internal error...) have no Response form and raise RpcError.
-    """
-    from .._errors import RpcError
-    from .._response import Response  # only seed-style callers pay for it
-
-    if isinstance(outcome, RpcError):
-        if -32768 <= outcome.code <= -32000:
-            raise outcome
-        return Response.fail(outcome.message, code=outcome.code, data=outcome.data)
-    return Response.ok(outcome)

@@ -14,16 +14,16 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, TIMEOUT, DemoProcess
+from helpers import ROOT, TIMEOUT, DemoProcess, ServerProcess, server_stats, wait_for
 from helpers.client import FullBacklog
-from helpers.terminal import on_terminal
+from helpers.ops import basic_methods, served
+from helpers.terminal import CLI, on_terminal
 
-from jrpc_unix import Call, Client, Methods, Notify, serve_in_thread
+from jrpc_unix import Call, Client, Notify
 from jrpc_unix._cli.main import main
 from jrpc_unix._cli.params import UsageError, batch_item, parse_params
 
@@ -37,7 +37,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def run(*argv: str, stdin: str = "", script: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [str(SCRIPT)] if script else [sys.executable, "-m", "jrpc_unix"]
+    command = [str(SCRIPT)] if script else CLI
     return subprocess.run(
         [*command, *argv], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, cwd=str(ROOT)
     )
@@ -310,7 +310,7 @@ def test_methods(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -
 
 def test_methods_when_discovery_is_off(sock_dir: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = os.path.join(sock_dir, "s.sock")
-    with serve_in_thread(path, Methods({"ping": lambda: "pong"}), discover=False):
+    with served(path, basic_methods(), discover=False):
         assert cli(capsys, "methods", path) == (
             1,
             "",
@@ -322,9 +322,9 @@ def test_methods_when_discovery_is_off(sock_dir: str, capsys: pytest.CaptureFixt
 def test_stats(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "stats", shared_demo.path)
     assert (code, err) == (0, "")
-    figures = json.loads(out)
-    assert figures["server"]["connections"]["open"] >= 1
-    assert "methods" in figures
+    stats = json.loads(out)
+    assert stats["server"]["connections"]["open"] >= 1
+    assert "methods" in stats
 
 
 def test_watch_prints_each_event(demo: DemoProcess, capsys: pytest.CaptureFixture[str]) -> None:
@@ -337,17 +337,14 @@ def test_watch_prints_each_event(demo: DemoProcess, capsys: pytest.CaptureFixtur
 
 def test_watch_a_service_topic(demo: DemoProcess) -> None:
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "jrpc_unix", "watch", demo.path, "config", "--count", "2"],
+        [*CLI, "watch", demo.path, "config", "--count", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
+        wait_for(lambda: server_stats(demo.path)["server"]["subscriptions"] == 1, "the watcher to subscribe")
         with Client(demo.path) as client:
-            deadline = time.monotonic() + TIMEOUT
-            while client.call("rpc.stats")["server"]["subscriptions"] == 0:  # until it subscribed
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
             client.notify("config.set", "level", "debug")
             client.notify("config.set", "colour", "blue")
         out, err = watcher.communicate(timeout=TIMEOUT)
@@ -500,7 +497,7 @@ def test_anything_else_goes_to_argparse(argv: list[str]) -> None:
 def test_stats_table_renders_every_figure() -> None:
     from jrpc_unix._cli.text import render_stats
 
-    figures = {
+    stats = {
         "server": {
             "uptime_s": 3725.5,
             "connections": {"open": 2, "total": 1234, "rejected": {"max_connections": 1}},
@@ -524,7 +521,7 @@ def test_stats_table_renders_every_figure() -> None:
         },
         "service": {"counter": 3},
     }
-    assert render_stats(figures) == (
+    assert render_stats(stats) == (
         "uptime             1 h 2 min 5 s\n"
         "connections        2 open, 1,234 total, rejected: max_connections 1\n"
         "calls              1,200\n"
@@ -574,7 +571,7 @@ def test_permission_denied(sock_dir: str) -> None:
     """As user nobody (a forked child: nobody cannot run root's Python), a 0600 root socket."""
     os.chmod(sock_dir, 0o755)
     path = os.path.join(sock_dir, "s.sock")
-    with serve_in_thread(path, Methods({"ping": lambda: "pong"})):  # socket mode 0600, owned by root
+    with served(path, basic_methods()):  # socket mode 0600, owned by root
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report (exit code, stderr) through the pipe, never return
@@ -600,38 +597,21 @@ def test_permission_denied(sock_dir: str) -> None:
 # -- serve and demo ----------------------------------------------------------------------------
 
 
-def wait_for_file(path: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not os.path.exists(path):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)  # bounded poll for a real condition (the socket file appearing)
-
-
 @pytest.mark.parametrize("target", ["jrpc_unix.demo:methods", "examples/demo_server.py:methods"])
 def test_serve_until_sigterm(sock_dir: str, target: str) -> None:
     path = os.path.join(sock_dir, "s.sock")
     argv = ["serve", target, path, "--topic", "config=changes", "--max-batch", "2", "--mode", "serial"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jrpc_unix", *argv], stderr=subprocess.PIPE, text=True, cwd=str(ROOT)
-    )
-    try:
-        wait_for_file(path, proc)
+    with ServerProcess([*CLI, *argv], os.path.join(sock_dir, "log"), lambda: os.path.exists(path)) as server:
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
         with Client(path) as client:
             assert client.call("config.set", "level", "debug") == "info"
             too_long = client.batch(Call("ping"), Call("ping"), Call("ping"))
             assert [str(e) for e in too_long] == ["[-32001] Request too large"] * 3
             assert client.call("ping") == "pong"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(TIMEOUT)
-    assert proc.returncode == 0
-    assert "SIGTERM received; stopping" in err
-    assert "Traceback" not in err
+        assert server.signal(signal.SIGTERM) == 0
+        log = server.log()
+    assert "SIGTERM received; stopping" in log
+    assert "Traceback" not in log
     assert not os.path.exists(path)
 
 
@@ -669,33 +649,13 @@ def test_serve_usage_and_setup_errors(sock_dir: str, capsys: pytest.CaptureFixtu
 
 def test_serve_with_discovery_off(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "s.sock")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jrpc_unix",
-            "serve",
-            "jrpc_unix.demo:methods",
-            path,
-            "--no-discover",
-            "--log-level",
-            "error",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for_file(path, proc)
+    argv = ["serve", "jrpc_unix.demo:methods", path, "--no-discover", "--log-level", "error"]
+    with ServerProcess([*CLI, *argv], os.path.join(sock_dir, "log"), lambda: os.path.exists(path)) as server:
         methods = run("methods", path)
         assert methods.returncode == 1
         assert "(this server does not offer rpc.discover)" in methods.stderr
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(TIMEOUT)
-    assert (proc.returncode, err) == (0, "")
+        assert server.signal(signal.SIGINT) == 0
+        assert server.log() == ""
 
 
 def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:

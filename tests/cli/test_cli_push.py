@@ -11,34 +11,24 @@ import json
 import select
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Iterator
+from typing import IO
 
 import pytest
-from helpers import ROOT, TIMEOUT, DemoProcess
+from helpers import ROOT, TIMEOUT, DemoProcess, server_stats, wait_for
+from helpers.ops import served
 from helpers.terminal import CLI, finish, on_terminal, spawn
 
-from jrpc_unix import Client, Methods, current_context, serve_in_thread
-from jrpc_unix._server.thread import ServerThread
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)  # bounded poll for a real condition
-
-
-def server_figures(path: str) -> dict[str, Any]:
-    with Client(path, timeout=TIMEOUT) as client:
-        figures: dict[str, Any] = client.call("rpc.stats")
-        return figures
+from jrpc_unix import Client, Methods, ServerThread, current_context
 
 
 def method_count(path: str, method: str, kind: str = "calls") -> int:
-    entry = server_figures(path)["methods"].get(method, {})
+    entry = server_stats(path)["methods"].get(method, {})
     return int(entry.get(kind, 0))
+
+
+def subscriptions(path: str) -> int:
+    return int(server_stats(path)["server"]["subscriptions"])
 
 
 def readline(stream: IO[bytes]) -> bytes:
@@ -57,7 +47,7 @@ def test_watch_prints_events_until_interrupted_then_unsubscribes(
 ) -> None:
     watcher = spawn("watch", demo.path, "config")
     try:
-        wait_until(lambda: server_figures(demo.path)["server"]["subscriptions"] == 1, "it has subscribed")
+        wait_for(lambda: subscriptions(demo.path) == 1, "the watcher to subscribe")
         with Client(demo.path, timeout=TIMEOUT) as client:
             client.notify("config.set", "level", "debug")
             assert watcher.stdout is not None
@@ -68,7 +58,7 @@ def test_watch_prints_events_until_interrupted_then_unsubscribes(
     finally:
         returncode, _, err = finish(watcher)
     assert (returncode, err) == (code, b"")
-    wait_until(lambda: server_figures(demo.path)["server"]["subscriptions"] == 0, "the subscription ended")
+    wait_for(lambda: subscriptions(demo.path) == 0, "the subscription to end")
     assert method_count(demo.path, "rpc.unsubscribe", "notifications") == 1, "it unsubscribed itself"
 
 
@@ -92,14 +82,14 @@ def bursting(sock_path: str) -> Iterator[ServerThread]:
             server.publish("t", i)
         return n
 
-    with serve_in_thread(sock_path, methods) as handle:
+    with served(sock_path, methods) as handle:
         yield handle
 
 
 def test_watch_says_how_many_events_were_dropped(bursting: ServerThread, sock_path: str) -> None:
     watcher = spawn("watch", sock_path, "t", "queue_size=2", "--count", "2")
     try:
-        wait_until(lambda: server_figures(sock_path)["server"]["subscriptions"] == 1, "it has subscribed")
+        wait_for(lambda: subscriptions(sock_path) == 1, "the watcher to subscribe")
         with Client(sock_path, timeout=TIMEOUT) as client:
             assert client.call("burst", 10) == 10  # one step: its queue of 2 keeps 8 and 9
     finally:
@@ -110,7 +100,7 @@ def test_watch_says_how_many_events_were_dropped(bursting: ServerThread, sock_pa
 def test_watch_into_a_closed_pipe_is_not_an_error(bursting: ServerThread, sock_path: str) -> None:
     watcher = spawn("watch", sock_path, "t")
     try:
-        wait_until(lambda: server_figures(sock_path)["server"]["subscriptions"] == 1, "it has subscribed")
+        wait_for(lambda: subscriptions(sock_path) == 1, "the watcher to subscribe")
         with Client(sock_path, timeout=TIMEOUT) as client:
             client.call("burst", 1)
             assert watcher.stdout is not None
@@ -122,13 +112,13 @@ def test_watch_into_a_closed_pipe_is_not_an_error(bursting: ServerThread, sock_p
         assert watcher.stderr.read() == b""
     finally:
         finish(watcher)
-    wait_until(lambda: server_figures(sock_path)["server"]["subscriptions"] == 0, "the subscription ended")
+    wait_for(lambda: subscriptions(sock_path) == 0, "the subscription to end")
 
 
 def test_watch_ends_when_the_server_stops(demo: DemoProcess) -> None:
     watcher = spawn("watch", demo.path, "config")
     try:
-        wait_until(lambda: server_figures(demo.path)["server"]["subscriptions"] == 1, "it has subscribed")
+        wait_for(lambda: subscriptions(demo.path) == 1, "the watcher to subscribe")
         assert demo.terminate() == 0
     finally:
         code, out, err = finish(watcher)
@@ -196,13 +186,13 @@ def test_call_draws_nothing_when_stderr_is_not_a_terminal(demo: DemoProcess) -> 
 def test_ctrl_c_during_a_call_exits_130_and_the_server_cancels_it(demo: DemoProcess) -> None:
     caller = spawn("call", demo.path, "work", "steps=200", "delay=0.05")
     try:
-        wait_until(lambda: server_figures(demo.path)["server"]["in_flight"] == 1, "the call runs")
+        wait_for(lambda: server_stats(demo.path)["server"]["in_flight"] == 1, "the call to run")
         caller.send_signal(signal.SIGINT)
     finally:
         code, out, err = finish(caller)
     assert (code, out, err) == (130, b"", b"")
-    wait_until(
-        lambda: server_figures(demo.path)["server"]["rejected_requests"].get("cancelled") == 1,
-        "the server cancelled the call",
+    wait_for(
+        lambda: server_stats(demo.path)["server"]["rejected_requests"].get("cancelled") == 1,
+        "the server to cancel the call",
     )
-    assert server_figures(demo.path)["server"]["in_flight"] == 0
+    assert server_stats(demo.path)["server"]["in_flight"] == 0

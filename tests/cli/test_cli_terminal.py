@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from helpers import short_tmpdir
+from helpers.ops import served
 from helpers.terminal import on_terminal
 
-from jrpc_unix import Client, Methods, Response, current_context, serve_in_thread
+from jrpc_unix import Client, Methods, Response, current_context
 from jrpc_unix._cli.main import main
 
 #: Clear the screen, set the window title (OSC ... BEL), C1 CSI "6n" (report the cursor: the
@@ -57,7 +58,7 @@ def hostile_methods() -> Methods:
 def hostile() -> Iterator[str]:
     with short_tmpdir() as directory:
         path = os.path.join(directory, "s.sock")
-        with serve_in_thread(path, hostile_methods()), Client(path) as client:
+        with served(path, hostile_methods()), Client(path) as client:
             client.call(NAME)  # so that `stats` lists it
             yield path
 

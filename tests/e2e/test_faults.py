@@ -16,17 +16,13 @@ import resource
 import select
 import socket
 import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from helpers import TIMEOUT, LineClient
+from helpers import TIMEOUT, DemoProcess, LineClient, server_stats, wait_for
 from helpers.ops import (
     PING,
     PONG,
-    ServerProcess,
     cpu_seconds,
-    demo_process,
     fd_count,
     figures,
     ping,
@@ -34,7 +30,6 @@ from helpers.ops import (
     record,
     req,
     rss_kib,
-    wait_for,
 )
 
 MiB = 1 << 20
@@ -42,12 +37,10 @@ RSS_SLACK_KIB = 20 * 1024
 
 
 @pytest.fixture
-def demo(sock_dir: str) -> Iterator[ServerProcess]:
-    path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "demo.log")) as proc:
-        proc.path = path  # type: ignore[attr-defined]
-        warm_up(path)
-        yield proc
+def demo(demo: DemoProcess) -> DemoProcess:
+    """conftest's fresh demo service, warmed up."""
+    warm_up(demo.path)
+    return demo
 
 
 def warm_up(path: str) -> None:
@@ -58,20 +51,13 @@ def warm_up(path: str) -> None:
             c.readline()
 
 
-def quiet_figures(demo: ServerProcess) -> dict[str, int]:
-    return quiet_demo_figures(demo.pid, demo.path)  # type: ignore[attr-defined]
+def quiet_figures(demo: DemoProcess) -> dict[str, int]:
+    return quiet_demo_figures(demo.pid, demo.path)
 
 
-def server_stats(path: str) -> dict[str, Any]:
-    with LineClient(path) as c:
-        answer = c.call("stats")
-    stats: dict[str, Any] = answer["result"]
-    return stats
-
-
-def settle(demo: ServerProcess, before: dict[str, int]) -> dict[str, int]:
+def settle(demo: DemoProcess, before: dict[str, int]) -> dict[str, int]:
     """Wait until the server has closed every connection of the test; its figures then."""
-    path: str = demo.path  # type: ignore[attr-defined]
+    path = demo.path
     after = quiet_figures(demo)
     assert ping(path)
     return after
@@ -116,8 +102,8 @@ def exchange(path: str, data: bytes, chunk: int = 65536) -> list[bytes]:
 # -- garbage -----------------------------------------------------------------------------------------
 
 
-def test_flood_of_garbage(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_flood_of_garbage(demo: DemoProcess) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     rng = random.Random(1234)
     total_lines = 0
@@ -157,8 +143,8 @@ def test_flood_of_garbage(demo: ServerProcess) -> None:
     assert total_lines > 4 * 10_000  # ~1 newline per 256 random bytes: each line got its error
 
 
-def test_garbage_without_newlines_and_binary_zeros(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_garbage_without_newlines_and_binary_zeros(demo: DemoProcess) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     rng = random.Random(99)
     noise = bytes(b for b in rng.randbytes(3 * MiB) if b != 0x0A)
@@ -172,8 +158,8 @@ def test_garbage_without_newlines_and_binary_zeros(demo: ServerProcess) -> None:
     assert_back(before, after)
 
 
-def test_32_mib_line(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_32_mib_line(demo: DemoProcess) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     head = b'{"jsonrpc":"2.0","method":"echo","id":1,"params":["'
     data = head + b"a" * (32 * MiB) + b'"]}\n' + PING
@@ -223,8 +209,8 @@ def test_32_mib_line(demo: ServerProcess) -> None:
     ],
     ids=["open-brackets", "balanced", "open-objects", "with-long-number", "inside-params"],
 )
-def test_deep_nesting(demo: ServerProcess, line: bytes) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_deep_nesting(demo: DemoProcess, line: bytes) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     with LineClient(path) as c:
         c.send(line + b"\n" + PING)
@@ -237,8 +223,8 @@ def test_deep_nesting(demo: ServerProcess, line: bytes) -> None:
     assert_back(before, after)
 
 
-def test_deep_but_legal_params_are_answered_or_refused_cleanly(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_deep_but_legal_params_are_answered_or_refused_cleanly(demo: DemoProcess) -> None:
+    path = demo.path
     with LineClient(path) as c:
         for depth in (200, 500, 1000):
             c.send(
@@ -257,8 +243,8 @@ def test_deep_but_legal_params_are_answered_or_refused_cleanly(demo: ServerProce
 # -- connections ----------------------------------------------------------------------------------
 
 
-def test_2000_connect_close_cycles(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_2000_connect_close_cycles(demo: DemoProcess) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     cpu_before = cpu_seconds(demo.pid)
     kinds = ["close", "partial-line", "call-then-close", "ping-read-close"]
@@ -282,8 +268,8 @@ def test_2000_connect_close_cycles(demo: ServerProcess) -> None:
     assert stats["connections"]["total"] >= 2000
 
 
-def test_clients_that_vanish_with_big_answers_pending(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_clients_that_vanish_with_big_answers_pending(demo: DemoProcess) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     big = req("echo", ["b" * 900_000], 1)
     for _ in range(100):
@@ -300,8 +286,8 @@ def test_clients_that_vanish_with_big_answers_pending(demo: ServerProcess) -> No
     assert_back(before, after)
 
 
-def test_many_idle_connections_at_once(demo: ServerProcess) -> None:
-    path: str = demo.path  # type: ignore[attr-defined]
+def test_many_idle_connections_at_once(demo: DemoProcess) -> None:
+    path = demo.path
     before = quiet_figures(demo)
     socks = []
     try:
@@ -328,8 +314,7 @@ def test_more_connections_than_file_descriptors(sock_dir: str) -> None:
     def low_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 
-    with demo_process(path, log, preexec_fn=low_fd_limit) as demo:
-        demo.path = path  # type: ignore[attr-defined]
+    with DemoProcess(path, log, preexec_fn=low_fd_limit) as demo:
         warm_up(path)
         before = quiet_figures(demo)
         cpu_before = cpu_seconds(demo.pid)

@@ -16,13 +16,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 import pytest
 import trio
 import trio.lowlevel
-from helpers import TIMEOUT, short_tmpdir
+from helpers import TIMEOUT, cut, short_tmpdir
 from helpers.ops import ping, served
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -205,11 +204,6 @@ def streams(draw: st.DrawFn) -> tuple[bytes, Expect]:
             line = _line(members)
         out.append(line + draw(st.sampled_from([b"\n", b"\r\n"])))
     return b"".join(out), expect
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    edges = [0, *sorted({p % (len(data) + 1) for p in points}), len(data)]
-    return [data[a:b] for a, b in pairwise(edges) if b > a]
 
 
 cut_points = st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=25)

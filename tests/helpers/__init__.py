@@ -1,8 +1,20 @@
-"""Shared test helpers: short socket dirs, the demo service as a subprocess, raw line clients.
+"""Shared test helpers: short socket dirs, test servers, raw line clients, the spec's examples.
 
 Every read here is bounded by a timeout, so a server bug makes a test fail instead of hang.
-Nothing sleeps and hopes: the demo is "up" when its socket file exists (it is renamed into place
-only once listening), answers are awaited line by line.
+Nothing sleeps and hopes: a server is "up" once it says it listens, answers are awaited line by
+line, and any other wait polls a real condition with :func:`wait_for` (the one bounded wait;
+:func:`until` is its trio twin for in-process servers).
+
+One way to start each kind of test server:
+
+* a process: :class:`ServerProcess` (any command line), :class:`DemoProcess` (the demo service
+  on a path of the test's choosing) or :func:`demo_server` (the demo in a fresh directory; the
+  ``demo`` and ``shared_demo`` fixtures);
+* a thread of the test process: :func:`helpers.ops.served`;
+* a task in the test's own trio run: :func:`serving`.
+
+"Figures" always means a process's RSS, descriptors and threads (:func:`helpers.ops.figures`);
+what a server counts is its :func:`server_stats`.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -139,11 +152,20 @@ class ServerProcess:
 
 
 class DemoProcess(ServerProcess):
-    """``python examples/demo_server.py SOCK`` as a subprocess, up once its socket file exists."""
+    """``python examples/demo_server.py PATH`` as a subprocess, up once it logs that it listens.
 
-    def __init__(self, path: str, log_path: str) -> None:
+    (Not once the file exists: a stale file may be there before the server replaces it.)
+    """
+
+    def __init__(self, path: str, log_path: str, **options: Any) -> None:
         self.path = path
-        super().__init__([sys.executable, str(DEMO), path], log_path, lambda: os.path.exists(path))
+        said = f"listening on {path}".encode()
+        super().__init__(
+            [sys.executable, str(DEMO), path],
+            log_path,
+            lambda: said in Path(log_path).read_bytes(),
+            **options,
+        )
 
     def terminate(self) -> int:
         """SIGTERM, then the exit code (bounded wait)."""
@@ -220,6 +242,13 @@ class LineClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def server_stats(path: str) -> dict[str, Any]:
+    """What the server at ``path`` counts (``rpc.stats``), over a fresh connection."""
+    with LineClient(path) as c:
+        stats: dict[str, Any] = c.call("rpc.stats")["result"]
+    return stats
 
 
 # -- a trio raw line client -----------------------------------------------------------------
@@ -323,6 +352,18 @@ def notification(method: str, params: Any = None) -> dict[str, Any]:
 def lines(*objs: Any) -> bytes:
     """Several requests as newline-delimited compact JSON."""
     return b"".join(json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in objs)
+
+
+def ok(result: Any, rid: Any) -> dict[str, Any]:
+    """The answer a successful call with id ``rid`` gets."""
+    return {"jsonrpc": "2.0", "result": result, "id": rid}
+
+
+def cut(data: bytes, points: Iterable[int]) -> list[bytes]:
+    """``data`` cut at ``points`` (taken modulo its length + 1): the pieces a reader might get,
+    empty ones included (a read may return nothing new)."""
+    edges = [0, *sorted({p % (len(data) + 1) for p in points}), len(data)]
+    return [data[a:b] for a, b in pairwise(edges)]
 
 
 # -- the JSON-RPC 2.0 specification's section 7 examples -------------------------------------

@@ -1,7 +1,8 @@
 """Helpers for the operations tests: socket files, other users, process figures, servers.
 
-Reuses tests/helpers.py (TIMEOUT, LineClient, the demo) and adds what the socket-file, access,
-limits, fault and stop tests need. Every wait is bounded polling of a real condition.
+Reuses helpers/__init__.py (TIMEOUT, wait_for, LineClient, the server processes) and adds what
+the socket-file, access, limits, fault and stop tests need, and the thread server
+(:func:`served`). Every wait is bounded polling of a real condition.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from helpers import DEMO, TIMEOUT, LineClient, ServerProcess, wait_for
+from helpers import TIMEOUT, LineClient, wait_for
 from jrpc_unix import Methods, ServerThread, serve_in_thread
-from jrpc_unix._server.listener import connect_path
+from jrpc_unix._address import socket_name
 
 PING = b'{"jsonrpc":"2.0","method":"ping","id":"ping"}\n'
 PONG = {"jsonrpc": "2.0", "result": "pong", "id": "ping"}
@@ -304,25 +305,12 @@ def open_for_others(directory: str) -> None:
     os.chmod(directory, 0o711)
 
 
-# -- server processes -----------------------------------------------------------------------------
-
-
-def demo_process(path: str, log_path: str, **options: Any) -> ServerProcess:
-    """``python examples/demo_server.py PATH``, up once something accepts connections on PATH.
-
-    (Not "once the file exists": a stale file may be there before the server replaces it.)
-    """
-    ready = functools.partial(_demo_listening, path, log_path)
-    return ServerProcess([sys.executable, str(DEMO), path], log_path, ready, **options)
-
-
-def _demo_listening(path: str, log_path: str) -> bool:
-    return f"listening on {path}".encode() in Path(log_path).read_bytes() and connectable(path)
+# -- connecting -----------------------------------------------------------------------------
 
 
 def connectable(path: str) -> bool:
     """Does a connect to ``path`` succeed (long paths too)?"""
-    with connect_path(path) as name:
+    with socket_name(path) as name:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(name)

@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, LineClient, wait_for
+from helpers import TIMEOUT, DemoProcess, LineClient, ServerProcess, wait_for
 from helpers.ops import (
     AS_NOBODY,
     PING,
     PONG,
-    ServerProcess,
     basic_methods,
-    demo_process,
     fd_count,
     open_for_others,
     python_for_others,
@@ -349,7 +347,7 @@ def test_an_application_out_of_descriptors_still_tells_peers_why(sock_dir: str) 
 def test_300_concurrent_clients_of_one_user_with_the_defaults(sock_dir: str) -> None:
     """The demo as it ships: 300 clients connect at once (non-blocking, as trio's do), all answered."""
     path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "log")):
+    with DemoProcess(path, os.path.join(sock_dir, "log")):
         socks = []
         try:
             for _ in range(300):
@@ -386,7 +384,7 @@ def test_run_raises_the_soft_fd_limit_only_as_far_as_the_defaults_need(sock_dir:
     def soft_1024() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
 
-    with demo_process(path, os.path.join(sock_dir, "log"), preexec_fn=soft_1024) as demo:
+    with DemoProcess(path, os.path.join(sock_dir, "log"), preexec_fn=soft_1024) as demo:
         need = 4096 + 32 + 64 + 32 + 1  # connections, reserved, headroom, lingering refusals, spare
         soft = _fd_limits(demo.pid)[0]
         assert need < soft < need + 64, soft  # + the descriptors open at start, no more

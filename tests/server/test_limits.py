@@ -19,13 +19,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import ROOT, TIMEOUT, LineClient, TrioLineClient, serving, until, wait_for
+from helpers import ROOT, TIMEOUT, DemoProcess, LineClient, TrioLineClient, ok, serving, until, wait_for
 from helpers.ops import (
     PING,
     PONG,
     as_nobody,
     basic_methods,
-    demo_process,
     figures,
     open_for_others,
     ping,
@@ -42,10 +41,6 @@ from helpers.server import connected
 from jrpc_unix import Limits, Methods
 
 MiB = 1 << 20
-
-
-def ok(result: Any, rid: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "result": result, "id": rid}
 
 
 def error_code(answer: dict[str, Any]) -> int:
@@ -408,7 +403,7 @@ def test_client_that_never_reads_cannot_grow_the_server(sock_dir: str) -> None:
     n = 200_000
     path = os.path.join(sock_dir, "demo.sock")
     data = b"".join(b'{"jsonrpc":"2.0","method":"ping","id":%d}\n' % i for i in range(n))
-    with demo_process(path, os.path.join(sock_dir, "log")) as demo:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as demo:
         assert ping(path)
         before = quiet_demo_figures(demo.pid, path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -466,7 +461,7 @@ def test_max_pending_output_in_process(sock_path: str) -> None:
 def test_never_reading_client_that_disconnects_frees_everything(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "demo.sock")
     data = b"".join(req("echo", ["w" * 1000], i) for i in range(20_000))
-    with demo_process(path, os.path.join(sock_dir, "log")) as demo:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as demo:
         assert ping(path)
         before = quiet_demo_figures(demo.pid, path)
         for _ in range(5):

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import DEMO, TIMEOUT, LineClient, wait_for
-from helpers.ops import PING, PONG, basic_methods, connectable, demo_process, ping, req, served
+from helpers import DEMO, TIMEOUT, DemoProcess, LineClient, wait_for
+from helpers.ops import PING, PONG, basic_methods, connectable, ping, req, served
 
 from jrpc_unix._server import logqueue as _logqueue
 
@@ -113,7 +113,7 @@ def _read_all(fd: int) -> bytes:
 def test_2000_crashing_calls_cost_a_few_kilobytes_of_log(sock_dir: str) -> None:
     """Wrong param types made every call log a traceback: 485 bytes of log per 64-byte call."""
     path, log_path = os.path.join(sock_dir, "demo.sock"), os.path.join(sock_dir, "log")
-    with demo_process(path, log_path) as demo:
+    with DemoProcess(path, log_path) as demo:
         start = Path(log_path).stat().st_size
         lines = _send_and_read(path, req("subtract", ["a", "b"], 1) * 2000, 2000)
         error_ids = [json.loads(line)["error"]["data"]["error_id"] for line in lines]

@@ -24,17 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, LineClient, short_tmpdir, wait_for
-from helpers.ops import (
-    AS_NOBODY,
-    NOBODY_UID,
-    basic_methods,
-    busy_thread,
-    demo_process,
-    ping,
-    python_for_others,
-    req,
-)
+from helpers import TIMEOUT, DemoProcess, LineClient, short_tmpdir, wait_for
+from helpers.ops import AS_NOBODY, NOBODY_UID, basic_methods, busy_thread, ping, python_for_others, req
 
 from jrpc_unix import AddressInUseError, ServerSetupError, serve_in_thread
 from jrpc_unix._server import listener as _listener
@@ -325,7 +316,7 @@ def test_sigterm_under_nobodys_flock_answers_and_exits(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "demo.sock")
     with (
         short_tmpdir() as control,
-        demo_process(path, os.path.join(control, "log")) as demo,
+        DemoProcess(path, os.path.join(control, "log")) as demo,
         LineClient(path) as c,
         nobody_process(python_as_nobody(LOCKER, sock_dir), control) as locker,
     ):

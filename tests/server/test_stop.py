@@ -30,6 +30,7 @@ from helpers import (
     TIMEOUT,
     DemoProcess,
     LineClient,
+    ServerProcess,
     TrioLineClient,
     lines,
     request,
@@ -39,10 +40,8 @@ from helpers import (
 )
 from helpers.ops import (
     PING,
-    ServerProcess,
     connectable,
     cpu_seconds,
-    demo_process,
     no_threads_but,
     ping,
     read_until_eof_or_error,
@@ -461,7 +460,7 @@ def test_demo_signal_stops_gracefully(sock_dir: str, signum: int) -> None:
     """SIGHUP and SIGQUIT too: their default action would kill the process and leave the file."""
     path = os.path.join(sock_dir, "demo.sock")
     log = os.path.join(sock_dir, "log")
-    with demo_process(path, log) as demo:
+    with DemoProcess(path, log) as demo:
         with LineClient(path) as c:
             c.send(req("sleep", [0.5], 1))
             wait_for(lambda: _in_flight(path) == 1, "the call to run")
@@ -484,7 +483,7 @@ def test_demo_signal_stops_gracefully(sock_dir: str, signum: int) -> None:
 def test_demo_sigusr_logs_figures_and_serves_on(sock_dir: str, signum: int) -> None:
     """SIGUSR1/SIGUSR2 (whose default action kills) log one line of figures, and change nothing."""
     path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "log")) as demo, LineClient(path) as c:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as demo, LineClient(path) as c:
         assert c.call("ping") == {"jsonrpc": "2.0", "result": "pong", "id": 1}
         name = signal.Signals(signum).name
 
@@ -512,7 +511,7 @@ def _in_flight(path: str, method: str = "stats") -> int:
 
 def test_demo_sigterm_when_idle_exits_at_once(sock_dir: str) -> None:
     path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "log")) as demo:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as demo:
         assert ping(path)
         idle_cpu = cpu_seconds(demo.pid)
         time.sleep(0.3)  # an idle server uses no CPU (no polling loop)
@@ -553,7 +552,7 @@ def test_cli_signal_cancels_calls_past_the_grace(sock_dir: str, signum: int) -> 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_second_signal_during_grace_still_exits_cleanly(sock_dir: str, signum: int) -> None:
     path = os.path.join(sock_dir, "demo.sock")
-    with demo_process(path, os.path.join(sock_dir, "log")) as demo, LineClient(path) as c:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as demo, LineClient(path) as c:
         c.send(req("sleep", [0.6], 1))
         wait_for(lambda: _in_flight(path) == 1, "the call to run")
         demo.proc.send_signal(signum)
@@ -584,7 +583,7 @@ def test_sigkill_leaves_a_file_that_is_then_replaced(sock_dir: str) -> None:
             first.kill()
             first.wait(timeout=TIMEOUT)
     assert os.path.lexists(path)
-    with demo_process(path, os.path.join(sock_dir, "log")) as second:
+    with DemoProcess(path, os.path.join(sock_dir, "log")) as second:
         assert ping(path)
         assert second.signal() == 0
     assert not os.path.lexists(path)

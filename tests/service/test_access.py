@@ -17,13 +17,12 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
-from helpers import ROOT, TIMEOUT, LineClient, wait_for
+from helpers import ROOT, TIMEOUT, DemoProcess, LineClient, ok, wait_for
 from helpers.ops import (
     NOBODY_GID,
     NOBODY_UID,
     as_nobody,
     connectable,
-    demo_process,
     open_for_others,
     ping,
     python_for_others,
@@ -100,10 +99,6 @@ def serve_for_others(path: str, service: Service, **options: Any) -> Any:
     return served(path, service.methods, **options)
 
 
-def ok(result: Any, rid: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "result": result, "id": rid}
-
-
 def assert_denied_connection(report: dict[str, Any]) -> None:
     assert report["error"] is None, report
     assert len(report["lines"]) == 1, report
@@ -173,7 +168,7 @@ def test_file_permissions_keep_other_users_out(
 
 def test_demo_process_default_socket_is_closed_to_others(shared_dir: str) -> None:
     path = os.path.join(shared_dir, "demo.sock")
-    with demo_process(path, os.path.join(shared_dir, "log")) as demo:
+    with DemoProcess(path, os.path.join(shared_dir, "log")) as demo:
         assert as_nobody(path, req("ping", rid=1))["error"] == "EACCES"
         assert run_as(AS_GHOST, path, req("ping", rid=1))["error"] == "EACCES"
         assert ping(path)

@@ -1,37 +1,20 @@
-"""jrpc_unix._wire.conversation, no I/O: requests out as bytes, answers in as bytes.
+"""jrpc_unix._wire.conversation, no I/O: requests out as bytes, answers in as events.
 
-Answers are made with the server's own encoders (``_protocol.encode_result``/``encode_error``),
-so the client is held to exactly what the server writes. Like h11's tests, input is also fed
-one byte at a time: framing must not depend on how reads split.
+Answers are made with the server's own encoders (``_wire.messages.encode_result``/
+``encode_error``), so the client is held to exactly what the server writes. Like h11's tests,
+input is also fed one byte at a time: framing must not depend on how reads split. Pushed events
+(subscriptions, progress, notifications) are test_feeds.py's.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
+from helpers.client import error_line, result_line, sent
 
-from jrpc_unix import Call, Notify, ProtocolError, RpcError
-from jrpc_unix._wire.conversation import Conversation, Exchange, make_params
+from jrpc_unix import Call, ConnectionClosedError, Notify, ProtocolError, Response, RpcError
+from jrpc_unix._wire.conversation import Conversation, make_params
+from jrpc_unix._wire.events import Answered, Event, FeedChanged, MustSend
 from jrpc_unix._wire.messages import encode_error, encode_result
-
-
-def sent(data: bytes) -> Any:
-    assert data.endswith(b"\n")
-    assert data.count(b"\n") == 1, "one message is one line"
-    return json.loads(data)
-
-
-def result_line(rid: Any, value: Any) -> bytes:
-    return encode_result(rid, value) + b"\n"
-
-
-def error_line(rid: Any, code: int, message: str | None = None, data: Any = None) -> bytes:
-    if data is None:
-        return encode_error(rid, code, message) + b"\n"
-    return encode_error(rid, code, message, data) + b"\n"
-
 
 # -- building requests -------------------------------------------------------------------------
 
@@ -130,17 +113,17 @@ def test_call_and_notify_items_read_as_written() -> None:
     assert Call.with_params("a", [1]) == Call("a", 1)
 
 
-# -- matching answers --------------------------------------------------------------------------
+# -- matching answers: Answered events ---------------------------------------------------------
 
 
 def test_answers_out_of_order_complete_the_right_calls() -> None:
     conv = Conversation()
     a, _ = conv.call("slow")
     b, _ = conv.call("fast")
-    assert conv.receive_data(result_line(2, "fast")) == [b]
+    assert conv.receive_data(result_line(2, "fast")) == [Answered(b)]
     assert b.result() == "fast"
     assert not a.done
-    assert conv.receive_data(result_line(1, "slow")) == [a]
+    assert conv.receive_data(result_line(1, "slow")) == [Answered(a)]
     assert a.result() == "slow"
     assert conv.waiting == []
 
@@ -149,10 +132,10 @@ def test_input_split_one_byte_at_a_time() -> None:
     conv = Conversation()
     calls = [conv.call("m")[0] for _ in range(3)]
     stream = b"".join(result_line(i, {"n": i, "text": "é\n"}) for i in (3, 1, 2))
-    done: list[Exchange] = []
+    events: list[Event] = []
     for i in range(len(stream)):
-        done += conv.receive_data(stream[i : i + 1])
-    assert done == [calls[2], calls[0], calls[1]]
+        events += conv.receive_data(stream[i : i + 1])
+    assert events == [Answered(calls[2]), Answered(calls[0]), Answered(calls[1])]
     assert [c.result() for c in calls] == [
         {"n": 1, "text": "é\n"},
         {"n": 2, "text": "é\n"},
@@ -163,7 +146,7 @@ def test_input_split_one_byte_at_a_time() -> None:
 def test_crlf_and_blank_lines_are_accepted() -> None:
     conv = Conversation()
     call, _ = conv.call("m")
-    assert conv.receive_data(b"\r\n  \n" + encode_result(1, 7) + b"\r\n") == [call]
+    assert conv.receive_data(b"\r\n  \n" + encode_result(1, 7) + b"\r\n") == [Answered(call)]
     assert call.result() == 7
 
 
@@ -187,7 +170,7 @@ def test_batch_answer_in_any_order_gives_results_in_call_order() -> None:
     answer = (
         b"[" + b",".join([encode_result(3, "c"), encode_error(2, -32601), encode_result(1, "a")]) + b"]\n"
     )
-    assert conv.receive_data(answer) == [exchange]
+    assert conv.receive_data(answer) == [Answered(exchange)]
     first, second, third = exchange.results()
     assert first == "a"
     assert isinstance(second, RpcError)
@@ -201,18 +184,49 @@ def test_batch_answered_in_pieces_completes_on_the_last_piece() -> None:
     exchange, _ = conv.batch([Call("a"), Call("b")])
     assert exchange is not None
     assert conv.receive_data(b"[" + encode_result(2, "b") + b"]\n") == []
-    assert conv.receive_data(b"[" + encode_result(1, "a") + b"]\n") == [exchange]
+    assert conv.receive_data(b"[" + encode_result(1, "a") + b"]\n") == [Answered(exchange)]
     assert exchange.results() == ["a", "b"]
+
+
+def test_the_seed_response_of_an_answer() -> None:
+    """send() of the Go original: an application error is a FAIL, a reserved code is raised."""
+    conv = Conversation()
+    ok, fail, reserved, edge = (conv.call("m")[0] for _ in range(4))
+    conv.receive_data(
+        result_line(1, "v")
+        + error_line(2, 7, "no", {"k": 1})
+        + error_line(3, -32601)
+        + error_line(4, -32769, "just outside the reserved range")
+    )
+    assert ok.response() == Response.ok("v")
+    assert fail.response() == Response.fail("no", code=7, data={"k": 1})
+    with pytest.raises(RpcError, match=r"^\[-32601\] Method not found$"):
+        reserved.response()
+    assert edge.response() == Response.fail("just outside the reserved range", code=-32769)
+
+
+# -- giving up, late and foreign answers -------------------------------------------------------
 
 
 def test_late_answer_after_abandon_is_dropped() -> None:
     conv = Conversation()
     call, _ = conv.call("slow")
-    conv.abandon(call)
+    assert sent(conv.abandon(call)) == {"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": 1}}
     assert conv.waiting == []
     assert conv.receive_data(result_line(1, "late")) == []
     assert conv.dropped == 1
     assert not call.done
+
+
+def test_abandoning_asks_to_cancel_only_the_unanswered_calls_that_were_sent() -> None:
+    conv = Conversation()
+    exchange, _ = conv.batch([Call("a"), Call("b"), Call("c")])
+    assert exchange is not None
+    conv.receive_data(b"[" + encode_result(2, "b") + b"]\n")
+    cancels = conv.abandon(exchange).splitlines(keepends=True)
+    assert [sent(line)["params"] for line in cancels] == [{"id": 1}, {"id": 3}]
+    unsent, _ = conv.call("d")
+    assert conv.abandon(unsent, sent=False) == b""
 
 
 def test_unknown_ids_and_duplicates_are_dropped() -> None:
@@ -220,7 +234,7 @@ def test_unknown_ids_and_duplicates_are_dropped() -> None:
     call, _ = conv.call("m")
     assert conv.receive_data(result_line(99, "x") + result_line("1", "x") + result_line(True, "x")) == []
     assert conv.dropped == 3
-    assert conv.receive_data(result_line(1, "ok") + result_line(1, "again")) == [call]
+    assert conv.receive_data(result_line(1, "ok") + result_line(1, "again")) == [Answered(call)]
     assert call.result() == "ok"
     assert conv.dropped == 4
 
@@ -230,39 +244,60 @@ def test_null_id_error_goes_to_the_only_waiting_exchange() -> None:
     exchange, _ = conv.batch([Call("a"), Call("b")])
     assert exchange is not None
     line = error_line(None, -32001, None, "batch of 2 requests exceeds the limit of 1")
-    assert conv.receive_data(line) == [exchange]
+    assert conv.receive_data(line) == [Answered(exchange)]
     assert [str(e) for e in exchange.results()] == ["[-32001] Request too large"] * 2
 
 
-def test_null_id_error_with_several_waiting_is_kept_unattributed() -> None:
+def test_null_id_error_with_several_waiting_is_quoted_when_the_connection_closes() -> None:
     conv = Conversation()
     a, _ = conv.call("a")
     b, _ = conv.call("b")
+    assert conv.closed_error("x: closed").args == ("x: closed",)
     assert conv.receive_data(error_line(None, -32006, None, "too many connections")) == []
     assert not a.done
     assert not b.done
-    assert [str(e) for e in conv.unattributed] == ["[-32006] Server overloaded"]
     assert conv.receive_data(result_line(None, 1)) == []
     assert conv.dropped == 1
+    conv.receive_eof()
+    conv.connection_lost()
+    error = conv.closed_error("x: closed before answering 'a'")
+    assert isinstance(error, ConnectionClosedError)
+    assert str(error) == "x: closed before answering 'a' (the server said: [-32006] Server overloaded)"
 
 
 def test_final_answer_without_newline_counts_at_eof() -> None:
     conv = Conversation()
     call, _ = conv.call("m")
     assert conv.receive_data(encode_result(1, "x")) == []
-    assert conv.receive_eof() == [call]
+    assert conv.receive_eof() == [Answered(call)]
     assert call.result() == "x"
 
 
-def test_reset_forgets_partial_input_and_returns_the_waiting() -> None:
+def test_a_lost_connection_forgets_partial_input_and_the_waiting() -> None:
     conv = Conversation()
     a, _ = conv.call("a")
     conv.receive_data(b'{"jsonrpc":"2.0","res')
-    assert conv.reset() == [a]
+    assert conv.connection_lost() == []  # no subscription to end
     assert conv.waiting == []
+    assert not a.done
     b, _ = conv.call("b")
     assert b.ids == [2], "ids keep counting: nothing from before can match"
-    assert conv.receive_data(result_line(2, "fresh")) == [b]
+    assert conv.receive_data(result_line(2, "fresh")) == [Answered(b)]
+
+
+def test_the_events_read_as_written_and_compare_by_value() -> None:
+    conv = Conversation()
+    call, _ = conv.call("m")
+    assert repr(Answered(call)) == "Answered(<Exchange 'm' ids=[1] waiting>)"
+    assert repr(MustSend(b"x\n")) == "MustSend(b'x\\n')"
+    assert MustSend(b"x") == MustSend(b"x")
+    assert MustSend(b"x") != MustSend(b"y")
+    assert Answered(call) != FeedChanged(call)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(MustSend(b"x"))
+
+
+# -- what is not JSON-RPC ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -283,6 +318,7 @@ def test_reset_forgets_partial_input_and_returns_the_waiting() -> None:
             b'{"jsonrpc":"2.0","error":{"code":1},"id":1}\n',
             r"^malformed error object in the server's answer: ",
         ),
+        (b'{"jsonrpc":"2.0","method":5}\n', r"^the server sent a malformed notification: "),
     ],
 )
 def test_what_is_not_a_jsonrpc_answer_is_a_protocol_error(line: bytes, message: str) -> None:
@@ -308,167 +344,3 @@ def test_big_integers_and_unicode_round_trip_exactly() -> None:
     assert sent(data)["params"] == [big, "☃", -0.5]
     conv.receive_data(result_line(1, [big, "☃"]))
     assert call.result() == [big, "☃"]
-
-
-# -- pushed events: subscriptions and progress (jrpc_unix._wire.feeds) ---------------------------------
-
-
-def event_line(sub: str, data: Any, topic: str = "t") -> bytes:
-    params = {"subscription": sub, "topic": topic, "data": data}
-    return json.dumps({"jsonrpc": "2.0", "method": "rpc.event", "params": params}).encode() + b"\n"
-
-
-def dropped_line(sub: str, count: int, topic: str = "t") -> bytes:
-    params = {"subscription": sub, "topic": topic, "count": count}
-    return json.dumps({"jsonrpc": "2.0", "method": "rpc.dropped", "params": params}).encode() + b"\n"
-
-
-def test_subscribe_sends_rpc_subscribe_with_the_topic_and_its_params() -> None:
-    conv = Conversation()
-    _, data = conv.subscribe("stats", {"interval": 0.5, "queue_size": 3})
-    assert sent(data) == {
-        "jsonrpc": "2.0",
-        "method": "rpc.subscribe",
-        "params": {"interval": 0.5, "queue_size": 3, "topic": "stats"},
-        "id": 1,
-    }
-
-
-def test_events_right_behind_the_subscribe_answer_land_in_its_feed() -> None:
-    """The answer and the first events in one read: routing happens line by line."""
-    conv = Conversation()
-    exchange, _ = conv.subscribe("t")
-    chunk = result_line(1, {"subscription": "s7", "topic": "t"}) + event_line("s7", 1) + event_line("s7", 2)
-    assert conv.receive_data(chunk) == [exchange]
-    assert exchange.feed is not None
-    assert (exchange.feed.id, exchange.feed.topic, list(exchange.feed.events)) == ("s7", "t", [1, 2])
-    assert conv.take_notifications() == []
-
-
-def test_feeds_are_routed_by_subscription_and_the_rest_goes_to_the_inbox() -> None:
-    conv = Conversation()
-    a, _ = conv.subscribe("t")
-    b, _ = conv.subscribe("u")
-    conv.receive_data(result_line(1, {"subscription": "s1"}) + result_line(2, {"subscription": "s2"}))
-    conv.receive_data(event_line("s2", "b1") + event_line("s1", "a1") + event_line("s9", "other"))
-    conv.receive_data(b'{"jsonrpc":"2.0","method":"hello","params":[1]}\n')
-    assert a.feed is not None
-    assert b.feed is not None
-    assert (list(a.feed.events), list(b.feed.events)) == (["a1"], ["b1"])
-    assert [n.method for n in conv.take_notifications()] == ["rpc.event", "hello"]
-    assert conv.feeds.take_touched() == {a.feed, b.feed}
-
-
-def test_dropped_notices_add_up_and_late_events_after_unsubscribe_are_dropped() -> None:
-    conv = Conversation()
-    exchange, _ = conv.subscribe("t")
-    conv.receive_data(result_line(1, {"subscription": "s1"}))
-    feed = exchange.feed
-    assert feed is not None
-    conv.receive_data(dropped_line("s1", 7) + event_line("s1", 8) + dropped_line("s1", 2))
-    assert (feed.dropped, list(feed.events)) == (9, [8])
-    assert sent(conv.unsubscribe(feed)) == {
-        "jsonrpc": "2.0",
-        "method": "rpc.unsubscribe",
-        "params": {"subscription": "s1"},
-    }
-    assert feed.ended == "unsubscribed"
-    conv.receive_data(event_line("s1", 9) + dropped_line("s1", 1))
-    assert (list(feed.events), feed.dropped, conv.feeds.stray) == ([], 9, 2), "unread events go too"
-    assert conv.take_notifications() == []
-
-
-def test_progress_reports_go_to_the_call_they_name() -> None:
-    conv = Conversation()
-    conv.subscribe("progress", visible=False)
-    conv.receive_data(result_line(1, {"subscription": "s1", "topic": "progress"}))
-    assert conv.progress_subscribed
-    mine, _ = conv.call("work", [3], progress=True)
-    other, _ = conv.call("work", [1])
-    reports = [event_line("s1", {"id": 2, "done": i, "total": 3}, "progress") for i in (1, 2)]
-    reports.append(event_line("s1", {"id": 3, "done": 1}, "progress"))  # its caller did not ask
-    conv.receive_data(b"".join(reports))
-    assert list(mine.reports or ()) == [{"id": 2, "done": 1, "total": 3}, {"id": 2, "done": 2, "total": 3}]
-    assert other.reports is None
-    assert conv.feeds.take_touched() == {mine}
-    assert conv.take_notifications() == []
-    conv.receive_data(result_line(2, "done") + event_line("s1", {"id": 2, "done": 3}, "progress"))
-    assert mine.result() == "done"
-    assert len(mine.reports or ()) == 2, "a report for a finished call is dropped"
-
-
-def test_reset_ends_every_feed_and_the_progress_subscription() -> None:
-    conv = Conversation()
-    exchange, _ = conv.subscribe("progress")
-    conv.receive_data(result_line(1, {"subscription": "s1"}))
-    assert conv.progress_subscribed
-    conv.reset()
-    assert exchange.feed is not None
-    assert exchange.feed.ended == "closed"
-    assert not conv.progress_subscribed
-
-
-def test_a_subscription_answered_after_its_caller_gave_up_is_ended() -> None:
-    conv = Conversation()
-    exchange, _ = conv.subscribe("t")
-    conv.abandon(exchange)
-    conv.receive_data(result_line(1, {"subscription": "s4"}) + event_line("s4", 1))
-    assert [sent(line) for line in conv.outgoing] == [
-        {"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"subscription": "s4"}}
-    ]
-    assert (conv.dropped, conv.feeds.stray, conv.take_notifications()) == (1, 1, [])
-
-
-def test_an_unsent_subscribe_given_up_leaves_nothing_behind() -> None:
-    conv = Conversation()
-    exchange, _ = conv.subscribe("t")
-    conv.abandon(exchange, sent=False)
-    conv.receive_data(result_line(1, {"subscription": "s4"}))
-    assert conv.outgoing == []
-
-
-def test_malformed_pushes_are_plain_notifications() -> None:
-    conv = Conversation()
-    conv.subscribe("t")
-    conv.receive_data(result_line(1, {"subscription": "s1"}))
-    conv.receive_data(b'{"jsonrpc":"2.0","method":"rpc.event","params":["s1"]}\n')
-    conv.receive_data(b'{"jsonrpc":"2.0","method":"rpc.event","params":{"subscription":1}}\n')
-    assert len(conv.take_notifications()) == 2
-
-
-# -- the client's JSON (jrpc_unix._wire.stdjson) ---------------------------------------------------
-
-
-def test_stdjson_is_exact_and_strict() -> None:
-    from jrpc_unix._wire.stdjson import UnserializableError, dumps, loads
-
-    big = 2**200 + 1
-    assert loads(dumps([big, -big, 0.1, "☃", {"k": None}])) == [big, -big, 0.1, "☃", {"k": None}]
-    assert dumps("☃\n") == '"☃\\n"'.encode()
-    assert dumps("\ud800") == b'"\\ud800"', "a lone surrogate is only valid JSON escaped"
-    for bad in (float("nan"), float("inf"), [float("-inf")], object(), {"a": {1, 2}}):
-        with pytest.raises(UnserializableError):
-            dumps(bad)
-    for text, reason in [
-        (b"NaN", "NaN is not valid JSON"),
-        (b"[Infinity]", "Infinity is not valid JSON"),
-        (b"-Infinity", "-Infinity is not valid JSON"),
-        (b"1e999", "number 1e999 is out of range"),
-        (b"\xff", "can't decode byte 0xff"),
-        (b"[1,]", "Expecting value"),
-        (b"\xef\xbb\xbf1", "Expecting value"),
-    ]:
-        with pytest.raises(ValueError, match=reason):
-            loads(text)
-    deep = b"[" * 100_000 + b"]" * 100_000
-    with pytest.raises(ValueError, match="nested too deeply"):
-        loads(deep)
-
-
-def test_touched_is_what_changed_since_last_taken() -> None:
-    conv = Conversation()
-    exchange, _ = conv.subscribe("t")
-    conv.receive_data(result_line(1, {"subscription": "s1"}))
-    conv.receive_data(event_line("s1", 1))
-    assert conv.feeds.take_touched() == {exchange.feed}
-    assert conv.feeds.take_touched() == set()

@@ -107,12 +107,12 @@ async function main() {
   client.notify("config.set", ["node_key", "from-node"]);
   out.after_notify = await client.call("config.get", ["node_key"]);
 
-  // Several calls in flight at once, answered by id in any order.
-  const concurrent = await Promise.all([
-    client.call("sleep", [0.2], "slow"),
-    client.call("echo", ["fast"], "fast"),
-  ]);
-  out.concurrent = concurrent;
+  // Several calls in flight at once, answered by id in any order: the slow call is still running
+  // when the fast one, sent after it, is answered; it ends only when cancelled, after that.
+  const slow = client.call("sleep", [30], "slow");
+  const fast = await client.call("echo", ["fast"], "fast");
+  client.notify("rpc.cancel", { id: "slow" });
+  out.concurrent = [await slow, fast];
 
   out.batch = await client.batch([
     { jsonrpc: "2.0", method: "echo", params: [1], id: "b1" },
