@@ -1,5 +1,11 @@
 """Running one admitted call: inline, or in a task with its context, timeout and thread.
 
+How a handler runs is decided here, by its :class:`RunMode` alone: a plain function inline on
+the event loop's thread, ``blocking=True`` in a worker thread, ``async def`` awaited through the
+server's :data:`~.shared.AwaitHandler` -- in trio, or on the asyncio loop trio is a guest of
+(:mod:`jrpc_unix.aio`). The server's own ``rpc.*`` methods are plain functions, so they run the
+same under either host.
+
 A call that may wait is registered in the connection's :class:`CancelRegistry` under its request
 id with a cancel scope, so ``rpc.cancel``, a disconnect (all but run-to-completion calls and
 notifications) and the end of the server's grace can stop it. A cancelled call still answers:
@@ -95,6 +101,7 @@ class Executor:
         self._dispatcher = shared.dispatcher
         self._limits = shared.limits
         self._workers = shared.workers
+        self._await_handler = shared.await_handler
         self._thread_slots: trio.CapacityLimiter | None = None  # made at the first blocking call
         self._inline = inline_slot()
         self.running = CancelRegistry()
@@ -148,7 +155,7 @@ class Executor:
         try:
             with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 if spec.mode is RunMode.ASYNC:
-                    value = await spec.func(*args, **kwargs)
+                    value = await self._await_handler(spec.func, args, kwargs)
                 else:
                     value = await self._in_thread(functools.partial(spec.func, *args, **kwargs))
         except Exception as exc:

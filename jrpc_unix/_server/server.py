@@ -164,7 +164,12 @@ class Server:
         await self._stopped.wait()
 
     def stop(self) -> None:
-        """Begin a graceful stop (idempotent); call it from the server's trio thread."""
+        """Begin a graceful stop (idempotent). From another thread or from asyncio code (when
+        served by :mod:`jrpc_unix.aio`) the stop is handed to the event loop, as
+        :meth:`publish` is."""
+        self._shared.loop.call(self._stop)
+
+    def _stop(self) -> None:
         if self._shared.stopping:
             return
         self._shared.stopping = True

@@ -10,9 +10,9 @@ state the same way).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -26,7 +26,15 @@ from .loop import EventLoop
 from .pubsub import Topic
 from .workers import WorkerThreads
 
-__all__ = ["ConnectionSet", "Member", "ServeContext"]
+__all__ = ["AwaitHandler", "ConnectionSet", "Member", "ServeContext", "await_in_trio"]
+
+#: How the server awaits an ``async def`` handler: ``(func, args, kwargs) -> result``.
+AwaitHandler = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
+
+
+async def await_in_trio(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A trio program's handlers are trio coroutines: awaited right in the call's task."""
+    return await func(*args, **kwargs)
 
 
 class Member(Protocol):
@@ -118,6 +126,9 @@ class ServeContext:
     workers: WorkerThreads = field(init=False)
     hangups: HangupWatch = field(init=False, default_factory=HangupWatch)
     loop: EventLoop = field(init=False, default_factory=EventLoop)
+    #: How ``async def`` handlers of the service are awaited: in trio, or as tasks of the
+    #: asyncio loop the server is a guest of (:mod:`jrpc_unix.aio` sets it before serving).
+    await_handler: AwaitHandler = await_in_trio
     #: The server is stopping: no new work starts; what waits is answered -32002.
     stopping: bool = False
 

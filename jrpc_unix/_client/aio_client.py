@@ -1,0 +1,50 @@
+"""``jrpc_unix.aio.open_client``: the :class:`~.trio_client.AsyncClient` front over asyncio.
+
+The client's methods are the trio client's (``call``, ``notify``, ``batch``, ``send``,
+``subscribe``, ``wait_notification``), driven by :class:`~.aio_io.AsyncioTransport`. Bound waits
+with ``asyncio.timeout``; a task cancelled mid-call sends ``rpc.cancel`` and leaves the
+connection usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .._wire.conversation import DEFAULT_MAX_ANSWER, Conversation
+from .aio_io import CLIENT_CLOSED, AsyncioTransport, connect_unix
+from .trio_client import AsyncClient
+
+__all__ = ["open_client"]
+
+
+@asynccontextmanager
+async def open_client(
+    path: str | os.PathLike[str],
+    *,
+    connect_timeout: float | None = 30.0,
+    max_message_size: int = DEFAULT_MAX_ANSWER,
+) -> AsyncIterator[AsyncClient]:
+    """Connect to the server at ``path`` from asyncio; the connection closes when the block ends.
+
+    While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
+    seconds (None: until cancelled), then raises ConnectError.
+    """
+    address = os.fspath(path)
+    sock = await connect_unix(address, connect_timeout)
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    transport = AsyncioTransport(address, reader, writer, Conversation(max_message_size))
+    reading = asyncio.get_running_loop().create_task(transport.read_loop())
+    try:
+        yield AsyncClient(transport)
+    finally:
+        transport.shut(CLIENT_CLOSED)
+        reading.cancel()
+        writer.close()
+        await asyncio.wait([reading])  # not `await reading`: its CancelledError is not ours
