@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from .._address import socket_name
-from .._errors import ConnectionClosedError, JrpcUnixError, ProtocolError
+from .._errors import ConnectionClosedError, JrpcUnixError, ProtocolError, RpcError
 from .._wire.conversation import Conversation, Exchange, Notification
 from .._wire.events import Answered, FeedChanged, MustSend, NotificationArrived, ReportsArrived
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
@@ -134,7 +134,9 @@ class AsyncioTransport:
             raise ConnectionClosedError(f"{self.address}: {self._write_failed}")
 
     def _closed_error(self, label: str | None = None) -> JrpcUnixError:
-        reason = self._closed
+        reason, refused = self._closed, self.conversation.refused
+        if refused is not None:  # (the caller may have asked after the refusal had come)
+            return RpcError(refused.code, refused.message, refused.data)
         if isinstance(reason, ProtocolError):
             return ProtocolError(str(reason))
         if label is not None:
