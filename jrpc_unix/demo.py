@@ -4,12 +4,17 @@ Public (its path ``jrpc_unix.demo:methods`` is documented), so ``jrpc-unix serve
 jrpc_unix.demo:methods SOCK`` and ``jrpc-unix demo`` (whose guided tour is the CLI's:
 ``jrpc_unix/_cli/tour.py``) work from any install; ``examples/demo_server.py`` runs it as a
 standalone service. The state it exposes (a config and a counter) is this module's.
+
+Its ``async def`` handlers sleep with whichever loop awaits them (:func:`_sleep`), so the same
+service runs under trio and as an asyncio program's guest (``jrpc_unix.aio``, where ``async
+def`` handlers are asyncio coroutines).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import sniffio
 import trio
 
 from ._response import Response
@@ -85,10 +90,20 @@ def notify_sum(*args: Any, **kwargs: Any) -> None:
     """Accept anything (a spec example)."""
 
 
+async def _sleep(seconds: float) -> None:
+    """Sleep on the loop running this handler: trio's, or asyncio's under ``jrpc_unix.aio``."""
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio  # loaded already: only an asyncio program gets here
+
+        await asyncio.sleep(seconds)
+    else:
+        await trio.sleep(seconds)
+
+
 @methods.add
 async def sleep(seconds: float) -> float:
     """Wait ``seconds`` without blocking other calls, then return ``seconds``."""
-    await trio.sleep(seconds)
+    await _sleep(seconds)
     return seconds
 
 
@@ -156,7 +171,7 @@ async def work(steps: int, delay: float = 0.1) -> dict[str, int]:
     """A long job: ``steps`` steps of ``delay`` seconds, reporting progress; cancellable."""
     ctx = current_context()
     for step in range(1, steps + 1):
-        await trio.sleep(delay)
+        await _sleep(delay)
         ctx.progress(step, steps, f"step {step} of {steps}")
     return {"steps": steps}
 
