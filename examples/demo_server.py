@@ -48,6 +48,7 @@ def serve_on_asyncio(path: str, uvloop: bool) -> None:
     """``jrpc_unix.aio.serve`` on asyncio's loop (or uvloop's) until a stop signal, then stop
     gracefully (cancelling the serving task drains the calls and removes the socket)."""
     import asyncio
+    import contextlib
     import signal
 
     from jrpc_unix.aio import serve
@@ -58,10 +59,8 @@ def serve_on_asyncio(path: str, uvloop: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
             loop.add_signal_handler(signum, serving.cancel)
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # stopped by a signal, gracefully
             await serve(path, methods)
-        except asyncio.CancelledError:
-            pass  # stopped by a signal, gracefully
 
     if uvloop:
         import uvloop as uv

@@ -25,7 +25,7 @@ from typing import Any
 import trio
 from outcome import Outcome
 
-from .._errors import sole_exception
+from .._errors import ServerSetupError, sole_exception
 from .server import Server
 
 __all__ = ["AsyncioHandlers", "GuestRun", "guest_serving"]
@@ -95,10 +95,15 @@ class GuestRun:
         await asyncio.shield(self.done)
 
     async def _serve(self) -> None:
-        await self.server.serve(self._path, task_status=self)  # type: ignore[arg-type]  # has started()
+        await self.server.serve(self._path, task_status=self)  # trio's TaskStatus: it has started()
 
     async def start(self) -> None:
         """Start the guest run; return once listening, or raise why it could not."""
+        if trio.lowlevel.in_trio_run():  # trio keeps one run per thread
+            raise ServerSetupError(
+                f"one jrpc_unix.aio server per event loop thread: cannot serve {self._path}, "
+                "a trio run (another server) serves already on this thread"
+            )
         trio.lowlevel.start_guest_run(
             self._serve,
             run_sync_soon_threadsafe=self._loop.call_soon_threadsafe,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -20,12 +20,19 @@ from helpers import TIMEOUT
 from jrpc_unix import Limits, Server
 from jrpc_unix.aio import open_client, serving
 
-__all__ = ["HOSTS", "LoopThread", "asyncio_client", "served_on_asyncio"]
+__all__ = ["LoopThread", "asyncio_client", "served_on_asyncio", "until"]
 
 T = TypeVar("T")
 
-#: Where a test's server runs: in a thread (``serve_in_thread``), or as asyncio's guest.
-HOSTS = ["thread", "asyncio", "uvloop"]
+
+async def until(cond: Callable[[], Any], what: str, tick: float = 0.005) -> None:
+    """The asyncio twin of :func:`helpers.until`: poll ``cond`` until it holds, or fail."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if cond():
+                return
+            await asyncio.sleep(tick)
+    raise AssertionError(f"timed out after {TIMEOUT} s waiting for {what}")  # (never reached)
 
 
 class LoopThread:
@@ -64,9 +71,7 @@ class LoopThread:
 
 
 @contextlib.contextmanager
-def served_on_asyncio(
-    path: str, methods: Any, *, uvloop: bool = False, **options: Any
-) -> Iterator[Server]:
+def served_on_asyncio(path: str, methods: Any, *, uvloop: bool = False, **options: Any) -> Iterator[Server]:
     """``jrpc_unix.aio.serving`` on an asyncio loop in a thread for the body; stopped after."""
     options.setdefault("limits", Limits(shutdown_grace=2.0))
     loop = LoopThread(uvloop)
@@ -168,4 +173,3 @@ class _BridgedSubscription:
 
     async def close(self) -> None:
         await self._loop.arun(self.sub.aclose())
-
