@@ -47,6 +47,10 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--max-connections", "1100", "--max-connections-per-uid", "1100", "--log-level", "warning"],
     ),
     "naive": ("naive asyncio", [str(HERE / "naive_asyncio.py")], []),
+    # The same demo hosted by an asyncio program (jrpc_unix.aio: trio as asyncio's guest), on
+    # asyncio's own loop and on uvloop's: what guest mode costs against the trio-hosted demo.
+    "aio": ("demo on asyncio", [str(HERE / "aio_demo.py")], []),
+    "uvloop": ("demo on uvloop", [str(HERE / "aio_demo.py")], ["--uvloop"]),
     # The same demo with per-method statistics off: what rpc.stats costs (target: <= 5 %).
     "nostats": (
         "demo, no method stats",
@@ -473,6 +477,7 @@ def table(series: Series, servers: list[str]) -> list[str]:
     for other in ("naive", "nostats"):
         if "demo" in servers and other in servers:
             pairs.append(("demo", other))
+    pairs += [(host, "demo") for host in ("aio", "uvloop") if host in servers and "demo" in servers]
     head = [
         "metric",
         *(SERVERS[s][0] for s in servers),
@@ -529,7 +534,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="rounds per mode (default 5; 1 with --quick)")
     p.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
     p.add_argument(
-        "--servers", default="raw,demo,naive,nostats", help="comma-separated, out of raw,demo,naive,nostats"
+        "--servers",
+        default="raw,demo,naive,nostats,aio,uvloop",
+        help="comma-separated, out of raw,demo,naive,nostats,aio,uvloop",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     p.add_argument(

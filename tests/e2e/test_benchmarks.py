@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SERVERS = ("raw", "demo", "naive")
+SERVERS = ("raw", "demo", "naive", "aio", "uvloop")
 MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle")
 ROWS = (  # the start of each metric's row title in the table
     "ping-pong, 1 conn: calls/s",
@@ -54,12 +54,13 @@ def test_prints_the_table_with_every_mode(
     quick_run: tuple[subprocess.CompletedProcess[str], dict[str, object]],
 ) -> None:
     out = quick_run[0].stdout
-    head = "| metric | raw trio | demo | naive asyncio | demo, no method stats | demo/raw | naive/raw |"
+    head = "| metric | raw trio | demo | naive asyncio | demo, no method stats | demo on asyncio |"
     assert head in out
-    assert "| nostats/raw | demo/naive | demo/nostats |" in out
+    assert "| demo on uvloop | demo/raw | naive/raw | nostats/raw | aio/raw | uvloop/raw |" in out
+    assert "| demo/naive | demo/nostats | aio/demo | uvloop/demo |" in out
     for title in ROWS:
         assert re.search(rf"^\| {re.escape(title)}[^|]* \|( [^|]+ \|){{9}}", out, re.MULTILINE), title
-    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
+    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
     assert re.search(r"^(\| CLI vs bare python \||CLI whole process: skipped: )", out, re.MULTILINE)
     assert "all calls answered, no errors, none lost" in out
 
