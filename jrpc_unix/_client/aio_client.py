@@ -17,7 +17,7 @@ from .._wire.conversation import DEFAULT_MAX_ANSWER, Conversation
 from .aio_io import CLIENT_CLOSED, AsyncioTransport, connect_unix
 from .trio_client import AsyncClient
 
-__all__ = ["open_client"]
+__all__ = ["client_over", "open_client"]
 
 
 @asynccontextmanager
@@ -39,6 +39,20 @@ async def open_client(
     except BaseException:
         sock.close()
         raise
+    async with client_over(address, reader, writer, max_message_size) as client:
+        yield client
+
+
+@asynccontextmanager
+async def client_over(
+    address: str,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    max_message_size: int = DEFAULT_MAX_ANSWER,
+) -> AsyncIterator[AsyncClient]:
+    """An AsyncClient over any connected asyncio streams (closed when the block ends: a UNIX
+    socket's, a process's pipes), its reader task running for the block. ``address`` names it
+    in messages."""
     transport = AsyncioTransport(address, reader, writer, Conversation(max_message_size))
     reading = asyncio.get_running_loop().create_task(transport.read_loop())
     try:
