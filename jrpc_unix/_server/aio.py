@@ -55,7 +55,7 @@ class AsyncioHandlers:
         task.add_done_callback(finished)
         try:
             await done.wait()
-        except trio.Cancelled:
+        except BaseException:  # cancelled (rpc.cancel, disconnect, timeout, grace over)
             task.cancel()  # it ends at its next await; the call is answered at once
             raise
         if task.cancelled():  # by the app (say, asyncio.run ending), not by the server

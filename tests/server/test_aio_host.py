@@ -177,6 +177,55 @@ def test_rpc_cancel_and_timeouts_cancel_the_asyncio_task(loop: str, sock_path: s
     assert cancelled == ["rpc.cancel", "timeout"]
 
 
+def test_a_disconnect_the_grace_and_the_app_cancel_asyncio_handlers_each_answered(
+    loop: str, sock_path: str
+) -> None:
+    methods = Methods()
+    cancelled: list[str] = []
+    answers: list[Any] = []
+
+    async def main() -> None:
+        started = asyncio.Queue[str]()
+
+        @methods.add
+        async def hold(name: str) -> None:
+            started.put_nowait(name)
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(name)
+                raise
+
+        @methods.add
+        async def cancelled_by_the_app() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(0)
+
+        limits = Limits(shutdown_grace=0.05)  # hold never ends by itself: no race with the grace
+        async with serving(sock_path, methods, limits=limits):
+            reader, writer = await asyncio.open_unix_connection(sock_path)
+            writer.write(b'{"jsonrpc":"2.0","method":"hold","params":["disconnect"],"id":1}\n')
+            assert await started.get() == "disconnect"
+            writer.close()  # the caller leaves: its call is cancelled
+            await until(lambda: cancelled == ["disconnect"], "the handler to be cancelled")
+            async with aio_open_client(sock_path) as client:
+                with pytest.raises(RpcError, match=r"^\[-32603\]"):
+                    await client.call("cancelled_by_the_app")
+            reader, writer = await asyncio.open_unix_connection(sock_path)
+            writer.write(b'{"jsonrpc":"2.0","method":"hold","params":["grace"],"id":2}\n')
+            assert await started.get() == "grace"
+        answers.append(json.loads(await reader.readline()))  # the grace is over: answered, then EOF
+        assert await reader.read() == b""
+        writer.close()
+
+    run(loop, main)
+    assert cancelled == ["disconnect", "grace"]
+    assert answers[0]["id"] == 2
+    assert answers[0]["error"]["code"] == -32002
+
+
 def test_cancelling_serve_drains_asyncio_handlers_and_removes_the_socket(loop: str, sock_path: str) -> None:
     methods = Methods()
     results: list[Any] = []
