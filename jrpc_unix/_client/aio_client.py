@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Conversation
-from .aio_io import CLIENT_CLOSED, AsyncioTransport, connect_unix
+from .aio_io import AsyncioTransport, connect_unix
 from .trio_client import AsyncClient
+from .waiting import CLIENT_CLOSED
 
 __all__ = ["client_over", "open_client"]
 
