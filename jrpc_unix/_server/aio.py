@@ -10,7 +10,9 @@ thread exists and the app's state is never touched from two threads. Which code 
 * an ``async def`` handler is an asyncio coroutine: it runs as a task of the app's loop
   (:class:`AsyncioHandlers`, the server's :data:`~.shared.AwaitHandler`), cancelled when the call
   is (``rpc.cancel``, a disconnect, its timeout, the end of the grace);
-* a ``blocking=True`` handler runs in a worker thread, as under trio.
+* a ``blocking=True`` handler runs in a worker thread, as under trio;
+* a topic producer of the service is an asyncio async generator, each event asked for the same
+  way (:class:`~.shared.HostedEvents`).
 
 Asyncio imports stay in this module, its client twin and :mod:`jrpc_unix.aio`.
 """

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -276,6 +276,40 @@ def test_publish_from_asyncio_code_reaches_subscribers(loop: str, sock_path: str
 
     run(loop, main)
     assert got == [0, 1, 2]
+
+
+def test_a_topic_producer_is_an_asyncio_async_generator(loop: str, sock_path: str) -> None:
+    """A service's producer runs on the app's loop like its handlers; the server's own ``stats``
+    topic (trio code) still works beside it; unsubscribing cancels the producer."""
+    methods = Methods()
+    got: list[Any] = []
+    closed: list[str] = []
+
+    async def counting(start: int = 0) -> AsyncIterator[int]:
+        try:
+            for i in range(start, start + 1000):
+                await asyncio.sleep(0)  # asyncio's: this runs as the app's task
+                yield i
+        finally:
+            closed.append("producer")
+
+    methods.add_topic("count", "counts up", counting)
+
+    async def main() -> None:
+        async with serving(sock_path, methods), aio_open_client(sock_path) as client:
+            async with client.subscribe("count", start=5) as counts:
+                async for data in counts:
+                    got.append(data)
+                    if len(got) == 3:
+                        break
+            async with client.subscribe("stats", interval=0.05) as stats:
+                got.append(sorted(await anext(stats)))
+            await until(lambda: closed, "the producer to be closed")
+            assert await client.call("rpc.stats") is not None
+
+    run(loop, main)
+    assert got == [5, 6, 7, ["methods", "server"]]
+    assert closed == ["producer"]
 
 
 def test_progress_from_an_asyncio_handler_precedes_its_answer(loop: str, sock_path: str) -> None:
