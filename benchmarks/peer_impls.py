@@ -23,7 +23,7 @@ from typing import Any
 
 KEY, VALUE = "level", "info"
 CONFIG = {KEY: VALUE}
-# peer -> (title, the module its server and client need, None: this project or the stdlib)
+# peer -> (title, the modules its server and client need, comma-separated; None: ours or the stdlib)
 PEERS: dict[str, tuple[str, str | None]] = {
     "jrpc": ("jrpc-unix (blocking Client)", None),
     "stdlib": ("stdlib floor (socketserver + newline JSON)", None),
@@ -32,7 +32,7 @@ PEERS: dict[str, tuple[str, str | None]] = {
     "grpc-aio": ("grpcio (grpc.aio server)", "grpc"),
     "pyro5": ("Pyro5", "Pyro5"),
     "rpyc": ("RPyC", "rpyc"),
-    "fastapi": ("FastAPI on uvicorn --uds", "fastapi"),
+    "fastapi": ("FastAPI on uvicorn --uds", "fastapi,uvicorn"),
 }
 VARLINK_INTERFACE = """interface org.example.bench
 method Get(key: string) -> (value: string)

@@ -191,7 +191,7 @@ def table(results: dict[str, list[dict[str, Any]]], skipped: dict[str, str]) -> 
         ]
         lines.append("| " + " | ".join([*cells, goal, met]) + " |")
     for peer, why in skipped.items():
-        lines.append(f"| {PEERS[peer][0]} | skipped: {why} |" + " |" * 8)
+        lines.append(f"| {PEERS[peer][0]} | skipped: {why} |" + " |" * 7)
     return lines
 
 
@@ -230,7 +230,7 @@ def main(argv: list[str]) -> int:
     skipped = {
         p: f"`{PEERS[p][1]}` not installed (pip install '.[bench]')"
         for p in args.peer_keys
-        if PEERS[p][1] is not None and importlib.util.find_spec(PEERS[p][1]) is None  # type: ignore[arg-type]
+        if any(importlib.util.find_spec(m) is None for m in (PEERS[p][1] or "").split(",") if m)
     }
     peers = [p for p in args.peer_keys if p not in skipped]
     where = (
