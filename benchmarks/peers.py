@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from peer_impls import CLIENT, PEERS, VALUE
-from run import keep_awake, pinned
+from run import keep_awake, machine, pinned
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -141,19 +141,6 @@ def measure(server: PeerServer, plan: Plan, cpu: int | None) -> dict[str, Any]:
         "server_us": server_cpu / n * 1e6,
         "client_us": got["client_cpu_s"] / n * 1e6,
     }
-
-
-def machine() -> str:
-    """One line naming the machine, the interpreter and the kernel."""
-    model = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    return f"{model}, {os.cpu_count()} CPUs; Python {platform.python_version()}; Linux {platform.release()}"
 
 
 def version(peer: str) -> str:

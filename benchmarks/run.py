@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import resource
 import select
@@ -176,6 +177,19 @@ ROWS = (
 
 
 # -- processes ----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    """One line naming the machine, the interpreter and the kernel."""
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    return f"{model}, {os.cpu_count()} CPUs; Python {platform.python_version()}; Linux {platform.release()}"
 
 
 def pinned(cpu: int | None) -> list[str]:
@@ -645,8 +659,9 @@ def main(argv: list[str]) -> int:
         f"servers on CPU {server_cpu}, load on CPU {load_cpu}" if pin else "not pinned (1 CPU or no taskset)"
     )
     print(
-        f"# jrpc-unix benchmarks: {len(cpus)} CPUs, {where}, keep-awake {'on' if awake else 'off'}, "
-        f"{args.rounds} round(s), {'quick' if args.quick else 'full'} counts; medians\n",
+        f"# jrpc-unix benchmarks: {machine()}; {len(cpus)} CPUs usable, {where}, "
+        f"keep-awake {'on' if awake else 'off'}, {args.rounds} round(s), "
+        f"{'quick' if args.quick else 'full'} counts; medians\n",
         flush=True,
     )
 
