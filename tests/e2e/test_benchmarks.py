@@ -52,7 +52,7 @@ def quick_run(
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     report = tmp_path_factory.mktemp("bench") / "report.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(report)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc, json.loads(report.read_text())
 
