@@ -62,6 +62,7 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
 }
 BASELINE = "raw"
 MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "idle10k", "paced", "cli", "peers")
+LONG_MODES = ("idle10k", "paced")  # ~20 s per server each: at most 3 rounds
 MiB = 1024 * 1024
 
 
@@ -615,7 +616,11 @@ def cli_table(cli: dict[str, Any]) -> list[str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny counts, 1 round: proves the harness works")
-    p.add_argument("--rounds", type=int, help="rounds per mode (default 5; 1 with --quick)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds per mode (default 5, at most 3 for idle10k and paced; 1 with --quick)",
+    )
     p.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
     p.add_argument(
         "--servers", default="raw,demo,naive,nostats", help="comma-separated, out of raw,demo,naive,nostats"
@@ -674,13 +679,14 @@ def main(argv: list[str]) -> int:
             for proc in procs.values():
                 bring_up(plan, load_cpu, proc)
             for mode in [m for m in args.modes if m not in ("cli", "peers")]:
-                for rnd in range(args.rounds):
+                rounds = min(args.rounds, 3) if mode in LONG_MODES else args.rounds
+                for rnd in range(rounds):
                     for key in servers:  # A B A B: every server under the same conditions
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)
                         runs.append({**result, "server": key, "mode": mode, "round": rnd})
                         verdict = "ok" if result["ok"] else "PROBLEM: " + result["problem"]
-                        print(f"  {mode:8} round {rnd + 1}/{args.rounds} {key:5}: {verdict}", flush=True)
+                        print(f"  {mode:8} round {rnd + 1}/{rounds} {key:5}: {verdict}", flush=True)
             if "cli" in args.modes and "demo" in procs:
                 if not procs["demo"].alive():
                     notes.append(
