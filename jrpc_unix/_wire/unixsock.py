@@ -120,7 +120,7 @@ class UnixsockFramer:
                 return BadFrame(f'envelope: "{key}" is {type(value).__name__}, not {kind.__name__}')
         self.ended = bool(close)
         request: dict[str, Any] = {"jsonrpc": "2.0", "method": cmd or ""}
-        if args:
+        if args is not None:
             request["params"] = args
         if respond:
             request["id"] = self._next_id

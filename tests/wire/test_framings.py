@@ -175,13 +175,13 @@ def test_unixsock_frames_become_requests_one_byte_at_a_time() -> None:
     framer = UnixsockFramer(1000)
     stream = envelope("ping", close=False) + envelope("config.set", '{"k":1}', respond=False, close=False)
     out = run(framer, one_byte_at_a_time(stream))
-    assert out == [b'{"jsonrpc":"2.0","method":"ping","id":0}', b'{"jsonrpc":"2.0","method":"config.set","params":{"k":1}}']
+    assert out == [b'{"jsonrpc":"2.0","method":"ping","params":{},"id":0}', b'{"jsonrpc":"2.0","method":"config.set","params":{"k":1}}']
     assert not framer.ended
 
 
 def test_unixsock_close_true_ends_reading() -> None:
     framer = UnixsockFramer(1000)
-    assert framer.feed(envelope("a") + envelope("b")) == [b'{"jsonrpc":"2.0","method":"a","id":0}']
+    assert framer.feed(envelope("a", "null") + envelope("b")) == [b'{"jsonrpc":"2.0","method":"a","id":0}']
     assert framer.ended and framer.feed(envelope("c")) == []
 
 
@@ -211,7 +211,7 @@ def test_unixsock_frame_over_the_limit_is_not_allocated() -> None:
     assert framer.feed(b"\x00\x10\x00\x00:" + b"x" * 10) == [TOO_LONG]  # 1 MiB declared
     assert len(framer._buf) == 0 and framer.mid_line
     assert framer.feed(b"x" * (0x100000 - 10)) == []
-    assert framer.feed(envelope("ping")) == [b'{"jsonrpc":"2.0","method":"ping","id":0}']
+    assert framer.feed(envelope("ping")) == [b'{"jsonrpc":"2.0","method":"ping","params":{},"id":0}']
 
 
 def test_unixsock_no_separator_is_a_broken_framing() -> None:
