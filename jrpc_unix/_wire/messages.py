@@ -119,7 +119,7 @@ def _exact_or_too_long(line: Any) -> Any:
     if line is TOO_LONG:
         raise LineTooLong
     if isinstance(line, BadFrame):  # (the framing's reason is the -32700's data)
-        raise ValueError(line.reason)
+        raise ValueError(line.reason)  # noqa: TRY004 - parse errors are ValueErrors here
     return loads(line)
 
 

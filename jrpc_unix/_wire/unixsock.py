@@ -30,7 +30,7 @@ from .framing import TOO_LONG, BadFrame, Frame
 __all__ = ["UnixsockFramer", "frame", "go_dumps", "reply_envelope"]
 
 _HEAD: Final = struct.Struct(">I")
-_GO_ESCAPES: Final = re.compile(r'\\(.)|([<>&\u2028\u2029])')
+_GO_ESCAPES: Final = re.compile(r"\\(.)|([<>&\u2028\u2029])")
 _GO_CHAR: Final = {"b": "\\u0008", "f": "\\u000c", "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                    "\u2028": "\\u2028", "\u2029": "\\u2029"}  # fmt: skip
 

@@ -29,10 +29,16 @@ def go_unixsock() -> Iterator[str]:
     """The Go program, built once (no module download: a single stdlib-only file)."""
     assert GO is not None
     with short_tmpdir() as d:
-        env = {**os.environ, "GOCACHE": f"{d}/cache", "GOPATH": f"{d}/gopath", "GO111MODULE": "off", "GOFLAGS": ""}
+        env = {
+            **os.environ,
+            "GOCACHE": f"{d}/cache",
+            "GOPATH": f"{d}/gopath",
+            "GO111MODULE": "off",
+            "GOFLAGS": "",
+        }
         binary = f"{d}/unixsock"
-        proc = subprocess.run([GO, "build", "-o", binary, str(SOURCE)], env=env, capture_output=True, text=True,
-                              timeout=120, check=False)  # fmt: skip
+        argv = [GO, "build", "-o", binary, str(SOURCE)]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr
         yield binary
 
@@ -66,8 +72,10 @@ def test_go_errors(go_steps: dict[str, Any]) -> None:
     assert go_steps["unknown"] == failure("Method not found: no.such.command")
     assert go_steps["bad_args"] == failure("Invalid params: missing a required argument: 'subtrahend'")
     crash = go_steps["crash"]
-    assert crash["status"] == "failure" and crash["error"].startswith("Internal error")
-    assert "Traceback" not in crash["error"] and "crash() was called" not in crash["error"]
+    assert crash["status"] == "failure"
+    assert crash["error"].startswith("Internal error")
+    assert "Traceback" not in crash["error"]
+    assert "crash() was called" not in crash["error"]
 
 
 def test_go_respond_false_runs_and_close_false_keeps_the_connection(go_steps: dict[str, Any]) -> None:

@@ -104,22 +104,37 @@ def path() -> Any:
 
 
 def go_call(path: str, cmd: str, args: Any = None, close: bool = True) -> dict[str, Any]:
-    env = {"cmd": cmd, "args": args, "response": {"status": "", "error": "", "payload": ""}, "respond": True, "close": close}
+    env = {
+        "cmd": cmd,
+        "args": args,
+        "response": {"status": "", "error": "", "payload": ""},
+        "respond": True,
+        "close": close,
+    }
     with LineClient(path) as c:
         c.send(frame(json.dumps(env).encode()))
         (reply,) = frames(c.read_to_eof())
-    assert {k: reply[k] for k in ("cmd", "args", "respond", "close")} == {k: env[k] for k in ("cmd", "args", "respond", "close")}
+    assert {k: reply[k] for k in ("cmd", "args", "respond", "close")} == {
+        k: env[k] for k in ("cmd", "args", "respond", "close")
+    }
     return reply["response"]  # type: ignore[no-any-return]
 
 
 def test_go_envelope_onto_registered_methods(path: str) -> None:
     assert go_call(path, "add", {"a": 2, "b": 3}) == {"status": "success", "error": "", "payload": "5"}
     assert go_call(path, "framing") == {"status": "success", "error": "", "payload": "unixsock"}
-    assert go_call(path, "no.such") == {"status": "failure", "error": "Method not found: no.such", "payload": ""}
+    assert go_call(path, "no.such") == {
+        "status": "failure",
+        "error": "Method not found: no.such",
+        "payload": "",
+    }
     bad = go_call(path, "add", {"a": 1})
-    assert bad["status"] == "failure" and bad["error"].startswith("Invalid params"), bad
+    assert bad["status"] == "failure", bad
+    assert bad["error"].startswith("Invalid params"), bad
     crash = go_call(path, "crash")
-    assert crash["status"] == "failure" and "Traceback" not in crash["error"] and "secret" not in crash["error"]
+    assert crash["status"] == "failure"
+    assert "Traceback" not in crash["error"]
+    assert "secret" not in crash["error"]
     assert go_call(path, "refuse") == {"status": "failure", "error": "not now", "payload": '{"retry":3}'}
 
 
@@ -128,7 +143,8 @@ def test_go_frame_over_the_limit_refused_and_the_connection_goes_on(path: str) -
         c.send(b"\x00\x10\x00\x00:" + b"x" * 0x100000)
         c.send(frame(b'{"cmd":"framing","respond":true,"close":true}'))
         too_big, ok = frames(c.read_to_eof())
-    assert too_big["response"]["status"] == "failure" and "exceeds the limit of 4096 bytes" in too_big["response"]["error"]
+    assert too_big["response"]["status"] == "failure"
+    assert "exceeds the limit of 4096 bytes" in too_big["response"]["error"]
     assert ok["response"] == {"status": "success", "error": "", "payload": "unixsock"}
 
 
@@ -164,16 +180,27 @@ def rpc(method: str, params: Any = None, rid: Any = None) -> dict[str, Any]:
 
 def test_lsp_calls_notifications_batches_errors(path: str) -> None:
     with LineClient(path) as c:
-        c.send(lsp(rpc("add", [1, 2], 1)) + lsp(rpc("add", [5, 5])) + lsp([rpc("framing", rid=2), rpc("nope", rid=3)]))
-        c.send(lsp(rpc("add", [1], 4)) + b"Content-Length: 5000\r\n\r\n" + b"x" * 5000 + lsp(rpc("framing", rid=5)))
+        c.send(
+            lsp(rpc("add", [1, 2], 1))
+            + lsp(rpc("add", [5, 5]))
+            + lsp([rpc("framing", rid=2), rpc("nope", rid=3)])
+        )
+        c.send(
+            lsp(rpc("add", [1], 4))
+            + b"Content-Length: 5000\r\n\r\n"
+            + b"x" * 5000
+            + lsp(rpc("framing", rid=5))
+        )
         one, batch, bad, big, five = read_lsp(c.sock, 5)
     assert one == {"jsonrpc": "2.0", "result": 3, "id": 1}
     assert sorted(batch, key=lambda a: a["id"]) == [
         {"jsonrpc": "2.0", "result": "lsp", "id": 2},
         {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found", "data": "nope"}, "id": 3},
     ]
-    assert bad["error"]["code"] == -32602 and bad["id"] == 4
-    assert big["error"]["code"] == -32001 and big["id"] is None
+    assert bad["error"]["code"] == -32602
+    assert bad["id"] == 4
+    assert big["error"]["code"] == -32001
+    assert big["id"] is None
     assert five == {"jsonrpc": "2.0", "result": "lsp", "id": 5}
 
 
@@ -182,7 +209,8 @@ def test_lsp_broken_header_answered_then_closed(path: str) -> None:
         c.send(b"Content-Length: twelve\r\n\r\n{}")
         (answer,) = read_lsp(c.sock, 1)
         assert c.read_to_eof() == b""
-    assert answer["error"]["code"] == -32700 and "Content-Length is not a length" in answer["error"]["data"]
+    assert answer["error"]["code"] == -32700
+    assert "Content-Length is not a length" in answer["error"]["data"]
 
 
 def test_json_seq_calls_notifications_errors(path: str) -> None:
@@ -192,7 +220,8 @@ def test_json_seq_calls_notifications_errors(path: str) -> None:
         c.sock.sendall(b"\x1e{broken\n")
         c.shutdown_write()
         records = c.read_to_eof().split(b"\x1e")
-    assert records[0] == b"" and all(r.endswith(b"\n") for r in records[1:])
+    assert records[0] == b""
+    assert all(r.endswith(b"\n") for r in records[1:])
     one, two, three, broken = (json.loads(r) for r in records[1:])
     assert (one["result"], two["result"], three["error"]["code"]) == (3, "json-seq", -32601)
     assert broken["error"]["code"] == -32700
@@ -204,7 +233,9 @@ def test_unknown_first_bytes_answered_and_logged(path: str, caplog: pytest.LogCa
         c.send(b"GET / HTTP/1.1\r\n\r\n")
         answer = c.read_json()
     assert answer["error"]["code"] == -32700
-    wait_for(lambda: "framing not recognised: first bytes 47 45 54 20 2f 20 48 54" in caplog.text, "the log line")
+    wait_for(
+        lambda: "framing not recognised: first bytes 47 45 54 20 2f 20 48 54" in caplog.text, "the log line"
+    )
 
 
 def test_newline_connection_says_newline(path: str) -> None:

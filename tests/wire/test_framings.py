@@ -5,6 +5,7 @@ the limit is one TOO_LONG and is never held; a broken framing is one BadFrame, t
 from __future__ import annotations
 
 import pytest
+from helpers import cut
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +21,6 @@ from jrpc_unix._wire.framings import (
     make_framer,
 )
 from jrpc_unix._wire.unixsock import UnixsockFramer, frame
-
-from helpers import cut
 
 MESSAGES = [b'{"jsonrpc":"2.0","method":"ping","id":1}', b'[{"a":"\xc3\xa9\\n"}]', b'{"b":{"c":[1,2]}}']
 
@@ -93,7 +92,9 @@ def lsp(body: bytes, extra: bytes = b"") -> bytes:
 @given(st.lists(st.integers(min_value=0, max_value=400), max_size=6))
 @settings(max_examples=200)
 def test_lsp_however_cut(points: list[int]) -> None:
-    stream = lsp(MESSAGES[0]) + lsp(MESSAGES[1], b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n")
+    stream = lsp(MESSAGES[0]) + lsp(
+        MESSAGES[1], b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\n"
+    )
     stream += lsp(MESSAGES[2])
     assert run(LspFramer(100), cut(stream, points)) == MESSAGES
 
@@ -107,7 +108,8 @@ def test_lsp_one_byte_at_a_time_and_answers() -> None:
 def test_lsp_body_over_the_limit_is_dropped_as_it_comes() -> None:
     framer = LspFramer(10)
     assert framer.feed(b"Content-Length: 1000000000\r\n\r\n" + b"x" * 100) == [TOO_LONG]
-    assert framer.mid_line and len(framer._buf) == 0  # skipping, holding nothing
+    assert framer.mid_line
+    assert len(framer._buf) == 0
     assert framer.feed(b"x" * (1000000000 - 101)) == []
     assert framer.feed(b"x" + lsp(b"{}")) == [b"{}"]
     assert not framer.mid_line
@@ -125,13 +127,16 @@ def test_lsp_body_over_the_limit_is_dropped_as_it_comes() -> None:
 def test_lsp_broken_framing_is_one_bad_frame_then_nothing(stream: bytes, reason: str) -> None:
     framer = LspFramer(100)
     out = run(framer, [stream, lsp(b"{}")])
-    assert len(out) == 1 and isinstance(out[0], BadFrame) and reason in out[0].reason, out
+    assert len(out) == 1, out
+    assert isinstance(out[0], BadFrame)
+    assert reason in out[0].reason
     assert framer.ended
 
 
 def test_lsp_eof_inside_a_message() -> None:
     (out,) = run(LspFramer(100), [b"Content-Length: 9\r\n\r\n{}"])
-    assert isinstance(out, BadFrame) and "ended inside a message" in out.reason
+    assert isinstance(out, BadFrame)
+    assert "ended inside a message" in out.reason
 
 
 # -- RFC 7464 json-seq -------------------------------------------------------------------------
@@ -158,7 +163,8 @@ def test_json_seq_record_over_the_limit() -> None:
     framer = JsonSeqFramer(10)
     assert framer.feed(b"\x1e" + b"1" * 6) == []
     assert framer.feed(b"2" * 6) == [TOO_LONG]
-    assert len(framer._buf) == 0 and framer.mid_line
+    assert len(framer._buf) == 0
+    assert framer.mid_line
     assert framer.feed(b"3" * 1000 + b"\n\x1e{}\n") == [b"{}"]
 
 
@@ -175,19 +181,25 @@ def test_unixsock_frames_become_requests_one_byte_at_a_time() -> None:
     framer = UnixsockFramer(1000)
     stream = envelope("ping", close=False) + envelope("config.set", '{"k":1}', respond=False, close=False)
     out = run(framer, one_byte_at_a_time(stream))
-    assert out == [b'{"jsonrpc":"2.0","method":"ping","params":{},"id":0}', b'{"jsonrpc":"2.0","method":"config.set","params":{"k":1}}']
+    assert out == [
+        b'{"jsonrpc":"2.0","method":"ping","params":{},"id":0}',
+        b'{"jsonrpc":"2.0","method":"config.set","params":{"k":1}}',
+    ]
     assert not framer.ended
 
 
 def test_unixsock_close_true_ends_reading() -> None:
     framer = UnixsockFramer(1000)
     assert framer.feed(envelope("a", "null") + envelope("b")) == [b'{"jsonrpc":"2.0","method":"a","id":0}']
-    assert framer.ended and framer.feed(envelope("c")) == []
+    assert framer.ended
+    assert framer.feed(envelope("c")) == []
 
 
 def test_unixsock_keys_any_case_and_zero_values() -> None:
     framer = UnixsockFramer(1000)
-    assert framer.feed(frame(b'{"CMD":"x","Args":null,"RESPOND":true}')) == [b'{"jsonrpc":"2.0","method":"x","id":0}']
+    assert framer.feed(frame(b'{"CMD":"x","Args":null,"RESPOND":true}')) == [
+        b'{"jsonrpc":"2.0","method":"x","id":0}'
+    ]
     assert not framer.ended  # close missing: false
     assert framer.feed(frame(b'{"cmd":"y"}')) == [b'{"jsonrpc":"2.0","method":"y"}']  # respond missing: false
 
@@ -203,13 +215,15 @@ def test_unixsock_keys_any_case_and_zero_values() -> None:
 )
 def test_unixsock_bad_envelope(body: bytes, reason: str) -> None:
     (out,) = UnixsockFramer(1000).feed(frame(body))
-    assert isinstance(out, BadFrame) and reason in out.reason
+    assert isinstance(out, BadFrame)
+    assert reason in out.reason
 
 
 def test_unixsock_frame_over_the_limit_is_not_allocated() -> None:
     framer = UnixsockFramer(1000)
     assert framer.feed(b"\x00\x10\x00\x00:" + b"x" * 10) == [TOO_LONG]  # 1 MiB declared
-    assert len(framer._buf) == 0 and framer.mid_line
+    assert len(framer._buf) == 0
+    assert framer.mid_line
     assert framer.feed(b"x" * (0x100000 - 10)) == []
     assert framer.feed(envelope("ping")) == [b'{"jsonrpc":"2.0","method":"ping","params":{},"id":0}']
 
@@ -217,8 +231,11 @@ def test_unixsock_frame_over_the_limit_is_not_allocated() -> None:
 def test_unixsock_no_separator_is_a_broken_framing() -> None:
     framer = UnixsockFramer(100)
     (out,) = framer.feed(b"\x00\x00\x00\x02{}")
-    assert isinstance(out, BadFrame) and "not ':'" in out.reason and framer.ended
+    assert isinstance(out, BadFrame)
+    assert "not ':'" in out.reason
+    assert framer.ended
     half = UnixsockFramer(100)
     half.feed(b"\x00\x00\x00\x09:{")
     (cut_short,) = half.eof()
-    assert isinstance(cut_short, BadFrame) and "inside a frame" in cut_short.reason
+    assert isinstance(cut_short, BadFrame)
+    assert "inside a frame" in cut_short.reason
