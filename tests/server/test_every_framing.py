@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import LineClient, short_tmpdir, wait_for
+from helpers import TIMEOUT, LineClient, short_tmpdir, wait_for
 from helpers.ops import served
 
-from jrpc_unix import Limits, Methods, Response, current_context
+from jrpc_unix import Call, Client, Limits, Methods, Response, RpcError, current_context, open_client
+from jrpc_unix._cli.parser import FRAMINGS as CLI_FRAMINGS
+from jrpc_unix._wire.framings import FRAMINGS
 from jrpc_unix._wire.unixsock import frame
 
 GOLDEN = Path(__file__).resolve().parents[1] / "interop" / "go-unixsock"
@@ -92,7 +94,7 @@ def registered_methods() -> Methods:
 
     @m.add
     def framing() -> str | None:
-        return current_context().connection.framing  # type: ignore[attr-defined]
+        return current_context().connection.framing
 
     return m
 
@@ -241,3 +243,28 @@ def test_unknown_first_bytes_answered_and_logged(path: str, caplog: pytest.LogCa
 def test_newline_connection_says_newline(path: str) -> None:
     with LineClient(path) as c:
         assert c.call("framing")["result"] == "newline"
+
+
+@pytest.mark.parametrize("framing", ["newline", "lsp", "json-seq"])
+def test_our_clients_in_each_framing(path: str, framing: str) -> None:
+    with Client(path, timeout=TIMEOUT, framing=framing) as client:
+        assert client.call("framing") == framing
+        client.notify("add", 1, 1)
+        assert client.batch(Call("add", 1, 2), Call("framing")) == [3, framing]
+        with pytest.raises(RpcError, match="not now"):
+            client.call("refuse")
+
+
+@pytest.mark.parametrize("framing", ["lsp", "json-seq"])
+async def test_trio_client_in_each_framing(path: str, framing: str) -> None:
+    async with open_client(path, framing=framing) as client:
+        assert await client.call("framing") == framing
+        assert await client.call("add", 2, 2) == 4
+
+
+def test_unknown_framing_refused_by_name() -> None:
+    with pytest.raises(
+        ValueError, match="framing must be one of json-seq, lsp, newline, unixsock, not 'http'"
+    ):
+        Client("/nonexistent", framing="http")
+    assert sorted(CLI_FRAMINGS) == sorted(FRAMINGS)
