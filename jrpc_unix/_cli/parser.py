@@ -15,7 +15,7 @@ from .params import parse_timeout
 __all__ = ["build_parser"]
 
 
-#: jrpc_unix._wire.framings.FRAMINGS, named here so the parser imports nothing (a test holds them equal).
+#: jrpc_unix._wire.framings.NAMES, named here so the parser imports nothing (a test holds them equal).
 FRAMINGS = ("newline", "unixsock", "lsp", "json-seq")
 
 

@@ -27,7 +27,8 @@ import trio
 
 from .._service.access import Access, Peer
 from .._service.throttle import Throttle
-from .._wire.framings import UNKNOWN, Framer, detect, first_bytes, make_framer
+from .._wire.framings import UNKNOWN, Framer, detect, first_bytes
+from .._wire.unixsock import make_framer
 from .calls import Calls
 from .loop import TaskNursery
 from .outbox import Outbox

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from .._errors import ProtocolError
 from .framing import TOO_LONG, BadFrame, Frame
-from .framings import FRAMINGS, make_framer
+from .framings import NAMES, Framer, JsonSeqFramer, LspFramer
 
 __all__ = ["ClientFraming"]
 
@@ -30,11 +30,15 @@ class ClientFraming:
     """Translates one connection's bytes between newline JSON and framing ``name``."""
 
     def __init__(self, name: str, max_size: int) -> None:
-        if name not in FRAMINGS:
-            raise ValueError(f"framing must be one of {', '.join(sorted(FRAMINGS))}, not {name!r}")
+        if name not in NAMES:
+            raise ValueError(f"framing must be one of {', '.join(sorted(NAMES))}, not {name!r}")
         self.name = name
         self.max_size = max_size
-        self._framer = make_framer(name, max_size) if name in ("lsp", "json-seq") else None
+        self._framer: Framer | None = None
+        if name == "lsp":
+            self._framer = LspFramer(max_size)
+        elif name == "json-seq":
+            self._framer = JsonSeqFramer(max_size)
         self._buf = bytearray()
         self._calls: collections.deque[Any] = collections.deque()  # unixsock: ids awaiting replies
 

@@ -11,6 +11,7 @@ server looks once, at a connection's first bytes (:func:`detect`):
 * ``0x1E``: RFC 7464 JSON text sequences (:class:`JsonSeqFramer`).
 
 Anything else is :data:`UNKNOWN`: it is read as newline JSON (one -32700 answer, as before).
+Standard library only: the clients' ``framing=`` reuses these framers.
 Every framer has the :class:`Framer` interface, and the same limits: a message over
 ``max_size`` is one :data:`~.framing.TOO_LONG`, its bytes dropped as they come (a declared
 length is never allocated); a framing the stream breaks is one :class:`~.framing.BadFrame`,
@@ -19,25 +20,16 @@ after which the framer has ``ended`` (nothing after it can be framed again).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from typing import Final, Protocol
 
-import orjson
+from .framing import TOO_LONG, BadFrame, Frame
 
-from .framing import TOO_LONG, BadFrame, Frame, LineSplitter
-from .unixsock import UnixsockFramer
+__all__ = ["NAMES", "UNKNOWN", "Framer", "JsonSeqFramer", "LspFramer", "detect", "first_bytes"]
 
-__all__ = [
-    "FRAMINGS",
-    "UNKNOWN",
-    "Framer",
-    "JsonSeqFramer",
-    "LspFramer",
-    "detect",
-    "first_bytes",
-    "make_framer",
-]
-
+#: The framings by name: what ``detect`` returns, ``framing=`` and ``--framing`` accept
+#: (:func:`~.unixsock.make_framer` makes the server's framer for each).
+NAMES: Final = ("newline", "unixsock", "lsp", "json-seq")
 UNKNOWN: Final = "unknown"
 _HEADERS: Final = (b"content-length:", b"content-type:")
 _MAX_HEADER: Final = 4096  # an LSP header block longer than this is not one
@@ -87,11 +79,6 @@ def detect(prefix: bytes) -> str | None:
 def first_bytes(prefix: bytes) -> str:
     """What an operator needs to see of an unrecognised start: ``00 00 00 65 …``."""
     return " ".join(f"{b:02x}" for b in prefix[:8])
-
-
-def make_framer(name: str, max_size: int) -> Framer:
-    """A fresh framer for ``name`` (a :data:`FRAMINGS` key, or :data:`UNKNOWN`: newline)."""
-    return FRAMINGS.get(name, LineSplitter)(max_size)
 
 
 class LspFramer:
@@ -242,17 +229,9 @@ class JsonSeqFramer:
 
 
 def _complete(text: bytes) -> bool:
+    """(The standard library's parser: this module is on the blocking client's light path.)"""
     try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError:
+        json.loads(text)
+    except ValueError:
         return False
     return True
-
-
-#: The framings by name: what ``detect`` returns, ``framing=`` and ``--framing`` accept.
-FRAMINGS: Final[dict[str, Callable[[int], Framer]]] = {
-    "newline": LineSplitter,
-    "unixsock": UnixsockFramer,
-    "lsp": LspFramer,
-    "json-seq": JsonSeqFramer,
-}

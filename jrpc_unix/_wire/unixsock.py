@@ -21,13 +21,17 @@ import json
 import re
 import struct
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import ErrorCode
 from .fastjson import dumps, loads
-from .framing import TOO_LONG, BadFrame, Frame
+from .framing import TOO_LONG, BadFrame, Frame, LineSplitter
+from .framings import JsonSeqFramer, LspFramer
 
-__all__ = ["UnixsockFramer", "frame", "go_dumps", "reply_envelope"]
+if TYPE_CHECKING:
+    from .framings import Framer
+
+__all__ = ["UnixsockFramer", "frame", "go_dumps", "make_framer", "reply_envelope"]
 
 _HEAD: Final = struct.Struct(">I")
 _GO_ESCAPES: Final = re.compile(r"\\(.)|([<>&\u2028\u2029])")
@@ -38,6 +42,17 @@ _GO_CHAR: Final = {"b": "\\u0008", "f": "\\u000c", "<": "\\u003c", ">": "\\u003e
 def frame(body: bytes) -> bytes:
     """One unixsock frame: length, ``:``, body."""
     return _HEAD.pack(len(body)) + b":" + body
+
+
+def make_framer(name: str, max_size: int) -> Framer:
+    """The server's framer for ``name`` (a :data:`~.framings.NAMES` member; else newline)."""
+    if name == "unixsock":
+        return UnixsockFramer(max_size)
+    if name == "lsp":
+        return LspFramer(max_size)
+    if name == "json-seq":
+        return JsonSeqFramer(max_size)
+    return LineSplitter(max_size)
 
 
 class _Envelope:

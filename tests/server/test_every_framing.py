@@ -17,7 +17,7 @@ from helpers.ops import served
 
 from jrpc_unix import Call, Client, Limits, Methods, Response, RpcError, current_context, open_client
 from jrpc_unix._cli.parser import FRAMINGS as CLI_FRAMINGS
-from jrpc_unix._wire.framings import FRAMINGS
+from jrpc_unix._wire.framings import NAMES
 from jrpc_unix._wire.unixsock import frame
 
 GOLDEN = Path(__file__).resolve().parents[1] / "interop" / "go-unixsock"
@@ -267,4 +267,4 @@ def test_unknown_framing_refused_by_name() -> None:
         ValueError, match="framing must be one of json-seq, lsp, newline, unixsock, not 'http'"
     ):
         Client("/nonexistent", framing="http")
-    assert sorted(CLI_FRAMINGS) == sorted(FRAMINGS)
+    assert CLI_FRAMINGS == NAMES
