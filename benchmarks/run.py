@@ -60,7 +60,10 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
 }
 BASELINE = "raw"
-MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "cli")
+MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "cli", "go_pingpong", "go_pipeline")
+#: The Go original's framing (loadgen -U): only our servers read it; compare with the newline rows.
+GO_MODES = ("go_pingpong", "go_pipeline")
+GO_SERVERS = ("demo", "nostats")
 MiB = 1024 * 1024
 
 
@@ -138,6 +141,9 @@ ROWS = (
     Row("idle", "idle conns: RSS MiB in all", lambda r: r["rss_kib"] / 1024, "{:.1f}", ((None, "<=", 30),)),
     Row("idle", "idle conns: KiB per conn", lambda r: r["per_conn_kib"], "{:.1f}"),
     Row("idle", "idle conns: held open", lambda r: r["held"], "{:.0f}"),
+    Row("go_pingpong", "Go frames ping-pong, 1 conn: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
+    Row("go_pingpong", "Go frames ping-pong: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}"),
+    Row("go_pipeline", "Go frames pipelined, window 64: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
 )
 
 
@@ -287,6 +293,8 @@ def mode_args(plan: Plan, mode: str) -> tuple[str, list[str]]:
         "pipeline": ("pipeline", ["-n", str(plan.pipeline), "-w", str(plan.window)]),
         "conns": ("conns", ["-n", str(plan.conn_calls), "-c", str(plan.conns)]),
         "echo": ("pingpong", ["-n", str(plan.echo), "-s", str(plan.echo_bytes)]),
+        "go_pingpong": ("pingpong", ["-U", "-n", str(plan.pingpong)]),
+        "go_pipeline": ("pipeline", ["-U", "-n", str(plan.pipeline), "-w", str(plan.window)]),
     }[mode]
 
 
@@ -583,6 +591,8 @@ def main(argv: list[str]) -> int:
             for mode in [m for m in args.modes if m != "cli"]:
                 for rnd in range(args.rounds):
                     for key in servers:  # A B A B: every server under the same conditions
+                        if mode in GO_MODES and key not in GO_SERVERS:
+                            continue
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)
                         runs.append({**result, "server": key, "mode": mode, "round": rnd})
