@@ -35,6 +35,7 @@ __all__ = ["UnixsockFramer", "frame", "go_dumps", "make_framer", "reply_envelope
 
 _HEAD: Final = struct.Struct(">I")
 _GO_ESCAPES: Final = re.compile(r"\\(.)|([<>&\u2028\u2029])")
+_GO_SPECIAL: Final = re.compile(r'[\x00-\x1f"\\<>&\u2028\u2029]')  # none: a string is written as is
 _GO_CHAR: Final = {"b": "\\u0008", "f": "\\u000c", "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                    "\u2028": "\\u2028", "\u2029": "\\u2029"}  # fmt: skip
 
@@ -182,6 +183,8 @@ def reply_envelope(cmd: str, args: Any, close: bool, answer: dict[str, Any]) -> 
 def go_dumps(value: Any, *, float64: bool = False) -> bytes:
     """``value`` as Go's ``json.Marshal`` writes it: map keys sorted, ``<>&`` escaped, floats
     in Go's format; ``float64``: integers too, as a Go ``interface{}`` holds them."""
+    if type(value) is str:  # (the envelope's cmd, error and payload: most of a reply)
+        return _go_str(value).encode()
     return "".join(_go(value, float64)).encode()
 
 
@@ -195,7 +198,7 @@ def _go(value: Any, float64: bool) -> list[str]:
     if isinstance(value, float):
         return [_go_float(value)]
     if isinstance(value, str):
-        return [_GO_ESCAPES.sub(_go_escape, json.dumps(value, ensure_ascii=False))]
+        return [_go_str(value)]
     out: list[str] = []
     if isinstance(value, dict):
         out.append("{")
@@ -211,6 +214,12 @@ def _go(value: Any, float64: bool) -> list[str]:
         out += _go(item, float64)
     out.append("]")
     return out
+
+
+def _go_str(text: str) -> str:
+    if _GO_SPECIAL.search(text) is None:
+        return f'"{text}"'
+    return _GO_ESCAPES.sub(_go_escape, json.dumps(text, ensure_ascii=False))
 
 
 def _go_escape(m: re.Match[str]) -> str:

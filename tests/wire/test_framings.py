@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from jrpc_unix._wire.framing import TOO_LONG, BadFrame, LineSplitter
 from jrpc_unix._wire.framings import NAMES, UNKNOWN, Framer, JsonSeqFramer, LspFramer, detect, first_bytes
-from jrpc_unix._wire.unixsock import UnixsockFramer, frame, make_framer
+from jrpc_unix._wire.unixsock import UnixsockFramer, frame, go_dumps, make_framer
 
 MESSAGES = [b'{"jsonrpc":"2.0","method":"ping","id":1}', b'[{"a":"\xc3\xa9\\n"}]', b'{"b":{"c":[1,2]}}']
 
@@ -229,3 +229,30 @@ def test_unixsock_no_separator_is_a_broken_framing() -> None:
     (cut_short,) = half.eof()
     assert isinstance(cut_short, BadFrame)
     assert "inside a frame" in cut_short.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "go"),
+    [
+        ("plain é ☃", '"plain é ☃"'),
+        (
+            '<a&b> "q" \\ \n \t \b \f \x01 \u2028',
+            r'"\u003ca\u0026b\u003e \"q\" \\ \n \t \u0008 \u000c \u0001 \u2028"',
+        ),
+        ({"b": [1, 2.5, 3.0, None, True], "a": {}}, '{"a":{},"b":[1,2.5,3,null,true]}'),
+        (
+            [1e21, 1e-7, 1.5e-9, 123456789.125, -0.0, 1e20],
+            "[1e+21,1e-7,1.5e-9,123456789.125,-0,100000000000000000000]",
+        ),
+        (18446744073709551615, "18446744073709551615"),  # exact unless float64=True
+    ],
+)
+def test_go_dumps_writes_what_go_marshals(value: object, go: str) -> None:
+    assert go_dumps(value).decode() == go
+
+
+def test_go_dumps_float64_rounds_integers_as_go_decoded_them() -> None:
+    assert (
+        go_dumps([9007199254740993, 18446744073709551615, 3], float64=True)
+        == b"[9007199254740992,18446744073709552000,3]"
+    )
