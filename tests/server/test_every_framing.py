@@ -4,6 +4,8 @@ client's framing, limits alike, an unknown start answered -32700 and logged by i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import socket
@@ -12,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, LineClient, short_tmpdir, wait_for
+import trio
+import trio.testing
+from helpers import TIMEOUT, LineClient, serving, short_tmpdir, until, wait_for
 from helpers.ops import served
 
 from jrpc_unix import Call, Client, Limits, Methods, Response, RpcError, current_context, open_client
@@ -268,3 +272,47 @@ def test_unknown_framing_refused_by_name() -> None:
     ):
         Client("/nonexistent", framing="http")
     assert CLI_FRAMINGS == NAMES
+
+
+SLOW_STARTS = {
+    "undecided": b"Content-Len" + b"x" * 200,  # the framing itself not told yet
+    "lsp": b"Content-Length: 40\r\n\r\n" + b"x" * 200,
+    "unixsock": frame(b"x" * 200),
+    "json-seq": b"\x1e" + b"x" * 200,
+}
+
+
+@pytest.mark.parametrize("framing", SLOW_STARTS)
+async def test_a_message_trickling_in_is_cut_off_in_every_framing(
+    sock_path: str, autojump_clock: trio.testing.MockClock, framing: str
+) -> None:
+    """The slow-message rule holds in every framing: each message (and the first bytes that
+    tell the framing) must arrive whole within idle_timeout of its first byte."""
+    limits = Limits(idle_timeout=1.0, shutdown_grace=2.0)
+    async with (
+        serving(sock_path, registered_methods(), limits=limits) as server,
+        trio.open_nursery() as nursery,
+    ):
+        stream = await trio.open_unix_socket(sock_path)
+        start = trio.current_time()
+        nursery.start_soon(_trickle, stream, SLOW_STARTS[framing], 0.4)
+        with trio.fail_after(TIMEOUT), contextlib.suppress(trio.BrokenResourceError):
+            assert await stream.receive_some(1000) == b""
+        assert 1.0 <= trio.current_time() - start <= 1.5
+        await until(lambda: server.stats.connections_open == 0, "the slot to be freed")
+        await stream.aclose()
+
+
+async def _trickle(stream: trio.SocketStream, data: bytes, pause: float) -> None:
+    try:
+        for byte in data:
+            await stream.send_all(bytes([byte]))
+            await trio.sleep(pause)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+def test_golden_copies_match_their_checksums() -> None:
+    for line in (GOLDEN / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((GOLDEN / name.lstrip("*")).read_bytes()).hexdigest() == digest, name
