@@ -61,8 +61,24 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
 }
 BASELINE = "raw"
-MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "idle10k", "paced", "cli", "peers")
+MODES = (
+    "pingpong",
+    "pipeline",
+    "conns",
+    "notify",
+    "echo",
+    "idle",
+    "idle10k",
+    "paced",
+    "cli",
+    "go_pingpong",
+    "go_pipeline",
+    "peers",
+)
 LONG_MODES = ("idle10k", "paced")  # ~20 s per server each: at most 3 rounds
+#: The Go original's framing (loadgen -U): only our servers read it; compare with the newline rows.
+GO_MODES = ("go_pingpong", "go_pipeline")
+GO_SERVERS = ("demo", "nostats")
 MiB = 1024 * 1024
 
 
@@ -174,6 +190,9 @@ ROWS = (
     Row("paced", "paced, 1 conn x 10 calls/s: p99 µs", lambda r: r["one"]["lat_us"]["p99"], "{:.1f}"),
     Row("paced", "paced, 1,000 conns x 10 calls/s: p99 µs", lambda r: r["many"]["lat_us"]["p99"], "{:.1f}"),
     Row("paced", "paced, p99 1,000 conns / 1 conn", lambda r: r["growth"], "{:.2f}x"),
+    Row("go_pingpong", "Go frames ping-pong, 1 conn: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
+    Row("go_pingpong", "Go frames ping-pong: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}"),
+    Row("go_pipeline", "Go frames pipelined, window 64: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
 )
 
 
@@ -336,6 +355,8 @@ def mode_args(plan: Plan, mode: str) -> tuple[str, list[str]]:
         "pipeline": ("pipeline", ["-n", str(plan.pipeline), "-w", str(plan.window)]),
         "conns": ("conns", ["-n", str(plan.conn_calls), "-c", str(plan.conns)]),
         "echo": ("pingpong", ["-n", str(plan.echo), "-s", str(plan.echo_bytes)]),
+        "go_pingpong": ("pingpong", ["-U", "-n", str(plan.pingpong)]),
+        "go_pipeline": ("pipeline", ["-U", "-n", str(plan.pipeline), "-w", str(plan.window)]),
     }[mode]
 
 
@@ -682,6 +703,8 @@ def main(argv: list[str]) -> int:
                 rounds = min(args.rounds, 3) if mode in LONG_MODES else args.rounds
                 for rnd in range(rounds):
                     for key in servers:  # A B A B: every server under the same conditions
+                        if mode in GO_MODES and key not in GO_SERVERS:
+                            continue
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)
                         runs.append({**result, "server": key, "mode": mode, "round": rnd})
