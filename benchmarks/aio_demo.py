@@ -3,7 +3,7 @@
     python benchmarks/aio_demo.py SOCKET_PATH [--uvloop]
 
 The same methods and limits as the harness's trio-hosted ``demo`` (connection limits raised for
-the idle mode), so the two columns differ only in the host: what guest mode costs per wake-up.
+the idle modes), so the two columns differ only in the host: what guest mode costs per wake-up.
 SIGTERM stops it gracefully, as ``run`` does for the trio-hosted demo.
 """
 
@@ -25,7 +25,7 @@ async def main(path: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
-        await serve(path, methods, limits=Limits(max_connections=1100, max_connections_per_uid=1100))
+        await serve(path, methods, limits=Limits(max_connections=10100, max_connections_per_uid=10100))
 
 
 if __name__ == "__main__":

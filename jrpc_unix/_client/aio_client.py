@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from .._wire.client_framing import ClientFraming
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Conversation
 from .aio_io import AsyncioTransport, connect_unix
 from .trio_client import AsyncClient
@@ -27,12 +28,15 @@ async def open_client(
     *,
     connect_timeout: float | None = 30.0,
     max_message_size: int = DEFAULT_MAX_ANSWER,
+    framing: str = "newline",
 ) -> AsyncIterator[AsyncClient]:
     """Connect to the server at ``path`` from asyncio; the connection closes when the block ends.
 
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
-    seconds (None: until cancelled), then raises ConnectError.
+    seconds (None: until cancelled), then raises ConnectError. ``framing`` as for
+    :class:`~jrpc_unix.Client` (``"unixsock"``: a server of the Go original).
     """
+    translate = None if framing == "newline" else ClientFraming(framing, max_message_size)
     address = os.fspath(path)
     sock = await connect_unix(address, connect_timeout)
     try:
@@ -40,7 +44,7 @@ async def open_client(
     except BaseException:
         sock.close()
         raise
-    async with client_over(address, reader, writer, max_message_size) as client:
+    async with client_over(address, reader, writer, max_message_size, translate) as client:
         yield client
 
 
@@ -50,11 +54,12 @@ async def client_over(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     max_message_size: int = DEFAULT_MAX_ANSWER,
+    framing: ClientFraming | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """An AsyncClient over any connected asyncio streams (closed when the block ends: a UNIX
     socket's, a process's pipes), its reader task running for the block. ``address`` names it
-    in messages."""
-    transport = AsyncioTransport(address, reader, writer, Conversation(max_message_size))
+    in messages; ``framing`` translates the bytes each way (None: newline JSON)."""
+    transport = AsyncioTransport(address, reader, writer, Conversation(max_message_size), framing)
     reading = asyncio.get_running_loop().create_task(transport.read_loop())
     try:
         yield AsyncClient(transport)

@@ -18,6 +18,7 @@ import contextlib
 import socket
 
 from .._errors import ConnectionClosedError, ProtocolError
+from .._wire.client_framing import ClientFraming
 from .._wire.conversation import Conversation, Exchange
 from .connect import connecting
 from .waiting import WaitingCallers
@@ -32,12 +33,21 @@ class AsyncioTransport(WaitingCallers):
     """
 
     def __init__(
-        self, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conv: Conversation
+        self,
+        address: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conv: Conversation,
+        framing: ClientFraming | None = None,
     ) -> None:
         super().__init__(address, conv, asyncio.Event)
         self.progress_lock = asyncio.Lock()
         self._reader = reader
         self._writer = writer
+        self._framing = framing  # another framing than newline JSON: bytes translated each way
+
+    def _write(self, data: bytes) -> None:
+        self._writer.write(data if self._framing is None else self._framing.outgoing(data))
 
     # -- what callers wait for -------------------------------------------------------------
 
@@ -45,7 +55,7 @@ class AsyncioTransport(WaitingCallers):
         exchange, data = pair
         wake = self._expect(exchange)
         try:
-            self._writer.write(data)  # whole, at once: from here on it counts as sent
+            self._write(data)  # whole, at once: from here on it counts as sent
         except BaseException:
             self._given_up(exchange, sent=False)
             raise
@@ -58,7 +68,7 @@ class AsyncioTransport(WaitingCallers):
 
     async def send(self, data: bytes) -> None:
         self._check_open()
-        self._writer.write(data)
+        self._write(data)
         await self._drain()
         if self._write_failed is not None:
             self._check_open()
@@ -66,7 +76,7 @@ class AsyncioTransport(WaitingCallers):
 
     def send_soon(self, data: bytes) -> None:
         if self._closed is None and self._write_failed is None and not self._writer.is_closing():
-            self._writer.write(data)
+            self._write(data)
 
     async def _drain(self) -> None:
         """Wait while the socket's buffers are full. A failed write is noted; callers keep
@@ -83,6 +93,10 @@ class AsyncioTransport(WaitingCallers):
         try:
             while True:
                 data = await self._reader.read(65536)
+                if data and self._framing is not None:
+                    data = self._framing.incoming(data)
+                    if not data:
+                        continue  # no whole message yet
                 self._received(data)
                 if not data:
                     self.shut("the server closed the connection")
