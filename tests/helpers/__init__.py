@@ -11,7 +11,9 @@ One way to start each kind of test server:
   on a path of the test's choosing) or :func:`demo_server` (the demo in a fresh directory; the
   ``demo`` and ``shared_demo`` fixtures);
 * a thread of the test process: :func:`helpers.ops.served`;
-* a task in the test's own trio run: :func:`serving`.
+* a task in the test's own trio run: :func:`serving`;
+* an asyncio (or uvloop) program's guest, on a loop in a thread: :func:`helpers.aio.served_on_asyncio`
+  (``DemoProcess(..., host="asyncio")`` runs the demo that way as a process).
 
 "Figures" always means a process's RSS, descriptors and threads (:func:`helpers.ops.figures`);
 what a server counts is its :func:`server_stats`.

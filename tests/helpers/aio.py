@@ -27,12 +27,14 @@ T = TypeVar("T")
 
 async def until(cond: Callable[[], Any], what: str, tick: float = 0.005) -> None:
     """The asyncio twin of :func:`helpers.until`: poll ``cond`` until it holds, or fail."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            if cond():
-                return
-            await asyncio.sleep(tick)
-    raise AssertionError(f"timed out after {TIMEOUT} s waiting for {what}")  # (never reached)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                if cond():
+                    return
+                await asyncio.sleep(tick)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {TIMEOUT} s waiting for {what}") from None
 
 
 class LoopThread:
