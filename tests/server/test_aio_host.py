@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 from helpers import TIMEOUT
 from helpers.aio import served_on_asyncio, until
 from helpers.ops import served
@@ -30,6 +31,8 @@ from jrpc_unix import (
     current_context,
     open_client,
 )
+from jrpc_unix._server import server as server_module
+from jrpc_unix._service.methods import MethodSpec
 from jrpc_unix.aio import open_client as aio_open_client
 from jrpc_unix.aio import serve, serving
 
@@ -376,3 +379,26 @@ async def test_the_trio_client_against_an_asyncio_hosted_server(loop: str, sock_
                 async with client.subscribe("t") as sub:
                     await trio.to_thread.run_sync(server.publish, "t", "from another thread")
                     assert await anext(sub) == "from another thread"
+
+
+def test_the_servers_own_async_methods_stay_trio_code(
+    loop: str, sock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the service's ``async def`` handlers are asyncio's: an ``rpc.*`` one (a built-in to
+    come) is still awaited by trio under the asyncio host."""
+    real = server_module.builtin_methods
+
+    async def nap() -> str:
+        await trio.lowlevel.checkpoint()
+        return "trio"
+
+    def with_nap(*args: Any) -> dict[str, MethodSpec]:
+        return {**real(*args), "rpc.nap": MethodSpec.build("rpc.nap", nap)}
+
+    monkeypatch.setattr(server_module, "builtin_methods", with_nap)
+
+    async def main() -> None:
+        async with serving(sock_path, Methods()), aio_open_client(sock_path) as client:
+            assert await client.call("rpc.nap") == "trio"
+
+    run(loop, main)
