@@ -23,7 +23,7 @@ import logging
 import secrets
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ERROR_MESSAGES, ErrorCode, RpcError
@@ -93,7 +93,9 @@ class Dispatcher:
         self.methods = methods
         self.fast_path = fast_path
         self._specs: dict[str, MethodSpec] = {s.name: s for s in methods.specs()}
-        self._specs.update(extensions or {})
+        # The server's own rpc.* methods check their params themselves, access first (a topic's
+        # level before its params): the generic type check is for the service's methods.
+        self._specs.update({n: replace(s, types=None) for n, s in (extensions or {}).items()})
         self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
         #: Methods that run at once, outside the connection's order (rpc.cancel).
         self.immediate = frozenset(name for name, spec in self._specs.items() if spec.immediate)
