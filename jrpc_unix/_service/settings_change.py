@@ -9,7 +9,9 @@ In order, and nothing happens before every check passed:
 5. the values are assigned and the hooks run (per setting, then per group); when one raises, the
    values already changed are restored, their hooks called again with the old values, and the
    caller gets -32011 naming the setting (or group) and the reason;
-6. the version goes up, the change is logged (history) and published, the file is written.
+6. the version goes up, the change is logged (history) and published; with ``persist`` the
+   file is rewritten with this call's settings (and what it held), values equal to their
+   defaults left out.
 
 Runs on the event loop: synchronous hooks make it atomic; while an async hook is awaited, a second
 writer is refused with -32012 rather than interleaved.
@@ -148,8 +150,10 @@ async def change(
         )  # fmt: skip
     persisted = False
     if s.file is not None and (persist or s.always_persist):
-        defaults = {n: f.default for n, f in s.fields.items()}
-        stored = {n: v for n, v in s.targets().items() if v != defaults[n]}
+        targets = s.targets()
+        stored = {n: v for n, v in s.file_values.items() if n in s.fields and n not in s.file_skipped}
+        stored.update((n, targets[n]) for n in values)  # this change's settings, and no others
+        stored = {n: v for n, v in stored.items() if v != s.fields[n].default}
         try:
             write_values(s.file, stored)
         except OSError as exc:  # the change is made; say it is not persisted, and why in the log
