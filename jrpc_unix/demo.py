@@ -21,8 +21,8 @@ from typing import Any, Literal
 import trio
 
 from ._response import Response
-from ._service.context import current_context
 from ._service.access import Access
+from ._service.context import current_context
 from ._service.methods import Methods
 from ._service.settings import setting
 from ._service.settings_methods import Settings

@@ -98,6 +98,7 @@ def test_the_demo_service_is_a_public_module() -> None:
 
     assert isinstance(demo.methods, Methods)
     assert demo.__all__ == [
-        "MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES", "DemoSettings", "config", "methods", "settings",
-    ]  # fmt: skip
+        *("MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES"),
+        *("DemoSettings", "config", "methods", "settings"),
+    ]
     assert {"ping", "subtract", "config.set", "config.get", "work", "crash"} <= set(demo.methods)

@@ -4,8 +4,9 @@
 :class:`Invocation` (handler + arguments), or to its error answer (params that bind are then
 checked against the handler's type hints: -32602 naming the parameter and the reason). The
 server runs it however its :class:`~jrpc_unix._service.methods.RunMode` says, then hands the
-return value or exception to :meth:`Dispatcher.answer` / :meth:`Dispatcher.answer_exception`, which encode the outcome (an
-:data:`~jrpc_unix._wire.messages.Answer`: it says whether it is an error).
+return value or exception to :meth:`Dispatcher.answer` / :meth:`Dispatcher.answer_exception`,
+which encode the outcome (an :data:`~jrpc_unix._wire.messages.Answer`: it says whether it is an
+error).
 
 jsonrpcserver stays the reference. Its results (``Success``, ``Error``, ``InvalidParams``) and
 ``JsonRpcError`` are understood, its registry can be served, and every request the fast path does

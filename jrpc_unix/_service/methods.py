@@ -138,7 +138,16 @@ class MethodSpec:
             raise ValueError(f"method {name!r}: timeout must be positive, not {timeout!r}")
         types = ParamTypes.of(sig, hints_of(func))
         return cls(
-            name, func, mode, sig, _Shape.of(sig), Access(access), timeout, run_to_completion, immediate, types
+            name,
+            func,
+            mode,
+            sig,
+            _Shape.of(sig),
+            Access(access),
+            timeout,
+            run_to_completion,
+            immediate,
+            types,
         )
 
 

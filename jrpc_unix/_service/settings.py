@@ -8,8 +8,9 @@ A service declares its settings as a class (specs/settings.md)::
 
 An instance holds the live values (``s.workers``), the version, the history and the file;
 :class:`~jrpc_unix._service.settings_methods.Settings` (the public class, this one's subclass)
-adds ``mount``, which serves them as the ``settings.*`` methods. The change itself (validate everything, run the
-hooks, restore on a failing hook, record, persist) is :mod:`jrpc_unix._service.settings_change`.
+adds ``mount``, which serves them as the ``settings.*`` methods. The change itself (validate
+everything, run the hooks, restore on a failing hook, record, persist) is
+:mod:`jrpc_unix._service.settings_change`.
 """
 
 from __future__ import annotations
@@ -194,8 +195,10 @@ class SettingsBase:
         self.file = Path(path)
         try:
             stored = read_values(self.file)
-        except (OSError, ValueError) as exc:
-            log.error("settings file %s ignored: %s", self.file, exc)
+        except (OSError, ValueError, TypeError) as exc:
+            log.error(  # noqa: TRY400 - the reason is the message; a traceback would add nothing
+                "settings file %s ignored: %s", self.file, exc
+            )
             stored = {}
         self.file_values, self.file_skipped = dict(stored), {}
         for name, value in stored.items():
@@ -222,7 +225,11 @@ class SettingsBase:
 
     def changes_shown(self, changes: list[dict[str, Any]], level: Access) -> list[dict[str, Any]]:
         return [
-            {"name": c["name"], "old": self.shown(c["name"], c["old"], level), "new": self.shown(c["name"], c["new"], level)}
+            {
+                "name": c["name"],
+                "old": self.shown(c["name"], c["old"], level),
+                "new": self.shown(c["name"], c["new"], level),
+            }
             for c in changes
         ]
 

@@ -81,7 +81,9 @@ async def _apply(s: SettingsBase, changes: list[dict[str, Any]]) -> None:
             if names & touched:
                 what = ",".join(sorted(names))
                 await _call(hook, {n: s.running[n] for n in sorted(names)})
-                done.append((hook, {n: s.running[n] if n not in touched else _old(now, n) for n in sorted(names)}))
+                done.append(
+                    (hook, {n: s.running[n] if n not in touched else _old(now, n) for n in sorted(names)})
+                )
     except Exception as exc:
         s.pending = saved_pending
         for c in now:
@@ -93,7 +95,9 @@ async def _apply(s: SettingsBase, changes: list[dict[str, Any]]) -> None:
                 log.exception("settings hook failed again while restoring %s", what)
         log.warning("settings change undone: the hook of %s raised %r", what, exc)
         raise RpcError(
-            ErrorCode.SETTINGS_HOOK_FAILED, "Settings hook failed", {"name": what, "reason": str(exc) or repr(exc)}
+            ErrorCode.SETTINGS_HOOK_FAILED,
+            "Settings hook failed",
+            {"name": what, "reason": str(exc) or repr(exc)},
         ) from None
 
 
@@ -157,7 +161,9 @@ async def change(
         try:
             write_values(s.file, stored)
         except OSError as exc:  # the change is made; say it is not persisted, and why in the log
-            log.error("settings file %s not written: %s", s.file, exc)
+            log.error(  # noqa: TRY400 - the reason is the message; a traceback would add nothing
+                "settings file %s not written: %s", s.file, exc
+            )
         else:
             s.file_values, s.file_skipped, persisted = stored, {}, True
     applied = not any(s.fields[c["name"]].restart_required for c in changes)
@@ -167,6 +173,8 @@ async def change(
 def event(s: SettingsBase, entry: Entry) -> dict[str, Any]:
     """The ``settings`` topic's event of a change: secrets always redacted (subscribers are at
     the read level; a secret is shown only to ADMIN callers who ask)."""
-    return {"version": entry.version, "changes": s.changes_shown(entry.changes, Access.READ), "peer": entry.peer}
-
-
+    return {
+        "version": entry.version,
+        "changes": s.changes_shown(entry.changes, Access.READ),
+        "peer": entry.peer,
+    }

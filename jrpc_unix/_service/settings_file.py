@@ -19,14 +19,15 @@ __all__ = ["read_values", "write_values"]
 
 
 def read_values(path: Path) -> dict[str, Any]:
-    """The file's values; ``{}`` when it does not exist. Raises ValueError if it is not an object."""
+    """The file's values; ``{}`` when it does not exist. Raises ValueError (not JSON) or
+    TypeError (not an object)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     data = json.loads(text)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a settings file holds a JSON object, not {type(data).__name__}")
+        raise TypeError(f"{path}: a settings file holds a JSON object, not {type(data).__name__}")
     return data
 
 

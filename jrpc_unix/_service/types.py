@@ -228,9 +228,9 @@ def compile_check(
     if pattern is not None:
         regex = re.compile(pattern)
         limits.append(
-            lambda v: None
-            if type(v) is not str or regex.fullmatch(v)
-            else f"must match the pattern {pattern!r}"
+            lambda v: (
+                None if type(v) is not str or regex.fullmatch(v) else f"must match the pattern {pattern!r}"
+            )
         )
     if not limits:
         return base

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEMO, LineClient, ServerProcess, TIMEOUT, demo_module, short_tmpdir, wait_for
-from helpers.ops import as_nobody, open_for_others, python_for_others, read_lines, reader, req, served
-
-from jrpc_unix import Access, Policy
+from helpers import DEMO, TIMEOUT, LineClient, ServerProcess, demo_module, short_tmpdir
+from helpers.ops import python_for_others, served
 
 nobody_tests = pytest.mark.skipif(
     os.geteuid() != 0 or python_for_others() is None,
@@ -29,7 +27,9 @@ nobody_tests = pytest.mark.skipif(
 def demo(d: str, *extra: str) -> ServerProcess:
     path, log = os.path.join(d, "demo.sock"), os.path.join(d, "demo.log")
     said = f"listening on {path}".encode()
-    return ServerProcess([sys.executable, str(DEMO), path, *extra], log, lambda: said in Path(log).read_bytes())
+    return ServerProcess(
+        [sys.executable, str(DEMO), path, *extra], log, lambda: said in Path(log).read_bytes()
+    )
 
 
 def test_persisted_values_survive_a_restart_and_others_do_not() -> None:
@@ -39,16 +39,26 @@ def test_persisted_values_survive_a_restart_and_others_do_not() -> None:
             kept = c.call("settings.set", {"values": {"workers": 9, "greeting": "hi"}, "persist": True})
             assert kept["result"]["persisted"] is True
             assert c.call("settings.set", {"values": {"rate_limit": 2.5}})["result"]["persisted"] is False
-            assert c.call("settings.set", {"values": {"listen_backlog": 64}, "persist": True})["result"]["applied"] is False
+            assert (
+                c.call("settings.set", {"values": {"listen_backlog": 64}, "persist": True})["result"][
+                    "applied"
+                ]
+                is False
+            )
             # only what persist=true changes named; rate_limit was changed without it
-            assert json.loads(Path(file).read_text()) == {"greeting": "hi", "listen_backlog": 64, "workers": 9}
+            assert json.loads(Path(file).read_text()) == {
+                "greeting": "hi",
+                "listen_backlog": 64,
+                "workers": 9,
+            }
             assert server.signal() == 0
         with demo(d, "--settings-file", file), LineClient(os.path.join(d, "demo.sock")) as c:
             values = c.call("settings.get")["result"]
             assert (values["workers"], values["greeting"], values["rate_limit"]) == (9, "hi", 0.0)
             assert values["listen_backlog"] == 64  # the pending value took effect at the start
             diff = {e["name"]: e for e in c.call("settings.diff")["result"]}
-            assert diff["workers"]["source"] == "file" and diff["workers"]["persisted"] == 9
+            assert diff["workers"]["source"] == "file"
+            assert diff["workers"]["persisted"] == 9
 
 
 def test_an_invalid_file_value_is_skipped_and_shown_never_fatal() -> None:
@@ -56,7 +66,10 @@ def test_an_invalid_file_value_is_skipped_and_shown_never_fatal() -> None:
         file = Path(d, "settings.json")
         file.write_text(json.dumps({"workers": 1000, "log_level": "loud", "greeting": "yo"}))
         with demo(d, "--settings-file", str(file)) as server, LineClient(os.path.join(d, "demo.sock")) as c:
-            assert c.call("settings.get", {"names": ["workers", "greeting"]})["result"] == {"workers": 4, "greeting": "yo"}
+            assert c.call("settings.get", {"names": ["workers", "greeting"]})["result"] == {
+                "workers": 4,
+                "greeting": "yo",
+            }
             diff = {e["name"]: e for e in c.call("settings.diff")["result"]}
             assert diff["workers"]["file_error"] == "must be <= 64, got 1000"
             assert diff["log_level"]["file_error"].startswith("expected one of 'debug'")
@@ -108,12 +121,18 @@ def test_a_sigkill_during_writes_leaves_the_old_file_or_the_new_never_a_torn_one
         ("work", {"steps": 1, "delay": "x"}, "delay: expected a number, got string"),
         ("fail", [[]], "message: expected a string, got array"),
         ("settings.get", [["workers", 1]], "names: [1]: expected a string, got integer"),
-        ("settings.set", {"values": {"workers": 1}, "dry_run": "yes"}, "dry_run: expected a boolean, got string"),
+        (
+            "settings.set",
+            {"values": {"workers": 1}, "dry_run": "yes"},
+            "dry_run: expected a boolean, got string",
+        ),
         ("settings.log", ["10"], "limit: expected an integer, got string"),
         ("settings.revert", ["1"], "version: expected an integer, got string"),
     ],
 )
-def test_type_errors_of_demo_methods_are_invalid_params(method: str, params: Any, data: str, sock_path: str) -> None:
+def test_type_errors_of_demo_methods_are_invalid_params(
+    method: str, params: Any, data: str, sock_path: str
+) -> None:
     with served(sock_path, demo_module().methods), LineClient(sock_path) as c:
         answer = c.call(method, params, rid=7)
         assert answer["error"] == {"code": -32602, "message": "Invalid params", "data": data}

@@ -71,13 +71,14 @@ async def test_all_or_nothing_under_a_failing_hook(sock: str) -> None:
         assert answer["error"]["data"] == {"name": "workers", "reason": "13 workers is unlucky"}
         # the hook of mode ran, then was called again with the old value: a real side effect undone
         assert applied == [("mode", "fast"), ("workers", 13), ("mode", "safe")]
-        assert s.mode == "safe" and s.workers == 4 and s.version == 0
-        assert not Path(sock, "s.json").exists()
+        assert s.mode == "safe"
+        assert s.workers == 4
+        assert s.version == 0
+        assert not await trio.Path(sock, "s.json").exists()
         assert (await call(c, "settings.log"))["result"] == []
         ok = await call(c, "settings.set", {"values": {"workers": 8}})
-        assert ok["result"] == {
-            "version": 1, "changes": [{"name": "workers", "old": 4, "new": 8}], "applied": True, "persisted": False,
-        }  # fmt: skip
+        change = {"name": "workers", "old": 4, "new": 8}
+        assert ok["result"] == {"version": 1, "changes": [change], "applied": True, "persisted": False}
         event = await c.read_json()  # the failed change published nothing: this is version 1
         assert event["params"]["data"]["version"] == 1
         await c.aclose()
@@ -98,7 +99,8 @@ async def test_every_invalid_value_is_reported_and_nothing_changes(sock: str) ->
             "nope": "no such setting",
             "backlog": "expected an integer, got string",
         }
-        assert applied == [] and s.version == 0
+        assert applied == []
+        assert s.version == 0
         wrong = await call(c, "settings.set", {"values": "mode=fast"})
         assert wrong["error"]["data"] == "values: expected an object, got string"
         await c.aclose()
@@ -110,15 +112,22 @@ async def test_dry_run_has_no_side_effect(sock: str) -> None:
         c = await TrioLineClient.connect(os.path.join(sock, "s.sock"))
         await c.send(request("rpc.subscribe", {"topic": "settings"}, 9))
         await c.read_json()
-        answer = await call(c, "settings.set", {"values": {"workers": 9, "mode": "fast"}, "dry_run": True, "persist": True})
+        answer = await call(
+            c, "settings.set", {"values": {"workers": 9, "mode": "fast"}, "dry_run": True, "persist": True}
+        )
         assert answer["result"] == {
             "version": 0,
-            "changes": [{"name": "workers", "old": 4, "new": 9}, {"name": "mode", "old": "safe", "new": "fast"}],
+            "changes": [
+                {"name": "workers", "old": 4, "new": 9},
+                {"name": "mode", "old": "safe", "new": "fast"},
+            ],
             "applied": False,
             "persisted": False,
         }
-        assert applied == [] and s.version == 0 and s.workers == 4
-        assert not Path(sock, "s.json").exists()
+        assert applied == []
+        assert s.version == 0
+        assert s.workers == 4
+        assert not await trio.Path(sock, "s.json").exists()
         assert (await call(c, "settings.log"))["result"] == []
         assert (await call(c, "settings.diff"))["result"] == []
         await call(c, "settings.set", {"values": {"name": "y"}})
@@ -136,7 +145,8 @@ async def test_concurrent_writers_with_expected_version_exactly_one_wins(sock: s
         answers = [await c.read_json() for c in clients]
         won = [a for a in answers if "result" in a]
         lost = [a for a in answers if "error" in a]
-        assert len(won) == 1 and won[0]["result"]["version"] == 1
+        assert len(won) == 1
+        assert won[0]["result"]["version"] == 1
         assert all(a["error"]["code"] == -32010 and a["error"]["data"] == {"version": 1} for a in lost)
         assert s.workers == won[0]["result"]["changes"][0]["new"]
         for c in clients:
@@ -150,11 +160,16 @@ async def test_equal_value_is_no_change_and_restart_required_waits(sock: str) ->
         same = await call(c, "settings.set", {"values": {"workers": 4}})
         assert same["result"] == {"version": 0, "changes": [], "applied": True, "persisted": False}
         later = await call(c, "settings.set", {"values": {"backlog": 512}})
-        assert later["result"]["applied"] is False and later["result"]["version"] == 1
-        assert s.backlog == 128 and s.pending == {"backlog": 512}
+        assert later["result"]["applied"] is False
+        assert later["result"]["version"] == 1
+        assert s.backlog == 128
+        assert s.pending == {"backlog": 512}
         (entry,) = (await call(c, "settings.diff"))["result"]
-        assert entry["name"] == "backlog" and entry["pending_restart"] is True and entry["pending"] == 512
-        assert entry["running"] == 128 and entry["source"] == "default"
+        assert entry["name"] == "backlog"
+        assert entry["pending_restart"] is True
+        assert entry["pending"] == 512
+        assert entry["running"] == 128
+        assert entry["source"] == "default"
         await c.aclose()
 
 
@@ -167,15 +182,27 @@ async def test_log_revert_reset_and_diff(sock: str) -> None:
         log = (await call(c, "settings.log", {"limit": 20}))["result"]
         assert [e["version"] for e in log] == [4, 3, 2]  # newest first, a ring of 3
         assert log[0]["peer"] == {"uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid()}
-        assert log[0]["method"] == "settings.set" and log[0]["changes"] == [{"name": "workers", "old": 7, "new": 8}]
+        assert log[0]["method"] == "settings.set"
+        assert log[0]["changes"] == [{"name": "workers", "old": 7, "new": 8}]
         back = await call(c, "settings.revert", {"version": 2})
-        assert back["result"]["changes"] == [{"name": "workers", "old": 8, "new": 6}] and s.workers == 6
-        assert (await call(c, "settings.revert", {"version": 4}))["result"]["changes"][0]["new"] == 8  # undone
+        assert back["result"]["changes"] == [{"name": "workers", "old": 8, "new": 6}]
+        assert s.workers == 6
+        assert (await call(c, "settings.revert", {"version": 4}))["result"]["changes"][0][
+            "new"
+        ] == 8  # undone
         gone = await call(c, "settings.revert", [1])
-        assert gone["error"]["code"] == -32602 and "not in the history" in gone["error"]["data"]
+        assert gone["error"]["code"] == -32602
+        assert "not in the history" in gone["error"]["data"]
         diff = (await call(c, "settings.diff"))["result"]
         assert diff == [
-            {"name": "workers", "default": 4, "persisted": None, "running": 8, "source": "runtime", "pending_restart": False}
+            {
+                "name": "workers",
+                "default": 4,
+                "persisted": None,
+                "running": 8,
+                "source": "runtime",
+                "pending_restart": False,
+            }
         ]
         reset = await call(c, "settings.reset")
         assert reset["result"]["changes"] == [{"name": "workers", "old": 8, "new": 4}]
@@ -185,18 +212,21 @@ async def test_log_revert_reset_and_diff(sock: str) -> None:
 
 async def test_file_holds_only_non_defaults_and_invalid_entries_are_skipped(sock: str) -> None:
     path = Path(sock, "s.json")
-    path.write_text(json.dumps({"workers": 99, "name": "abc", "gone": 1}))
+    await trio.Path(path).write_text(json.dumps({"workers": 99, "name": "abc", "gone": 1}))
     s = Sample(file=path)
-    assert s.workers == 4 and s.name == "abc"  # 99 is out of range: skipped, never fatal
+    assert s.workers == 4
+    assert s.name == "abc"
     async with await session(sock, s):
         c = await TrioLineClient.connect(os.path.join(sock, "s.sock"))
         diff = {e["name"]: e for e in (await call(c, "settings.diff"))["result"]}
-        assert diff["workers"]["file_error"] == "must be <= 64, got 99" and diff["workers"]["persisted"] == 99
-        assert diff["name"]["source"] == "file" and diff["gone"]["file_error"] == "no such setting"
+        assert diff["workers"]["file_error"] == "must be <= 64, got 99"
+        assert diff["workers"]["persisted"] == 99
+        assert diff["name"]["source"] == "file"
+        assert diff["gone"]["file_error"] == "no such setting"
         answer = await call(c, "settings.set", {"values": {"workers": 6, "name": "x"}, "persist": True})
         assert answer["result"]["persisted"] is True
         assert read_values(path) == {"workers": 6}  # "x" is the default: not in the file
-        assert [p.name for p in Path(sock).iterdir() if p.name.endswith(".tmp")] == []
+        assert [n for n in os.listdir(sock) if n.endswith(".tmp")] == []
         await c.aclose()
 
 

@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 from helpers import LineClient, wait_for
-from helpers.ops import NOBODY_UID, as_nobody, open_for_others, python_for_others, read_lines, reader, req, served
+from helpers.ops import (
+    NOBODY_UID,
+    as_nobody,
+    open_for_others,
+    python_for_others,
+    read_lines,
+    reader,
+    req,
+    served,
+)
 
 from jrpc_unix import Access, Methods, Policy, Settings, setting
 
@@ -54,7 +63,11 @@ def test_secrets_are_never_shown_below_admin(sock_dir: str, caplog: pytest.LogCa
             assert root.call("settings.get", {"names": ["token"]})["result"] == {"token": SECRET}
         answer, event = read_lines(proc)
         assert answer["result"]["topic"] == "settings"
-        assert event["params"]["data"]["changes"][0] == {"name": "token", "old": "<redacted>", "new": "<redacted>"}
+        assert event["params"]["data"]["changes"][0] == {
+            "name": "token",
+            "old": "<redacted>",
+            "new": "<redacted>",
+        }
         payload = (
             req("settings.get", rid=1)
             + req("settings.describe", rid=2)
@@ -66,14 +79,16 @@ def test_secrets_are_never_shown_below_admin(sock_dir: str, caplog: pytest.LogCa
         answers = lines_of(path, payload, 6)
     assert SECRET not in str(answers)
     assert answers[1]["result"]["token"] == "<redacted>"
-    assert answers[2]["result"][0]["value"] == "<redacted>" and answers[2]["result"][0]["access"] == "admin"
+    assert answers[2]["result"][0]["value"] == "<redacted>"
+    assert answers[2]["result"][0]["access"] == "admin"
     assert answers[3]["result"][0]["changes"][0]["new"] == "<redacted>"
     assert answers[4]["result"][0]["running"] == "<redacted>"
     assert answers[5]["error"]["code"] == -32003
     assert answers[5]["error"]["data"] == "changing token needs admin access; you have operate"
     assert answers[6]["result"]["changes"] == [{"name": "workers", "old": 5, "new": 6}]
     assert s.token == SECRET  # the refused change changed nothing
-    assert "settings version 1" in caplog.text and SECRET not in caplog.text
+    assert "settings version 1" in caplog.text
+    assert SECRET not in caplog.text
 
 
 def test_the_topic_never_reaches_a_caller_below_its_level(sock_dir: str) -> None:

@@ -43,8 +43,9 @@ def annotations() -> st.SearchStrategy[Any]:
 floats = st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | floats | st.sampled_from(["a", "b", "x", ""]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(["x", "y", "z"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["x", "y", "z"]), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -95,4 +96,5 @@ def test_reasons() -> None:
     assert reason(int, 65, ge=1, le=64) == "must be <= 64, got 65"
     assert reason(str, "", min_length=1) == "must be at least 1 long"
     assert math.isnan(float("nan"))  # (NaN never arrives: JSON has none)
-    assert compile_check(Any) is None and compile_check(object) is None
+    assert compile_check(Any) is None
+    assert compile_check(object) is None
