@@ -60,7 +60,9 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
 }
 BASELINE = "raw"
-MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "cli")
+MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "settings_get", "settings_set", "cli")
+#: Modes that call the demo's own methods: run against the demo servers only.
+DEMO_MODES = {"settings_get": ("demo", "nostats"), "settings_set": ("demo", "nostats")}
 MiB = 1024 * 1024
 
 
@@ -77,12 +79,21 @@ class Plan:
     echo: int = 10000  # calls with a 1 KiB msg
     echo_bytes: int = 1024
     idle: int = 1000  # idle connections held open
+    settings: int = 20000  # settings.get / settings.set calls, one in flight
     cli_runs: int = 20
     timeout: float = 60.0  # seconds, per load generator run
 
 
 QUICK = Plan(
-    pingpong=300, pipeline=2000, conn_calls=40, notify=2000, echo=200, idle=100, cli_runs=3, timeout=20
+    pingpong=300,
+    pipeline=2000,
+    conn_calls=40,
+    notify=2000,
+    echo=200,
+    idle=100,
+    settings=300,
+    cli_runs=3,
+    timeout=20,
 )
 
 
@@ -134,6 +145,8 @@ ROWS = (
     Row("notify", "notifications lost", lambda r: r["lost"], "{:.0f}", ((None, "==", 0),)),
     Row("echo", "echo 1 KiB: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
     Row("echo", "echo 1 KiB: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}"),
+    Row("settings_get", "settings.get ping-pong: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
+    Row("settings_set", "settings.set one key ping-pong: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
     Row("idle", "idle conns: RSS MiB before opening", lambda r: r["rss_before_kib"] / 1024, "{:.1f}"),
     Row("idle", "idle conns: RSS MiB in all", lambda r: r["rss_kib"] / 1024, "{:.1f}", ((None, "<=", 30),)),
     Row("idle", "idle conns: KiB per conn", lambda r: r["per_conn_kib"], "{:.1f}"),
@@ -287,6 +300,13 @@ def mode_args(plan: Plan, mode: str) -> tuple[str, list[str]]:
         "pipeline": ("pipeline", ["-n", str(plan.pipeline), "-w", str(plan.window)]),
         "conns": ("conns", ["-n", str(plan.conn_calls), "-c", str(plan.conns)]),
         "echo": ("pingpong", ["-n", str(plan.echo), "-s", str(plan.echo_bytes)]),
+        "settings_get": ("pingpong", ["-n", str(plan.settings), "-m", "settings.get"]),
+        # one key, the same value each time after the first: validation, access, the no-change
+        # answer (a changing value would also log and publish each call)
+        "settings_set": (
+            "pingpong",
+            ["-n", str(plan.settings), "-m", "settings.set", "-p", '{"values":{"workers":5}}'],
+        ),
     }[mode]
 
 
@@ -583,6 +603,8 @@ def main(argv: list[str]) -> int:
             for mode in [m for m in args.modes if m != "cli"]:
                 for rnd in range(args.rounds):
                     for key in servers:  # A B A B: every server under the same conditions
+                        if key not in DEMO_MODES.get(mode, servers):
+                            continue
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)
                         runs.append({**result, "server": key, "mode": mode, "round": rnd})
