@@ -61,10 +61,10 @@ async def _call(hook: Any, arg: Any) -> None:
 async def _apply(s: SettingsBase, changes: list[dict[str, Any]]) -> None:
     """Assign and run the hooks; on a failing hook restore everything and raise -32011."""
     now = [c for c in changes if not s.fields[c["name"]].restart_required]
+    saved_pending = dict(s.pending)
     for c in changes:
         if s.fields[c["name"]].restart_required:
             s.pending[c["name"]] = c["new"]
-    saved_pending = dict(s.pending)
     done: list[tuple[Any, Any]] = []  # (hook, the argument that undoes it)
     what = ""
     try:
@@ -84,10 +84,12 @@ async def _apply(s: SettingsBase, changes: list[dict[str, Any]]) -> None:
                 done.append(
                     (hook, {n: s.running[n] if n not in touched else _old(now, n) for n in sorted(names)})
                 )
-    except Exception as exc:
+    except BaseException as exc:
         s.pending = saved_pending
         for c in now:
             s.running[c["name"]] = c["old"]
+        if not isinstance(exc, Exception):  # cancelled (the handler's timeout): values restored,
+            raise  # but an await now would be cancelled too, so the hooks are not run again
         for hook, old in reversed(done):
             try:
                 await _call(hook, old)

@@ -270,3 +270,27 @@ def test_declaration_errors() -> None:
 
     with pytest.raises(ValueError, match="unknown settings"):
         Sample().on_change("nope")
+
+
+async def test_a_failing_group_hook_restores_pending_and_reruns_earlier_hooks(sock: str) -> None:
+    class Grouped(Settings):
+        a: int = setting(1, on_change=remember("a"))
+        b: int = setting(1)
+        later: int = setting(1, restart_required=True)
+
+    s = Grouped()
+
+    @s.on_change("a", "b")
+    def group(values: dict[str, Any]) -> None:
+        applied.append(("group", values))
+        if values["b"] == 13:
+            raise ValueError("b may not be 13")
+
+    async with await session(sock, s):
+        c = await TrioLineClient.connect(os.path.join(sock, "s.sock"))
+        assert (await call(c, "settings.set", {"values": {"later": 5}}))["result"]["applied"] is False
+        answer = await call(c, "settings.set", {"values": {"a": 2, "b": 13, "later": 6}})
+        assert answer["error"]["data"] == {"name": "a,b", "reason": "b may not be 13"}
+        assert applied == [("a", 2), ("group", {"a": 2, "b": 13}), ("a", 1)]
+        assert (s.a, s.b, s.later, s.pending) == (1, 1, 1, {"later": 5})
+        await c.aclose()
