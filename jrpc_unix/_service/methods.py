@@ -8,7 +8,7 @@ registry, so either can be served. What it adds per method is decided once, at r
 * its parameter check, precomputed from the signature so a well-formed call binds without
   ``inspect.Signature.bind`` (~14 us); a call that fails the check goes to jsonrpcserver's own
   pipeline (see :mod:`jrpc_unix._service.dispatch`) for the exact error it would give;
-* the type checks of its annotated parameters (:class:`~jrpc_unix._service.types.ParamTypes`):
+* the type checks of its annotated parameters (:class:`~jrpc_unix._service.param_types.ParamTypes`):
   params that bind but have the wrong types get -32602 naming the parameter and the reason.
 
 A seed-style ``handler(cmd, args) -> Response`` can stand behind every name not registered
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from .access import Access
-from .types import ParamTypes, hints_of
+from .param_types import ParamTypes
+from .types import hints_of
 
 __all__ = ["MethodSpec", "Methods", "RunMode"]
 
