@@ -6,8 +6,9 @@ registry, so either can be served. What it adds per method is decided once, at r
 * how it runs: ``async def`` is awaited; a plain function runs on the event loop (it must be
   quick), or in a worker thread when registered with ``blocking=True``;
 * its parameter check, precomputed from the signature so a well-formed call binds without
-  ``inspect.Signature.bind`` (~14 us); a call that fails the check goes to jsonrpcserver's own
-  pipeline (see :mod:`jrpc_unix._service.dispatch`) for the exact error it would give;
+  ``inspect.Signature.bind`` (several times the cost); a call that fails the check goes to
+  jsonrpcserver's own pipeline (see :mod:`jrpc_unix._service.dispatch`) for the exact error it
+  would give;
 * the type checks of its annotated parameters (:class:`~jrpc_unix._service.param_types.ParamTypes`):
   params that bind but have the wrong types get -32602 naming the parameter and the reason.
 

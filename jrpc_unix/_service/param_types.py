@@ -27,8 +27,9 @@ def _fits_source(
     """The source of ``fits(params) -> bool``, one expression per annotated parameter.
 
     Generated because it runs on every call to a method with hints: a scalar's check is then
-    one ``type(x) in T`` with no Python call (~25 ns), where a loop over checks costs ~150 ns
-    a parameter (specs/settings.md, "Cost"). Only for params that already bind.
+    one ``type(x) in T`` with no Python call, several times cheaper than a loop over checks
+    (specs/settings.md §7; ``benchmarks/micro.py --only "param types"``). Only for params that
+    already bind.
     """
 
     def term(check: Check, value: str, k: str) -> str:

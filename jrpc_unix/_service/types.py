@@ -2,10 +2,9 @@
 
 Method parameters and settings are declared with standard typing; this module turns an
 annotation (plus a setting's constraints) into a :class:`Check` once, at registration, so that
-checking a value on every call is a few ``type(v) is ...`` tests (~0.1 us for a scalar). The
-standard library is enough: the values are already parsed JSON, so there is nothing to convert,
-only to check; msgspec and pydantic cost 3-8x more per check and 5-12 MB of RSS (the figures
-are in specs/settings.md).
+checking a value on every call is a few ``type(v) is ...`` tests. The standard library is
+enough: the values are already parsed JSON, so there is nothing to convert, only to check; why
+not msgspec or pydantic, with figures: specs/settings.md §8.
 
 What is checked: ``bool``, ``int`` (never a bool, never 1.0), ``float`` (an int is a number
 too), ``str``, ``None``, ``Literal[...]``, enums (by value), ``list[X]``/``Sequence[X]``/
