@@ -132,10 +132,8 @@ async def sleep(seconds: float) -> float:
     return seconds
 
 
-def _refusal(key: Any, value: Any) -> Response | None:
+def _refusal(key: str, value: Any) -> Response | None:
     """Why ``config.set`` must refuse to store this, as its FAIL answer; None if it may."""
-    if type(key) is not str:
-        return Response.fail(f"config keys are strings, not {type(key).__name__}")
     if len(key) > MAX_KEY_LENGTH:
         return Response.fail(f"config keys are at most {MAX_KEY_LENGTH} characters, not {len(key)}")
     if key not in config and len(config) >= MAX_CONFIG_KEYS:
