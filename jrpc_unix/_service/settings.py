@@ -119,6 +119,13 @@ class Entry:
     after: dict[str, Any]
 
 
+#: The instance attributes of a Settings object: no setting may be called so.
+_RESERVED = frozenset({
+    "running", "pending", "version", "history", "initial", "always_persist", "group_hooks",
+    "file_values", "file_skipped", "busy", "file", "fields",
+})  # fmt: skip
+
+
 class SettingsBase:
     """The base class of a service's settings; see the module docstring and specs/settings.md.
 
@@ -136,6 +143,9 @@ class SettingsBase:
         for name, annotation in hints.items():
             if name.startswith("_") or typing.get_origin(annotation) is typing.ClassVar:
                 continue
+            ours = (k for k in cls.__mro__ if k.__module__.startswith("jrpc_unix._service"))
+            if name in _RESERVED or any(name in vars(k) for k in ours):
+                raise TypeError(f"setting {name!r}: the name is taken by the Settings class itself")
             declared = cls.__dict__.get(name, inspect.Parameter.empty)
             if declared is inspect.Parameter.empty:
                 raise TypeError(f"setting {name!r} has no default")
@@ -146,7 +156,7 @@ class SettingsBase:
                 max_length=spec.max_length, pattern=spec.pattern,
             )  # fmt: skip
             problem = spec.reason(spec.default)
-            if problem is not None and not spec.secret:
+            if problem is not None:
                 raise TypeError(f"setting {name!r}: its default {spec.default!r}: {problem}")
             cls.fields[name] = spec
             setattr(cls, name, spec)

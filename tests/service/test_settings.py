@@ -268,6 +268,16 @@ def test_declaration_errors() -> None:
         class BadDefault(Settings):
             x: int = setting(0, ge=1)
 
+    with pytest.raises(TypeError, match="taken by the Settings class"):
+
+        class Clash(Settings):
+            version: int = 1
+
+    with pytest.raises(TypeError, match="taken by the Settings class"):
+
+        class Clash2(Settings):
+            mount: int = 1
+
     with pytest.raises(ValueError, match="unknown settings"):
         Sample().on_change("nope")
 
