@@ -16,12 +16,7 @@ from typing import Any
 
 import pytest
 from helpers import DEMO, TIMEOUT, LineClient, ServerProcess, demo_module, short_tmpdir
-from helpers.ops import python_for_others, served
-
-nobody_tests = pytest.mark.skipif(
-    os.geteuid() != 0 or python_for_others() is None,
-    reason="needs root (to run clients as other users) and a Python they can run",
-)
+from helpers.ops import served
 
 
 def demo(d: str, *extra: str) -> ServerProcess:

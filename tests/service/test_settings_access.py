@@ -14,8 +14,8 @@ from helpers import LineClient, wait_for
 from helpers.ops import (
     NOBODY_UID,
     as_nobody,
+    needs_other_users,
     open_for_others,
-    python_for_others,
     read_lines,
     reader,
     req,
@@ -24,10 +24,7 @@ from helpers.ops import (
 
 from jrpc_unix import Access, Methods, Policy, Settings, setting
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or python_for_others() is None,
-    reason="needs root (to run clients as other users) and a Python they can run",
-)
+pytestmark = needs_other_users
 
 SECRET = "s3cr3t-token-value"
 
