@@ -43,7 +43,12 @@ def _fits_source(
         f"(n <= {i} or {term(c, f'p[{i}]', str(i))})" for i, (_, c) in enumerate(positional) if c is not None
     ]
     if var_positional is not None:
-        by_position.append(f"all({term(var_positional, 'x', 'v')} for x in p[{len(positional)}:])")
+        rest = f"p[{len(positional)}:]" if positional else "p"
+        if var_positional.types is not None:  # no Python-level loop: a set method over map()
+            env["TV"] = var_positional.types
+            by_position.append(f"TV.issuperset(map(type, {rest}))")
+        else:
+            by_position.append(f"all({term(var_positional, 'x', 'v')} for x in {rest})")
     by_name = [
         f"((v := p.get({name!r}, A)) is A or {term(c, 'v', f'n{i}')})"
         for i, (name, c) in enumerate(named.items())

@@ -98,3 +98,25 @@ def test_reasons() -> None:
     assert math.isnan(float("nan"))  # (NaN never arrives: JSON has none)
     assert compile_check(Any) is None
     assert compile_check(object) is None
+
+
+def _typed(a: int, b: str = "", *rest: float, c: bool = False) -> None: ...
+def _literal(a: Literal["x", "y"], b: list[int] | None = None, *rest: Point) -> None: ...
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    handler=st.sampled_from([_typed, _literal]),
+    params=st.lists(json_values, max_size=5)
+    | st.dictionaries(st.sampled_from(["a", "b", "c"]), json_values, max_size=3),
+)
+def test_the_generated_fits_agrees_with_problem(handler: Any, params: Any) -> None:
+    """The fast test and the reasons never disagree (the fast path trusts the one, answers the other)."""
+    import inspect
+
+    from jrpc_unix._service.param_types import ParamTypes
+    from jrpc_unix._service.types import hints_of
+
+    types = ParamTypes.of(inspect.signature(handler), hints_of(handler))
+    assert types is not None
+    assert types.fits(params) == (types.problem(params) is None)
