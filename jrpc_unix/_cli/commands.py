@@ -16,6 +16,7 @@ from .._wire.requests import Call
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
+from .settings import SETTINGS_COMMANDS
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
@@ -207,4 +208,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    **SETTINGS_COMMANDS,
 }
