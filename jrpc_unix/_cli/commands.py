@@ -27,17 +27,49 @@ else:
 __all__ = ["COMMANDS", "Terminated"]
 
 
-def _client(args: Args) -> Client:
-    return Client(args.socket, timeout=args.timeout)
+def _client(args: Args, keep: Callable[[str, bytes], None] | None = None) -> Client:
+    """The Client the options describe, connected (waiting ``--wait`` seconds for the socket);
+    with ``-v`` every line goes to stderr too, and ``keep`` sees each."""
+    if not args.socket:
+        raise UsageError("SOCK is empty: give a socket path or @name (or set $JRPC_UNIX_SOCKET)")
+    trace = keep
+    if args.verbose:
+        kind = "abstract socket" if args.socket.startswith("@") else "unix socket"
+        print(f"jrpc-unix: connecting to {kind} {visible(args.socket)}", file=sys.stderr, flush=True)
+
+        def trace(way: str, line: bytes) -> None:
+            arrow = "->" if way == "send" else "<-"
+            print(f"{arrow} {visible(line.decode(errors='replace'))}", file=sys.stderr, flush=True)
+            if keep is not None:
+                keep(way, line)
+
+    client = Client(args.socket, timeout=args.timeout, connect_timeout=args.connect_timeout, trace=trace)
+    try:
+        client.connect(wait=args.wait)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 def cmd_call(args: Args) -> int:
-    """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile."""
+    """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile.
+    ``--raw`` prints the answer line as received, an error answer's too (then exit 1)."""
     params = parse_params(args.params, args.style)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    with _client(args) as client:
+    lines: list[bytes] = []
+
+    def keep(way: str, line: bytes) -> None:
+        if way == "recv":
+            lines.append(line)
+
+    with _client(args, keep if args.raw else None) as client:
         try:
             result, raw = client.call_raw(args.method, params, progress=bar)
+        except RpcError:
+            if args.raw and lines:
+                print_raw(lines[-1])
+            raise
         finally:
             if bar is not None:
                 bar.clear()
@@ -72,7 +104,7 @@ def cmd_batch(args: Args) -> int:
         if way == "recv":
             lines.append(line)
 
-    with Client(args.socket, timeout=args.timeout, trace=keep) as client:
+    with _client(args, keep) as client:
         results = client.batch(*items)
     if args.raw:
         for line in lines:
