@@ -201,7 +201,10 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
         "watch",
         "subscribe to TOPIC and print each event, one JSON per line",
         [sock, output],
-        ("jrpc-unix watch /run/app.sock stats interval=1", "jrpc-unix watch /run/app.sock progress --count 5"),
+        (
+            "jrpc-unix watch /run/app.sock stats interval=1",
+            "jrpc-unix watch /run/app.sock progress --count 5",
+        ),
     )
     sub.add_argument("topic", metavar="TOPIC", help="stats, progress, or one the service declares")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help="the topic's params, key=value")

@@ -88,7 +88,7 @@ class Client:
     def _notify(self, method: str, params: Params) -> None:
         def build() -> tuple[Exchange | None, bytes]:
             data = self._conv.notify(method, params)
-            if self._transport.connected:  # this connection was admitted already
+            if self._transport.admitted and self._transport.connected:  # admitted already
                 return None, data
             probe, probe_data = self._conv.call("rpc.topics")
             return probe, data + probe_data

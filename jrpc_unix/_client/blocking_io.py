@@ -57,6 +57,8 @@ class BlockingTransport:
         self.trace = trace
         self._connect = connect
         self._stream: BlockingStream | None = None
+        #: The server answered on this connection, so it admitted it (a refusal is sent first).
+        self.admitted = False
         self._lock = _thread.allocate_lock()  # threading.Lock without importing threading
         self._closed = False
         self._op_timeout: float | None = None  # the running operation's, for its timeout message
@@ -97,6 +99,7 @@ class BlockingTransport:
             exchange = self._write(first, build, deadline)
             if exchange is not None:
                 self._wait_answer(exchange, deadline)
+                self.admitted = True
         except BaseException:
             self._disconnect()  # also after Ctrl-C mid-write: the stream may hold half a line
             raise
@@ -254,6 +257,7 @@ class BlockingTransport:
                 by = time.monotonic() + self.connect_timeout
                 deadline = by if deadline is None else min(deadline, by)
             self._stream = self._connect(self.address, deadline)
+            self.admitted = False
         return self._stream
 
     def _disconnect(self) -> None:
