@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from typing import Any
 
 import pytest
-from helpers import ROOT, TIMEOUT, DemoProcess, LineClient, wait_for
+from helpers import ROOT, TIMEOUT, DemoProcess, LineClient, ServerProcess, wait_for
 from helpers.client import FullBacklog
 from helpers.ops import basic_methods, served
 from helpers.terminal import CLI
@@ -315,3 +316,53 @@ def test_registering_a_name_twice() -> None:
 def test_a_timeout_on_a_plain_function_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^method 'f': timeout= cannot be enforced on a plain function"):
         Methods().add("f", timeout=1.0)(lambda: None)
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+def test_a_bad_serve_target_is_one_line_and_exit_2(sock_dir: str) -> None:
+    path = os.path.join(sock_dir, "s.sock")
+    broken = os.path.join(sock_dir, "broken.py")
+    with open(broken, "w") as f:
+        f.write("import no_such_module_anywhere\n")
+    bad_values = os.path.join(sock_dir, "values.py")
+    with open(bad_values, "w") as f:
+        f.write("methods = {'ping': 5}\n")
+    for target, message in (
+        (f"{broken}:methods", f"cannot load {broken}: ModuleNotFoundError: No module named"),
+        (f"{bad_values}:methods", f"{bad_values}:methods: method 'ping': 5 is not callable"),
+    ):
+        done = run("serve", target, path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"jrpc-unix serve: {message}")
+        assert done.stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_serve_an_abstract_address_with_a_policy(sock_dir: str) -> None:
+    name = f"@jrpc-unix-test-{os.getpid()}"
+    done = run("serve", "jrpc_unix.demo:methods", name)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"jrpc-unix serve: {name} is an abstract address: it has no file permissions, so say who "
+        "may connect (--allow-user USER, --allow-group GROUP)\n"
+    )
+    done = run("serve", "jrpc_unix.demo:methods", name, "--allow-user", "no-such-user-here")
+    assert (done.returncode, done.stderr) == (2, "jrpc-unix serve: no such user: 'no-such-user-here'\n")
+    done = run("serve", "jrpc_unix.demo:methods", name, "--grant-user", "root")
+    assert done.returncode == 2
+    assert "expected NAME=LEVEL" in done.stderr
+    argv = ["serve", "jrpc_unix.demo:methods", name, "--allow-user", "root", "--grant-user", "nobody=operate"]
+    log = os.path.join(sock_dir, "log")
+    with ServerProcess([*CLI, *argv], log, lambda: f"listening on {name}".encode() in _read(log)) as server:
+        with Client(name) as client:
+            assert client.call("ping") == "pong"
+        assert server.signal(signal.SIGTERM) == 0
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
