@@ -204,9 +204,8 @@ def policy_of(args: argparse.Namespace) -> Policy | None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import logging
-
-    from .._server.server import run
+    from .._server.logqueue import default_logging
+    from .._server.server import run_or_raise as run
 
     try:
         methods = load_target(args.target)
@@ -218,7 +217,7 @@ def serve_command(args: argparse.Namespace) -> int:
         limits = Limits(**given)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    default_logging(args.log_level.upper())
     options: dict[str, Any] = {"limits": limits, "mode": args.mode, "socket_mode": args.socket_mode}
     if args.socket_group is not None:
         options["socket_group"] = int(args.socket_group) if args.socket_group.isdigit() else args.socket_group
