@@ -256,7 +256,7 @@ def test_live_server_is_never_stolen_in_process(sock_path: str) -> None:
 def test_run_raises_address_in_use_itself(sock_path: str, capsys: pytest.CaptureFixture[str]) -> None:
     with served(sock_path, basic_methods()), pytest.raises(AddressInUseError):
         run_or_raise(sock_path, basic_methods())  # fails at setup, before waiting for any signal
-    with served(sock_path, basic_methods()), pytest.raises(SystemExit, match="^1$"):
+    with served(sock_path, basic_methods()), pytest.raises(SystemExit, match=r"^1$"):
         run(sock_path, basic_methods())  # run(): one line, exit 1
     assert capsys.readouterr().err == (
         f"jrpc-unix: cannot serve on {sock_path}: another server is already listening on {sock_path}\n"
