@@ -228,6 +228,13 @@ def cmd_demo(args: Args) -> int:
     return tour(timeout=args.timeout)
 
 
+def cmd_completion(args: Args) -> int:
+    from .complete import SCRIPTS
+
+    sys.stdout.write(SCRIPTS[args.shell])
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Args], int]] = {
     "call": cmd_call,
     "notify": cmd_notify,
@@ -237,4 +244,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    "completion": cmd_completion,
 }

@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if collecting:
             gc.enable()
+    if argv[:1] == ["__complete"]:  # what the completion scripts run on each Tab
+        from .complete import complete_main
+
+        return complete_main(argv[1:])
     args = quick_args(argv)
     if args is None:
         from .parser import build_parser, parse

@@ -220,6 +220,17 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
         from .serve import add_serve_options
 
         add_serve_options(sub)
+    sub = add(
+        "completion",
+        "print the shell completion script (methods and params come from the live socket)",
+        [],
+        (
+            'eval "$(jrpc-unix completion bash)"   # in ~/.bashrc',
+            'eval "$(jrpc-unix completion zsh)"    # in ~/.zshrc, after compinit',
+            "jrpc-unix completion fish > ~/.config/fish/completions/jrpc-unix.fish",
+        ),
+    )
+    sub.add_argument("shell", metavar="SHELL", choices=["bash", "zsh", "fish"], help="bash, zsh or fish")
     waits = argparse.ArgumentParser(add_help=False)
     waits.add_argument("--timeout", type=parse_timeout, default=30.0, metavar="SECONDS", help="default 30")
     add("demo", "start the demo service, drive it, show what happened", [waits], ("jrpc-unix demo",))
