@@ -228,6 +228,13 @@ def cmd_demo(args: Args) -> int:
     return tour(timeout=args.timeout)
 
 
+def cmd_shell(args: Args) -> int:
+    from .shell import shell_command  # readline and threading: only the shell needs them
+
+    with _client(args) as client:
+        return shell_command(args, client)
+
+
 def cmd_completion(args: Args) -> int:
     from .complete import SCRIPTS
 
@@ -244,5 +251,6 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    "shell": cmd_shell,
     "completion": cmd_completion,
 }

@@ -220,6 +220,12 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
         from .serve import add_serve_options
 
         add_serve_options(sub)
+    add(
+        "shell",
+        "an interactive session: METHOD [PARAMS] lines, history, Tab completion, .watch TOPIC",
+        [sock],
+        ("jrpc-unix shell /run/app.sock", "printf 'ping\\nsubtract 5 3\\n' | jrpc-unix shell /run/app.sock"),
+    )
     sub = add(
         "completion",
         "print the shell completion script (methods and params come from the live socket)",
