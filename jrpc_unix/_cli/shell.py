@@ -8,13 +8,14 @@ a connection of its own, and its events are printed as they arrive, above the pr
 
 The line editor is the standard library's ``readline`` (GNU readline: history, Emacs/vi keys,
 completion), not prompt_toolkit: it is enough for this, imports in ~1 ms against ~120 ms and
-~1 MB of memory against ~20 MB (specs/clients.md, "shell"), and adds no dependency. Only this command imports it, and
-threading: ``call`` stays light. With stdin not a terminal it reads lines without a prompt, so
-a here-document drives it like a script.
+~1 MB of memory against ~20 MB (specs/clients.md, "shell"), and adds no dependency. Only this
+command imports it, and threading: ``call`` stays light. With stdin not a terminal it reads
+lines without a prompt, so a here-document drives it like a script.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -172,10 +173,8 @@ def _read_lines(session: Session) -> None:
     import readline
 
     history = _history_path()
-    try:
+    with contextlib.suppress(OSError):
         readline.read_history_file(history)
-    except OSError:
-        pass
     readline.set_completer_delims(" \t")
     readline.parse_and_bind("tab: complete")
 

@@ -34,7 +34,9 @@ def test_watch_prints_events_as_they_arrive(demo: DemoProcess) -> None:
         text=True,
     )
     try:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         proc.stdin.write(".watch stats interval=0.05\n")
         proc.stdin.flush()
         assert proc.stderr.readline() == "watching stats (.unwatch stats to stop)\n"
