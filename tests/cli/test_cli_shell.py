@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import subprocess
+import time
 
 from helpers import TIMEOUT, DemoProcess
 from helpers.terminal import CLI
@@ -58,3 +62,58 @@ def test_completion_of_names_and_params(shared_demo: DemoProcess) -> None:
     assert session.complete(".w", ".w") == [".watch"]
     assert session.complete("subtract ", "") == ["minuend=", "subtrahend="]
     assert session.complete("subtract minuend=1 s", "s") == ["subtrahend="]
+
+
+def _read_until(fd: int, marker: bytes, seen: bytearray) -> None:
+    """Read the terminal until ``marker`` has appeared in what it showed (bounded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while marker not in seen:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"{marker!r} never appeared in {bytes(seen)!r}"
+        seen += os.read(fd, 4096)
+
+
+def _drain(fd: int) -> None:
+    """Read the terminal until every process on its other side has closed it (bounded)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        try:
+            if not ready or not os.read(fd, 65536):
+                return
+        except OSError:  # EIO: the other side is closed
+            return
+
+
+def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> None:
+    """On a real pseudo-terminal: the prompt, Tab completion, a result, an event, history, Ctrl-D."""
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "XDG_STATE_HOME": sock_dir, "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [*CLI, "shell", shared_demo.path],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    seen = bytearray()
+    try:
+        _read_until(primary, b"jrpc> ", seen)
+        os.write(primary, b"subtr\t")
+        _read_until(primary, b"jrpc> subtract", seen)  # completed from rpc.discover
+        os.write(primary, b" minuend=5 subtrahend=3\r")
+        _read_until(primary, b"\r\n2\r\n", seen)
+        os.write(primary, b".watch stats interval=0.05\r")
+        _read_until(primary, b'[stats] {"server":', seen)
+        os.write(primary, b"\x04")  # Ctrl-D on an empty line: leave
+        _drain(primary)  # events keep coming until it has left: a terminal shows them all
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with open(os.path.join(sock_dir, "jrpc-unix", "history")) as f:
+        assert any(" ".join(line.split()) == "subtract minuend=5 subtrahend=3" for line in f)
