@@ -85,12 +85,11 @@ def _drain(fd: int) -> None:
             return
 
 
-def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> None:
-    """On a real pseudo-terminal: the prompt, Tab completion, a result, an event, history, Ctrl-D."""
+def _on_terminal(sock: str, state: str) -> tuple[subprocess.Popen[bytes], int]:
     primary, secondary = pty.openpty()
-    env = {**os.environ, "XDG_STATE_HOME": sock_dir, "TERM": "dumb"}
+    env = {**os.environ, "XDG_STATE_HOME": state, "TERM": "dumb"}
     proc = subprocess.Popen(
-        [*CLI, "shell", shared_demo.path],
+        [*CLI, "shell", sock],
         stdin=secondary,
         stdout=secondary,
         stderr=secondary,
@@ -98,6 +97,12 @@ def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> N
         start_new_session=True,
     )
     os.close(secondary)
+    return proc, primary
+
+
+def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> None:
+    """On a real pseudo-terminal: the prompt, Tab completion, a result, events, history."""
+    proc, primary = _on_terminal(shared_demo.path, sock_dir)
     seen = bytearray()
     try:
         _read_until(primary, b"jrpc> ", seen)
@@ -107,7 +112,7 @@ def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> N
         _read_until(primary, b"\r\n2\r\n", seen)
         os.write(primary, b".watch stats interval=0.05\r")
         _read_until(primary, b'[stats] {"server":', seen)
-        os.write(primary, b"\x04")  # Ctrl-D on an empty line: leave
+        os.write(primary, b".quit\r")  # a whole line: read whenever readline next asks
         _drain(primary)  # events keep coming until it has left: a terminal shows them all
         assert proc.wait(TIMEOUT) == 0
     finally:
@@ -117,3 +122,17 @@ def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> N
             proc.wait()
     with open(os.path.join(sock_dir, "jrpc-unix", "history")) as f:
         assert any(" ".join(line.split()) == "subtract minuend=5 subtrahend=3" for line in f)
+
+
+def test_ctrl_d_leaves(shared_demo: DemoProcess, sock_dir: str) -> None:
+    proc, primary = _on_terminal(shared_demo.path, sock_dir)
+    try:
+        _read_until(primary, b"jrpc> ", bytearray())  # readline has the terminal: ^D is its EOF
+        os.write(primary, b"\x04")
+        _drain(primary)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
