@@ -43,7 +43,13 @@ def _client(args: Args, keep: Callable[[str, bytes], None] | None = None) -> Cli
             if keep is not None:
                 keep(way, line)
 
-    client = Client(args.socket, timeout=args.timeout, connect_timeout=args.connect_timeout, trace=trace)
+    client = Client(
+        args.socket,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+        trace=trace,
+        framing=getattr(args, "framing", "newline"),  # call --framing
+    )
     try:
         client.connect(wait=args.wait)
     except BaseException:
@@ -75,6 +81,8 @@ def cmd_call(args: Args) -> int:
                 bar.clear()
     if args.raw:
         print_raw(raw)
+    elif args.framing == "unixsock" and isinstance(result, str):
+        print(result)  # the Go server's payload, as the Go client would hand it over
     else:
         print_json(result, pretty(args.pretty))
     return EXIT_OK

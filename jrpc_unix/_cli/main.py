@@ -62,7 +62,7 @@ def quick_args(argv: list[str]) -> Args | None:
     args.verbose, args.connect_timeout, args.wait = 0, None, 0.0
     args.method, args.params = argv[2], argv[3:]
     if argv[0] == "call":
-        args.pretty, args.raw = None, False
+        args.pretty, args.raw, args.framing = None, False, "newline"
     return args  # type: ignore[return-value]  # argparse's Namespace is just as loose
 
 

@@ -33,6 +33,8 @@ EXIT_CODES = (
     "3 cannot connect / connection lost / timeout, 130 interrupted (Ctrl-C), "
     "143 terminated (SIGTERM, watch)."
 )
+#: jrpc_unix._wire.framings.NAMES, named here so the parser imports nothing (a test holds them equal).
+FRAMINGS = ("newline", "unixsock", "lsp", "json-seq")
 PARAMS_HELP = (
     "a JSON array/object, key=value pairs or plain words; @FILE or - (stdin) for the whole "
     "params as JSON, key=@FILE for one value read from a JSON file"
@@ -160,6 +162,12 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("method", metavar="METHOD")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=PARAMS_HELP)
     sub.add_argument("--raw", action="store_true", help="print the whole answer line as received")
+    sub.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="newline",
+        help="how messages are cut on the wire (unixsock: a Go original's server; its payload is printed)",
+    )
 
     sub = add(
         "notify",

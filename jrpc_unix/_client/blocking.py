@@ -26,10 +26,11 @@ from .._wire.feeds import END, UNSUBSCRIBED, Feed
 from .._wire.requests import Notification, Params, make_params, seed_params
 from .._wire.stdjson import loads
 from .blocking_io import BlockingTransport
+from .connect import UnixSocketStream
 
 if TYPE_CHECKING:
     from .._response import Response
-    from .blocking_io import Trace
+    from .blocking_io import Connect, Trace
 
 __all__ = ["Client", "Subscription"]
 
@@ -43,6 +44,8 @@ class Client:
     timeout the connection is closed (a late answer cannot confuse the next call), ending its
     subscriptions; the next call reconnects. ``trace(way, line)`` sees every message.
     ``connect_timeout`` bounds connecting alone (waiting in a full accept queue), within ``timeout``.
+    ``framing`` is how messages are cut on the wire (specs/protocol.md, "Framings"): our server
+    reads any; ``"unixsock"`` speaks to a server of the Go original.
     """
 
     def __init__(
@@ -52,13 +55,19 @@ class Client:
         *,
         max_message_size: int = DEFAULT_MAX_ANSWER,
         trace: Trace | None = None,
+        framing: str = "newline",
         connect_timeout: float | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self._conv = Conversation(max_message_size)
+        connect: Connect = UnixSocketStream.connect
+        if framing != "newline":  # (imported only then: the command line's cold start)
+            from .framed import framed_connect
+
+            connect = framed_connect(framing, max_message_size)
         self._transport = BlockingTransport(
-            self.path, self._conv, trace=trace, connect_timeout=connect_timeout
+            self.path, self._conv, trace=trace, connect=connect, connect_timeout=connect_timeout
         )
 
     def connect(self, wait: float = 0.0) -> None:
