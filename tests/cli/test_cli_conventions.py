@@ -358,6 +358,7 @@ def test_serve_an_abstract_address_with_a_policy(sock_dir: str) -> None:
         with Client(name) as client:
             assert client.call("ping") == "pong"
         assert server.signal(signal.SIGTERM) == 0
+        assert f"stopped accepting on {name}" in server.log()  # no file was removed
 
 
 def _read(path: str) -> bytes:

@@ -62,3 +62,13 @@ def test_response_repr() -> None:
     assert repr(Response.ok([1])) == "Response.ok([1])"
     assert repr(Response.fail("no", code=7)) == "Response.fail('no', code=7)"
     assert repr(Response.fail("no", data={"a": 1})) == "Response.fail('no', code=1, data={'a': 1})"
+
+
+def test_a_file_name_too_long_for_the_kernel_says_the_limit(sock_dir: str) -> None:
+    path = os.path.join(sock_dir, "x" * 120)
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE, path], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"jrpc-unix: cannot serve on {path}: socket file name is too long")
+    assert done.stderr.endswith("bytes through /proc/self/fd; the kernel allows at most 107)\n")
