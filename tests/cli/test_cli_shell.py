@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
 import subprocess
 import time
+from collections.abc import Iterator
 
 from helpers import TIMEOUT, DemoProcess
 from helpers.terminal import CLI
@@ -85,7 +87,9 @@ def _drain(fd: int) -> None:
             return
 
 
-def _on_terminal(sock: str, state: str) -> tuple[subprocess.Popen[bytes], int]:
+@contextlib.contextmanager
+def _on_terminal(sock: str, state: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The shell on a pseudo-terminal: (its process, our side of the terminal); killed after."""
     primary, secondary = pty.openpty()
     env = {**os.environ, "XDG_STATE_HOME": state, "TERM": "dumb"}
     proc = subprocess.Popen(
@@ -97,14 +101,19 @@ def _on_terminal(sock: str, state: str) -> tuple[subprocess.Popen[bytes], int]:
         start_new_session=True,
     )
     os.close(secondary)
-    return proc, primary
+    try:
+        yield proc, primary
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> None:
     """On a real pseudo-terminal: the prompt, Tab completion, a result, events, history."""
-    proc, primary = _on_terminal(shared_demo.path, sock_dir)
     seen = bytearray()
-    try:
+    with _on_terminal(shared_demo.path, sock_dir) as (proc, primary):
         _read_until(primary, b"jrpc> ", seen)
         os.write(primary, b"subtr\t")
         _read_until(primary, b"jrpc> subtract", seen)  # completed from rpc.discover
@@ -115,24 +124,13 @@ def test_interactive_on_a_terminal(shared_demo: DemoProcess, sock_dir: str) -> N
         os.write(primary, b".quit\r")  # a whole line: read whenever readline next asks
         _drain(primary)  # events keep coming until it has left: a terminal shows them all
         assert proc.wait(TIMEOUT) == 0
-    finally:
-        os.close(primary)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     with open(os.path.join(sock_dir, "jrpc-unix", "history")) as f:
         assert any(" ".join(line.split()) == "subtract minuend=5 subtrahend=3" for line in f)
 
 
 def test_ctrl_d_leaves(shared_demo: DemoProcess, sock_dir: str) -> None:
-    proc, primary = _on_terminal(shared_demo.path, sock_dir)
-    try:
+    with _on_terminal(shared_demo.path, sock_dir) as (proc, primary):
         _read_until(primary, b"jrpc> ", bytearray())  # readline has the terminal: ^D is its EOF
         os.write(primary, b"\x04")
         _drain(primary)
         assert proc.wait(TIMEOUT) == 0
-    finally:
-        os.close(primary)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
