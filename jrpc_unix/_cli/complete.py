@@ -46,8 +46,10 @@ _jrpc_unix() {
     found=("${(@f)$(jrpc-unix __complete zsh -- "${(@)words[2,CURRENT]}" 2>/dev/null)}")
     open=(${(M)found:#*[=/]})
     found=(${found:#*[=/]})
-    (( ${#found} )) && compadd -Q -- "${(@)found}"
-    (( ${#open} )) && compadd -Q -S '' -- "${(@)open}"
+    local ret=1
+    (( ${#found} )) && compadd -Q -- "${(@)found}" && ret=0
+    (( ${#open} )) && compadd -Q -S '' -- "${(@)open}" && ret=0
+    return ret
 }
 compdef _jrpc_unix jrpc-unix
 """,

@@ -4,6 +4,7 @@ names from the live socket's ``rpc.discover``/``rpc.topics``, cached per socket.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,49 @@ def test_bash_completes_through_the_script(shared_demo: DemoProcess, sock_dir: s
         _jrpc_unix
         printf '%s\\n' "${{COMPREPLY[@]}}"
     """
-    env = {**os.environ, "PATH": f"{SCRIPT_DIR}:{os.environ['PATH']}", "XDG_CACHE_HOME": sock_dir}
-    env.pop("JRPC_UNIX_SOCKET", None)
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=TIMEOUT, env=_shell_env(sock_dir)
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["complete -o default -F _jrpc_unix jrpc-unix", "minuend=", "call"]
+
+
+def _shell_env(cache: str) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{SCRIPT_DIR}:{os.environ['PATH']}", "XDG_CACHE_HOME": cache}
+    env.pop("JRPC_UNIX_SOCKET", None)
+    return env
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed (.ci/run installs it)")
+def test_fish_completes_through_the_script(shared_demo: DemoProcess, sock_dir: str) -> None:
+    """The real fish: ``complete -C LINE`` asks the script's function, as a Tab would."""
+    script = (
+        "jrpc-unix completion fish | source\n"
+        f'complete -C "jrpc-unix call {shared_demo.path} subtract mi"\n'
+        'complete -C "jrpc-unix ca"\n'
+    )
+    done = subprocess.run(
+        ["fish", "-c", script], capture_output=True, text=True, timeout=TIMEOUT, env=_shell_env(sock_dir)
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == ["minuend=", "call"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed (.ci/run installs it)")
+def test_zsh_completes_through_the_script(shared_demo: DemoProcess, sock_dir: str) -> None:
+    """The real zsh runs the script's function with ``words``/``CURRENT`` as its completion
+    system sets them; ``compadd`` (a builtin only inside a completion widget) is stood in for
+    by a function that prints what it was given."""
+    script = f"""
+        compdef() {{ : }}
+        compadd() {{ printf '%s|' "$@"; echo }}
+        eval "$(jrpc-unix completion zsh)"
+        words=(jrpc-unix call {shared_demo.path} subtract mi); CURRENT=5; _jrpc_unix
+        words=(jrpc-unix ca); CURRENT=2; _jrpc_unix
+    """
+    done = subprocess.run(
+        ["zsh", "-f", "-c", script], capture_output=True, text=True, timeout=TIMEOUT, env=_shell_env(sock_dir)
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    # a candidate ending in = gets no space after it (-S ''); a whole word does
+    assert done.stdout.splitlines() == ["-Q|-S||--|minuend=|", "-Q|--|call|"]
