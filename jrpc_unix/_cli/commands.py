@@ -10,12 +10,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._client.blocking import Client
 from .._errors import RpcError
 from .._wire.requests import Call
+from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
+from .settings import SETTINGS_COMMANDS
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
@@ -25,37 +26,6 @@ else:
     Args = Any
 
 __all__ = ["COMMANDS", "Terminated"]
-
-
-def _client(args: Args, keep: Callable[[str, bytes], None] | None = None) -> Client:
-    """The Client the options describe, connected (waiting ``--wait`` seconds for the socket);
-    with ``-v`` every line goes to stderr too, and ``keep`` sees each."""
-    if not args.socket:
-        raise UsageError("SOCK is empty: give a socket path or @name (or set $JRPC_UNIX_SOCKET)")
-    trace = keep
-    if args.verbose:
-        kind = "abstract socket" if args.socket.startswith("@") else "unix socket"
-        print(f"jrpc-unix: connecting to {kind} {visible(args.socket)}", file=sys.stderr, flush=True)
-
-        def trace(way: str, line: bytes) -> None:
-            arrow = "->" if way == "send" else "<-"
-            print(f"{arrow} {visible(line.decode(errors='replace'))}", file=sys.stderr, flush=True)
-            if keep is not None:
-                keep(way, line)
-
-    client = Client(
-        args.socket,
-        timeout=args.timeout,
-        connect_timeout=args.connect_timeout,
-        trace=trace,
-        framing=getattr(args, "framing", "newline"),  # call --framing
-    )
-    try:
-        client.connect(wait=args.wait)
-    except BaseException:
-        client.close()
-        raise
-    return client
 
 
 def cmd_call(args: Args) -> int:
@@ -69,7 +39,7 @@ def cmd_call(args: Args) -> int:
         if way == "recv":
             lines.append(line)
 
-    with _client(args, keep if args.raw else None) as client:
+    with open_client(args, keep if args.raw else None) as client:
         try:
             result, raw = client.call_raw(args.method, params, progress=bar)
         except RpcError:
@@ -90,7 +60,7 @@ def cmd_call(args: Args) -> int:
 
 def cmd_notify(args: Args) -> int:
     params = parse_params(args.params, args.style)
-    with _client(args) as client:
+    with open_client(args) as client:
         client.send(args.method, params, respond=False)
     return EXIT_OK
 
@@ -112,7 +82,7 @@ def cmd_batch(args: Args) -> int:
         if way == "recv":
             lines.append(line)
 
-    with _client(args, keep) as client:
+    with open_client(args, keep) as client:
         results = client.batch(*items)
     if args.raw:
         for line in lines:
@@ -136,7 +106,7 @@ def cmd_batch(args: Args) -> int:
 def cmd_methods(args: Args) -> int:
     from .text import render_method, render_methods
 
-    with _client(args) as client:
+    with open_client(args) as client:
         try:
             doc = client.call("rpc.discover")
         except RpcError as exc:
@@ -161,7 +131,7 @@ def cmd_methods(args: Args) -> int:
 
 def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
-    with _client(args) as client:
+    with open_client(args) as client:
         figures = client.call("rpc.stats")
     as_json = args.json or args.pretty is not None or not (args.table or sys.stdout.isatty())
     if not as_json:
@@ -198,7 +168,7 @@ def cmd_watch(args: Args) -> int:
     except ValueError:  # not the main thread (main() called by a program): leave SIGTERM alone
         previous = None
     try:
-        with _client(args) as client, client.subscribe(args.topic, **(params or {})) as sub:
+        with open_client(args) as client, client.subscribe(args.topic, **(params or {})) as sub:
             try:
                 return _print_events(sub, args.count, bool(args.pretty))
             except Terminated:
@@ -239,7 +209,7 @@ def cmd_demo(args: Args) -> int:
 def cmd_shell(args: Args) -> int:
     from .shell import shell_command  # readline and threading: only the shell needs them
 
-    with _client(args) as client:
+    with open_client(args) as client:
         return shell_command(args, client)
 
 
@@ -261,4 +231,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "demo": cmd_demo,
     "shell": cmd_shell,
     "completion": cmd_completion,
+    **SETTINGS_COMMANDS,
 }

@@ -218,6 +218,10 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("params", metavar="PARAMS", nargs="*", help="the topic's params, key=value")
     sub.add_argument("--count", type=int, metavar="N", help="stop after N events (default: never)")
 
+    from .settings import add_settings_commands
+
+    add_settings_commands(add, sock, output)
+
     sub = add(
         "serve",
         "serve a Methods object until SIGTERM/SIGINT",
