@@ -10,6 +10,7 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypedDict, Unpack
@@ -28,7 +29,7 @@ from .admission import Admission
 from .builtins import builtin_methods, builtin_topics
 from .connection import Connection
 from .listener import is_abstract, listening, open_unix_listener
-from .logqueue import start_log_thread, stop_log_thread
+from .logqueue import default_logging, start_log_thread, stop_log_thread
 from .pubsub import Producer, Topic
 from .shared import ServeContext
 from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
@@ -235,9 +236,10 @@ class Server:
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
                         # Stop listening now: a newcomer is refused at once instead of waiting
                         # out the grace, and a new server may take the path while we drain.
+                        had_file = sockfile.path is not None  # not abstract, nor systemd's
                         sockfile.remove()  # while still listening: see _listener
                         await listener.aclose()
-                        log.info("stopped accepting; removed %s", path)
+                        log.info("stopped accepting%s %s", "; removed" if had_file else " on", path)
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             self._admission.close()
@@ -284,9 +286,24 @@ def run(
 ) -> None:
     """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
 
-    Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
-    SIGUSR1/SIGUSR2 log the server's figures.
+    For a process that is just this service: unless the application configured logging, log
+    to stderr (``time level logger message``, INFO). A start-up failure (address in use, path
+    too long, permission denied) prints one line on stderr and exits 1 (SystemExit), not a
+    traceback. SIGUSR1/SIGUSR2 log the server's figures. :func:`run_or_raise` raises instead.
     """
+    default_logging()
+    try:
+        run_or_raise(path, methods, **options)
+    except (ServerSetupError, OSError) as exc:
+        print(f"jrpc-unix: cannot serve on {path}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def run_or_raise(
+    path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Unpack[ServerOptions]
+) -> None:
+    """:func:`run` without its logging set-up; raises what stopped the server (e.g.
+    :class:`AddressInUseError`), not an ExceptionGroup."""
     server = Server(methods, **options)
     raise_fd_limit(server.limits)  # the process is ours: the limits get their descriptors
     try:
