@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._address import is_ssh
 from .._errors import ConnectionClosedError, TransportError
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchange, Progress
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
@@ -29,12 +30,17 @@ from .blocking_io import BlockingTransport
 if TYPE_CHECKING:
     from .._response import Response
     from .blocking_io import Trace
+    from .ssh import Log
 
 __all__ = ["Client", "Subscription"]
 
 
 class Client:
     """A blocking JSON-RPC client for the server at ``path``; a context manager.
+
+    ``path`` is a socket path, ``@name``, or ``ssh://[user@]host[:port]/abs/path.sock``: the
+    socket on another host, reached through the system's ssh (specs/remote.md); ``log(line)``
+    is then told how.
 
     It connects on first use and reconnects when the server closed an idle connection before a
     request was written. ``timeout`` (seconds, None for none) bounds each whole call: waiting
@@ -50,11 +56,19 @@ class Client:
         *,
         max_message_size: int = DEFAULT_MAX_ANSWER,
         trace: Trace | None = None,
+        log: Log | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self._conv = Conversation(max_message_size)
-        self._transport = BlockingTransport(self.path, self._conv, trace=trace)
+        if is_ssh(self.path):
+            from .ssh import SshStream
+
+            self._transport = BlockingTransport(
+                self.path, self._conv, trace=trace, connect=SshStream.connecting(log)
+            )
+        else:
+            self._transport = BlockingTransport(self.path, self._conv, trace=trace)
 
     def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result; raises RpcError if the server answers an error.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._address import is_ssh
 from .._errors import ConnectionClosedError
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Progress
 from .._wire.feeds import END, Feed
@@ -32,6 +33,7 @@ from .trio_io import CLIENT_CLOSED, TrioTransport, connect_unix
 
 if TYPE_CHECKING:
     from .._response import Response
+    from .ssh import Log
     from .transport import AsyncTransport
 
 __all__ = ["AsyncClient", "AsyncSubscription", "client_over", "open_client"]
@@ -217,14 +219,23 @@ async def open_client(
     *,
     connect_timeout: float | None = 30.0,
     max_message_size: int = DEFAULT_MAX_ANSWER,
+    log: Log | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """Connect to the server at ``path``; the connection closes when the block ends.
 
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
-    seconds (None: until cancelled), then raises ConnectError.
+    seconds (None: until cancelled), then raises ConnectError. An ``ssh://`` address
+    (specs/remote.md) runs ssh with that ConnectTimeout and tells ``log(line)`` how; if ssh or
+    the remote side fails, the first call raises ConnectionClosedError quoting ssh.
     """
     address = os.fspath(path)
-    stream = await connect_unix(address, connect_timeout)
+    stream: trio.abc.Stream
+    if is_ssh(address):
+        from .ssh_trio import SshTrioStream
+
+        stream = SshTrioStream(address, connect_timeout, log)
+    else:
+        stream = await connect_unix(address, connect_timeout)
     async with client_over(address, stream, max_message_size) as client:
         yield client
 
