@@ -15,25 +15,30 @@ from .._errors import RpcError
 from .._wire.requests import Call
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .params import UsageError, batch_item, parse_params
-from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
+from .remote import fan_out, fan_out_targets
+from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, say, visible
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 
     from .._client.blocking import Subscription
+    from .._client.blocking_io import Trace
 else:
     Args = Any
 
 __all__ = ["COMMANDS", "Terminated"]
 
 
-def _client(args: Args) -> Client:
-    return Client(args.socket, timeout=args.timeout)
+def _client(args: Args, trace: Trace | None = None) -> Client:
+    return Client(args.socket, timeout=args.timeout, trace=trace, log=say if args.verbose else None)
 
 
 def cmd_call(args: Args) -> int:
     """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile."""
+    targets = fan_out_targets(args, takes_method=True)
     params = parse_params(args.params, args.style)
+    if targets is not None:
+        return fan_out(args, targets, lambda client: client.call_raw(args.method, params)[0])
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     with _client(args) as client:
         try:
@@ -49,13 +54,17 @@ def cmd_call(args: Args) -> int:
 
 
 def cmd_notify(args: Args) -> int:
+    targets = fan_out_targets(args, takes_method=True)
     params = parse_params(args.params, args.style)
+    if targets is not None:
+        return fan_out(args, targets, lambda client: client.send(args.method, params, respond=False))
     with _client(args) as client:
         client.send(args.method, params, respond=False)
     return EXIT_OK
 
 
 def cmd_batch(args: Args) -> int:
+    targets = fan_out_targets(args, takes_method=False)
     items: list[Call] = []
     for number, line in enumerate(sys.stdin, 1):
         try:
@@ -66,13 +75,17 @@ def cmd_batch(args: Args) -> int:
             items.append(item)
     if not items:
         raise UsageError("no requests on stdin (one per line: METHOD [PARAMS], or a JSON request)")
+    if targets is not None:
+        return fan_out(
+            args, targets, lambda client: [_answer(i, v) for i, v in enumerate(client.batch(*items), 1)]
+        )
     lines: list[bytes] = []
 
     def keep(way: str, line: bytes) -> None:
         if way == "recv":
             lines.append(line)
 
-    with Client(args.socket, timeout=args.timeout, trace=keep) as client:
+    with _client(args, keep) as client:
         results = client.batch(*items)
     if args.raw:
         for line in lines:
@@ -82,15 +95,19 @@ def cmd_batch(args: Args) -> int:
         if isinstance(value, RpcError):
             status = EXIT_RPC_ERROR
             print_rpc_error(value, prefix=f"call {rid}: ")
-            error = {"code": value.code, "message": value.message}
-            if value.data is not None:
-                error["data"] = value.data
-            answer: dict[str, Any] = {"jsonrpc": "2.0", "error": error, "id": rid}
-        else:
-            answer = {"jsonrpc": "2.0", "result": value, "id": rid}
         if not args.raw:
-            print_json(answer, False)
+            print_json(_answer(rid, value), False)
     return status
+
+
+def _answer(rid: int, value: Any) -> dict[str, Any]:
+    """A batch place as the JSON-RPC answer it was (ids counted from 1 in call order)."""
+    if isinstance(value, RpcError):
+        error = {"code": value.code, "message": value.message}
+        if value.data is not None:
+            error["data"] = value.data
+        return {"jsonrpc": "2.0", "error": error, "id": rid}
+    return {"jsonrpc": "2.0", "result": value, "id": rid}
 
 
 def cmd_methods(args: Args) -> int:
@@ -121,6 +138,9 @@ def cmd_methods(args: Args) -> int:
 
 def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
+    targets = fan_out_targets(args, takes_method=False)
+    if targets is not None:
+        return fan_out(args, targets, lambda client: client.call("rpc.stats"))
     with _client(args) as client:
         figures = client.call("rpc.stats")
     as_json = args.json or args.pretty is not None or not (args.table or sys.stdout.isatty())
@@ -190,6 +210,12 @@ def cmd_serve(args: Args) -> int:
     return serve_command(args)
 
 
+def cmd_bridge(args: Args) -> int:
+    from .._client.relay import relay
+
+    return relay(args.path)
+
+
 def cmd_demo(args: Args) -> int:
     from .tour import tour  # the server, trio and threads: only the demo needs them
 
@@ -205,4 +231,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    "bridge": cmd_bridge,
 }

@@ -52,7 +52,7 @@ def quick_args(argv: list[str]) -> Args | None:
     (tests hold the two to the same result); None for anything else, which argparse reads."""
     if len(argv) < 3 or argv[0] not in ("call", "notify") or not all(map(_positional, argv[1:])):
         return None
-    args = SimpleNamespace(command=argv[0], timeout=30.0, socket=argv[1], style="auto")
+    args = SimpleNamespace(command=argv[0], timeout=30.0, socket=argv[1], style="auto", verbose=False)
     args.method, args.params = argv[2], argv[3:]
     if argv[0] == "call":
         args.pretty, args.raw = None, False

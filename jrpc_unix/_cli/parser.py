@@ -36,7 +36,15 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
         help="give up after this long (default 30; 0 waits forever)",
     )
     sock = argparse.ArgumentParser(add_help=False, parents=[waits])
-    sock.add_argument("socket", metavar="SOCK", help="the server's socket path (or @name)")
+    sock.add_argument(
+        "socket", metavar="SOCK", help="the server's socket path, @name, or ssh://[user@]host[:port]/path"
+    )
+    sock.add_argument(
+        "-v", "--verbose", action="store_true", help="say how the connection is made (ssh: which remote side)"
+    )
+    from .remote import add_remote_commands, fan_out_parent
+
+    targets = fan_out_parent(waits)
     output = argparse.ArgumentParser(add_help=False)
     shape = output.add_mutually_exclusive_group()
     shape.add_argument("--pretty", action="store_true", default=None, help="indented JSON")
@@ -65,16 +73,16 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     def add(name: str, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, description=help, parents=parents)
 
-    sub = add("call", "call METHOD and print its result", [sock, output, style])
-    sub.add_argument("method", metavar="METHOD")
+    sub = add("call", "call METHOD and print its result", [targets, output, style])
+    sub.add_argument("method", metavar="METHOD", nargs="?")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=params_help)
     sub.add_argument("--raw", action="store_true", help="print the whole answer line as received")
 
-    sub = add("notify", "send a notification (no answer)", [sock, style])
-    sub.add_argument("method", metavar="METHOD")
+    sub = add("notify", "send a notification (no answer)", [targets, style])
+    sub.add_argument("method", metavar="METHOD", nargs="?")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=params_help)
 
-    sub = add("batch", "send stdin's requests (one per line) as one batch", [sock, style])
+    sub = add("batch", "send stdin's requests (one per line) as one batch", [targets, style])
     sub.add_argument("--raw", action="store_true", help="print the batch answer as received")
 
     sub = add("methods", "list the server's methods (rpc.discover)", [sock, output])
@@ -82,7 +90,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print the OpenRPC document")
 
     stats_help = "the server's live figures (rpc.stats): a table on a terminal, else JSON"
-    sub = add("stats", stats_help, [sock, output])
+    sub = add("stats", stats_help, [targets, output])
     form = sub.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="JSON even on a terminal")
     form.add_argument("--table", action="store_true", help="a table even when piped")
@@ -98,4 +106,5 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
 
         add_serve_options(sub)
     add("demo", "start the demo service, drive it, show what happened", [waits])
+    add_remote_commands(add)
     return parser

@@ -29,6 +29,7 @@ __all__ = [
     "print_line",
     "print_raw",
     "print_rpc_error",
+    "say",
     "visible",
 ]
 
@@ -100,6 +101,11 @@ def print_rpc_error(exc: RpcError, prefix: str = "") -> None:
     print(f"{prefix}error [{exc.code}] {visible(exc.message)}", file=sys.stderr)
     if exc.data is not None:
         print(f"  data: {json_text(exc.data)}", file=sys.stderr)
+
+
+def say(line: str) -> None:
+    """``jrpc-unix: LINE`` on stderr (what ``-v`` tells)."""
+    print(f"jrpc-unix: {visible(line)}", file=sys.stderr, flush=True)
 
 
 def _number(value: Any) -> str:
