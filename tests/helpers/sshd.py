@@ -143,7 +143,9 @@ Match LocalPort {bridge_port}
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation directory
     log = base / "sshd.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(base / "sshd_config")], stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(base / "sshd_config")], stdout=out, stderr=out
+        )
     sshd = Sshd(base, port, bridge_port, base / "ssh_config", base / "user_key", process)
     try:
         wait_for(lambda: log.read_text().count("Server listening") >= 2 or process.poll() is not None, "sshd")
