@@ -35,7 +35,7 @@ def _client(args: Args, trace: Trace | None = None) -> Client:
 
 def cmd_call(args: Args) -> int:
     """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile."""
-    targets = fan_out_targets(args, takes_method=True)
+    targets = fan_out_targets(args)
     params = parse_params(args.params, args.style)
     if targets is not None:
         return fan_out(args, targets, lambda client: client.call_raw(args.method, params)[0])
@@ -54,7 +54,7 @@ def cmd_call(args: Args) -> int:
 
 
 def cmd_notify(args: Args) -> int:
-    targets = fan_out_targets(args, takes_method=True)
+    targets = fan_out_targets(args)
     params = parse_params(args.params, args.style)
     if targets is not None:
         return fan_out(args, targets, lambda client: client.send(args.method, params, respond=False))
@@ -64,7 +64,7 @@ def cmd_notify(args: Args) -> int:
 
 
 def cmd_batch(args: Args) -> int:
-    targets = fan_out_targets(args, takes_method=False)
+    targets = fan_out_targets(args)
     items: list[Call] = []
     for number, line in enumerate(sys.stdin, 1):
         try:
@@ -138,7 +138,7 @@ def cmd_methods(args: Args) -> int:
 
 def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
-    targets = fan_out_targets(args, takes_method=False)
+    targets = fan_out_targets(args)
     if targets is not None:
         return fan_out(args, targets, lambda client: client.call("rpc.stats"))
     with _client(args) as client:

@@ -15,9 +15,10 @@ from .params import parse_timeout
 __all__ = ["build_parser"]
 
 
-def build_parser(serve: bool = True) -> argparse.ArgumentParser:
+def build_parser(serve: bool = True, targets: bool = False) -> argparse.ArgumentParser:
     """The parser; ``args.command`` names the command. ``serve=False`` leaves out serve's
-    many options (they import the server's Limits)."""
+    many options (they import the server's Limits); ``targets=True``: the fan-out commands take
+    ``--targets FILE`` instead of SOCK."""
     parser = argparse.ArgumentParser(
         prog="jrpc-unix",
         description="Talk JSON-RPC 2.0 to a service on a UNIX socket, or serve one.",
@@ -44,7 +45,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     )
     from .remote import add_remote_commands, fan_out_parent
 
-    targets = fan_out_parent(waits)
+    fan = fan_out_parent(waits, sock=not targets)
     output = argparse.ArgumentParser(add_help=False)
     shape = output.add_mutually_exclusive_group()
     shape.add_argument("--pretty", action="store_true", default=None, help="indented JSON")
@@ -73,16 +74,16 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     def add(name: str, help: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, description=help, parents=parents)
 
-    sub = add("call", "call METHOD and print its result", [targets, output, style])
-    sub.add_argument("method", metavar="METHOD", nargs="?")
+    sub = add("call", "call METHOD and print its result", [fan, output, style])
+    sub.add_argument("method", metavar="METHOD")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=params_help)
     sub.add_argument("--raw", action="store_true", help="print the whole answer line as received")
 
-    sub = add("notify", "send a notification (no answer)", [targets, style])
-    sub.add_argument("method", metavar="METHOD", nargs="?")
+    sub = add("notify", "send a notification (no answer)", [fan, style])
+    sub.add_argument("method", metavar="METHOD")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=params_help)
 
-    sub = add("batch", "send stdin's requests (one per line) as one batch", [targets, style])
+    sub = add("batch", "send stdin's requests (one per line) as one batch", [fan, style])
     sub.add_argument("--raw", action="store_true", help="print the batch answer as received")
 
     sub = add("methods", "list the server's methods (rpc.discover)", [sock, output])
@@ -90,7 +91,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print the OpenRPC document")
 
     stats_help = "the server's live figures (rpc.stats): a table on a terminal, else JSON"
-    sub = add("stats", stats_help, [targets, output])
+    sub = add("stats", stats_help, [fan, output])
     form = sub.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="JSON even on a terminal")
     form.add_argument("--table", action="store_true", help="a table even when piped")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     Args = Any
 
-__all__ = ["add_remote_commands", "fan_out", "fan_out_parent", "fan_out_targets"]
+__all__ = ["add_remote_commands", "fan_out", "fan_out_parent", "fan_out_targets", "names_targets"]
 
 
 def _positive(text: str) -> int:
@@ -45,18 +45,19 @@ def _positive(text: str) -> int:
     return value
 
 
-def fan_out_parent(waits: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """SOCK (one target or several) and the fan-out options of call/notify/batch/stats."""
+def fan_out_parent(waits: argparse.ArgumentParser, sock: bool) -> argparse.ArgumentParser:
+    """SOCK (one target or several) and the fan-out options of call/notify/batch/stats; no SOCK
+    when the command line has ``--targets`` (:func:`names_targets`)."""
     import argparse
 
     parent = argparse.ArgumentParser(add_help=False, parents=[waits])
-    parent.add_argument(
-        "socket",
-        metavar="SOCK",
-        nargs="?",
-        help="the server's socket path, @name or ssh://[user@]host[:port]/path; several: "
-        "a,b or node sets like ssh://web[01-12]/run/app.sock",
-    )
+    if sock:
+        parent.add_argument(
+            "socket",
+            metavar="SOCK",
+            help="the server's socket path, @name or ssh://[user@]host[:port]/path; several: "
+            "a,b or node sets like ssh://web[01-12]/run/app.sock",
+        )
     parent.add_argument(
         "-v", "--verbose", action="store_true", help="say how connections are made (ssh: which remote side)"
     )
@@ -75,25 +76,14 @@ def add_remote_commands(add: Add) -> None:
     sub.add_argument("path", metavar="PATH", help="the socket (an authorized_keys forced command may fix it)")
 
 
-def fan_out_targets(args: Args, takes_method: bool) -> list[str] | None:
-    """The targets when the command fans out, else None (one target: ``args.socket``).
+def names_targets(argv: list[str]) -> bool:
+    """Whether the command line gives ``--targets`` (the parser then wants no SOCK)."""
+    return any(word == "--targets" or word.startswith("--targets=") for word in argv)
 
-    With ``--targets`` there is no SOCK, so the positionals argparse gave SOCK and METHOD move
-    along by one. A missing SOCK or METHOD is a UsageError here (argparse had to let them be
-    optional)."""
-    file = getattr(args, "targets", None)
-    if file is not None:
-        words = [w for w in (args.socket, getattr(args, "method", None)) if w is not None]
-        words += getattr(args, "params", [])
-        args.socket = None
-        if takes_method:
-            args.method, args.params = (words[0], words[1:]) if words else (None, [])
-        elif words:
-            raise UsageError(f"unexpected {words[0]!r}: with --targets, give no SOCK")
-    elif args.socket is None:
-        raise UsageError("SOCK is missing (a socket path, @name, ssh:// address, or --targets FILE)")
-    if takes_method and args.method is None:
-        raise UsageError("METHOD is missing")
+
+def fan_out_targets(args: Args) -> list[str] | None:
+    """The targets when the command fans out, else None (one target: ``args.socket``)."""
+    file = args.targets
     if file is None and not any(mark in args.socket for mark in ",["):
         return None  # one target: the common case pays for no import
     from .._client.fleet import expand_targets, read_targets
@@ -116,10 +106,10 @@ def fan_out(args: Args, targets: list[str], op: Callable[[Client], Any]) -> int:
     try:
         fleet = Fleet(
             targets,
-            parallel=getattr(args, "parallel", 16),
+            parallel=args.parallel,
             timeout=args.timeout,
-            max_fail=getattr(args, "max_fail", None),
-            serial=getattr(args, "serial", None),
+            max_fail=args.max_fail,
+            serial=args.serial,
             log=say if args.verbose else None,
         )
     except ValueError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,6 @@ from .trio_io import CLIENT_CLOSED, TrioTransport, connect_unix
 
 if TYPE_CHECKING:
     from .._response import Response
-    from .ssh import Log
     from .transport import AsyncTransport
 
 __all__ = ["AsyncClient", "AsyncSubscription", "client_over", "open_client"]
@@ -219,7 +218,7 @@ async def open_client(
     *,
     connect_timeout: float | None = 30.0,
     max_message_size: int = DEFAULT_MAX_ANSWER,
-    log: Log | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """Connect to the server at ``path``; the connection closes when the block ends.
 

@@ -89,9 +89,9 @@ def test_targets_file_and_commands(two_servers: tuple[str, str], sock_dir: str) 
     [
         (["call", "--targets", "/nonexistent/list", "ping"], "--targets /nonexistent/list: No such file"),
         (["call", "/a[2-1]", "ping"], "not a range"),
-        (["call", "/a,/b"], "METHOD is missing"),
-        (["stats"], "SOCK is missing"),
-        (["stats", "--targets", "/etc/hostname", "extra"], "give no SOCK"),
+        (["call", "/a,/b"], "the following arguments are required: METHOD"),
+        (["call", "--targets", "/etc/hostname"], "the following arguments are required: METHOD"),
+        (["stats", "--targets", "/etc/hostname", "extra"], "unrecognized arguments: extra"),
         (["call", "/a,/b", "ping", "--parallel", "0"], "at least 1"),
     ],
 )
