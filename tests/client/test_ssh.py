@@ -219,24 +219,11 @@ def test_the_bridge_as_a_forced_command(ssh_env: Sshd, shared_demo: DemoProcess,
     env = {**ssh_env.env, "JRPC_UNIX_SSH": f"ssh -F {ssh_env.config} -o IdentityFile={key}"}
     done = run_cli(env, "call", "ssh://h1/some/other.sock", "echo", "forced")
     assert (done.returncode, done.stdout) == (0, b'"forced"\n'), done.stderr
-    # restrict: no port forwarding with that key (ssh -W would be streamlocal forwarding)
-    probe = subprocess.run(
-        [
-            "ssh",
-            "-F",
-            str(ssh_env.config),
-            "-o",
-            f"IdentityFile={key}",
-            "-l",
-            REMOTE_USER,
-            "-W",
-            "127.0.0.1:1",
-            "h1",
-        ],
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
-    assert probe.returncode != 0
+    # restrict: that key cannot forward (ssh -W to sshd's own port), though the other key can
+    for identity, forwards in ((str(ssh_env.user_key), True), (key, False)):
+        argv = ["ssh", "-F", str(ssh_env.config), "-i", identity, "-W", f"127.0.0.1:{ssh_env.port}", "h1"]
+        probe = subprocess.run(argv, capture_output=True, timeout=TIMEOUT)
+        assert probe.stdout.startswith(b"SSH-2.0-") is forwards, probe
 
 
 def test_watch_through_ssh(ssh_env: Sshd, shared_demo: DemoProcess) -> None:
