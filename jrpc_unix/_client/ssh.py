@@ -209,6 +209,16 @@ class SshStream(UnixSocketStream):
         super().__init__(process.sock)
         self._process = process
         self._heard = False
+        self._gave_up = False  # the last wait timed out: an answer is abandoned, not awaited
+
+    def send_all(self, data: bytes, deadline: float | None) -> None:
+        self._gave_up = False
+        super().send_all(data, deadline)
+
+    def wait_readable(self, deadline: float | None) -> bool:
+        ready = super().wait_readable(deadline)
+        self._gave_up = not ready
+        return ready
 
     @classmethod
     def connecting(cls, log: Log | None) -> Callable[[str, float | None], SshStream]:
@@ -234,7 +244,9 @@ class SshStream(UnixSocketStream):
         return data
 
     def close(self) -> None:
+        """Shut our writing side and let ssh pass on what was written; after a timeout (the
+        transport closes to drop a late answer) ssh is ended at once instead."""
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
-        self._process.finish()
+        self._process.finish(0.0 if self._gave_up else CLOSE_WAIT)
         super().close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import trio
 
@@ -55,10 +56,13 @@ class SshTrioStream(trio.abc.Stream):
                 await trio.lowlevel.wait_readable(process.pidfd)
 
     async def aclose(self) -> None:
-        """Shut our writing side, give ssh time to pass on what was written, then end it."""
+        """Shut our writing side, give ssh time to pass on what was written, then end it; when
+        the closing task is cancelled (a timeout, Ctrl-C), end it at once."""
+        cancelled = trio.current_effective_deadline() == -math.inf
         with trio.CancelScope(shield=True):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._stream.send_eof()
-            await self._ended()
+            if not cancelled:
+                await self._ended()
             await trio.to_thread.run_sync(self._process.finish, 0.0)
             await self._stream.aclose()

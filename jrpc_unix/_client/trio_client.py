@@ -259,8 +259,11 @@ async def client_over(
                 nursery.cancel_scope.cancel()
     finally:
         transport.shut(CLIENT_CLOSED)
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        if failure is None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        else:  # trio's idiom for "no graceful cleanup": an ssh stream then ends ssh at once
+            await trio.aclose_forcefully(stream)
     if failure is not None:
         try:
             raise failure

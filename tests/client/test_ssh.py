@@ -26,10 +26,12 @@ from jrpc_unix import (
     Notify,
     Policy,
     RpcError,
+    RpcTimeoutError,
     current_context,
     open_client,
 )
 from jrpc_unix._address import parse_ssh
+from jrpc_unix._client.fleet_trio import AsyncFleet
 from jrpc_unix._client.relay import EXIT_CONNECT, EXIT_ENDED
 
 
@@ -269,3 +271,27 @@ def test_bridge_says_why_it_cannot_connect(sock_dir: str) -> None:
         done.stderr
         == f"jrpc-unix bridge: cannot connect to {sock_dir}/none.sock: No such file or directory\n".encode()
     )
+
+
+def test_a_notification_is_delivered_before_the_command_exits(ssh_env: Sshd, demo: DemoProcess) -> None:
+    """Closing shuts our side first and lets ssh pass on what was written: nothing is lost."""
+    for _ in range(3):
+        done = run_cli(ssh_env.env, "notify", f"ssh://h1{demo.path}", "counter.incr")
+        assert done.returncode == 0, done.stderr
+    with Client(demo.path, timeout=TIMEOUT) as client:
+        assert client.call("counter.get") == 3
+
+
+def test_a_timeout_ends_ssh_and_the_next_call_reconnects(ssh_env: Sshd, shared_demo: DemoProcess) -> None:
+    with Client(f"ssh://h1{shared_demo.path}", timeout=0.5) as client:
+        with pytest.raises(RpcTimeoutError, match=r"timed out after 0\.5 s"):
+            client.call("sleep", 30)
+        client.timeout = TIMEOUT
+        assert client.call("ping") == "pong"
+
+
+async def test_async_fleet_through_ssh_with_a_timeout(ssh_env: Sshd, shared_demo: DemoProcess) -> None:
+    fleet = AsyncFleet([f"ssh://h{n}{shared_demo.path}" for n in (1, 2)], timeout=TIMEOUT)
+    assert [o.result for o in await fleet.call("echo", "x")] == ["x", "x"]
+    slow = await AsyncFleet([f"ssh://h3{shared_demo.path}"], timeout=1).call("sleep", 30)
+    assert isinstance(slow[0].error, RpcTimeoutError)
