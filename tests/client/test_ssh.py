@@ -295,3 +295,26 @@ async def test_async_fleet_through_ssh_with_a_timeout(ssh_env: Sshd, shared_demo
     assert [o.result for o in await fleet.call("echo", "x")] == ["x", "x"]
     slow = await AsyncFleet([f"ssh://h3{shared_demo.path}"], timeout=1).call("sleep", 30)
     assert isinstance(slow[0].error, RpcTimeoutError)
+
+
+def test_ssh_w_is_chosen_from_openssh_9_4(sock_dir: str) -> None:
+    """The version probe and the command line of each remote side (``ssh -W`` itself needs a
+    local OpenSSH >= 9.4, which this machine may not have: an older one hangs on ``-W /path``)."""
+    from jrpc_unix._client.ssh import ssh_command, stdio_forwarding
+
+    for version, stdio in (("OpenSSH_9.4p1", True), ("OpenSSH_10.0p2", True), ("OpenSSH_9.2p1", False)):
+        fake = os.path.join(sock_dir, f"ssh-{version}")
+        with open(fake, "w") as script:
+            script.write(f"#!/bin/sh\necho '{version} Debian, OpenSSL 3.0' >&2\n")
+        os.chmod(fake, 0o755)
+        assert stdio_forwarding([fake]) is stdio
+    target = parse_ssh("ssh://ops@web01:2222/run/app.sock")
+    assert ssh_command(target, 2.5, True, ["ssh"]) == [
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-p", "2222", "-l", "ops",
+        "-W", "/run/app.sock", "--", "web01",
+    ]  # fmt: skip
+    command = ssh_command(target, None, False, ["ssh", "-F", "cfg"])
+    assert command[:9] == ["ssh", "-F", "cfg", "-o", "BatchMode=yes", "-p", "2222", "-l", "ops"]
+    assert command[9:12] == ["-T", "--", "web01"]
+    assert "exec jrpc-unix bridge /run/app.sock" in command[12]
+    assert stdio_forwarding([os.path.join(sock_dir, "no-such-ssh")]) is False
