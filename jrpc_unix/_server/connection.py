@@ -178,7 +178,7 @@ class Connection:
         self.calls.schedule.cancel_for_shutdown()
 
     def stop_reading(self) -> None:
-        """Wake the reader with EOF and let it finish (a cancel scope per read would cost ~4 us)."""
+        """Wake the reader with EOF and let it finish (cheaper than a cancel scope per read)."""
         if not self._reading_stopped and not self.gone:
             self._reading_stopped = True
             with contextlib.suppress(OSError):
