@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 from .._errors import JrpcUnixError, RpcError, TransportError
 from .blocking import Client
 
-__all__ = ["MAX_TARGETS", "Fleet", "Outcome", "Plan", "expand_targets", "read_targets"]
+__all__ = ["MAX_TARGETS", "Fleet", "FleetSettings", "Outcome", "Plan", "expand_targets", "read_targets"]
 
 #: A node set expanding to more than this many targets is refused (a typo, not a fleet).
 MAX_TARGETS: Final = 100_000
@@ -201,16 +201,9 @@ def timed(target: str, run: Callable[[], Any]) -> Outcome:
     return Outcome(target, result, ms=(time.perf_counter() - start) * 1000)
 
 
-class Fleet:
-    """Many servers, asked the same thing with blocking clients, ``parallel`` threads at most.
-
-    ::
-
-        fleet = Fleet(expand_targets("ssh://web[01-12]/run/app.sock"), max_fail=2)
-        for outcome in fleet.call("ping"):      # in completion order
-            print(outcome.target, outcome.result if outcome.ok else outcome.error)
-        print(fleet.skipped)                    # targets never started (max_fail, serial)
-    """
+class FleetSettings:
+    """What both fleets take: the targets, ``parallel`` at most at once, ``timeout`` per target
+    (connecting included), ``max_fail``, ``serial``; ``log`` as the clients' (ssh's ``-v``)."""
 
     def __init__(
         self,
@@ -230,6 +223,18 @@ class Fleet:
     @property
     def skipped(self) -> list[str]:
         return self._plan.skipped
+
+
+class Fleet(FleetSettings):
+    """Many servers, asked the same thing with blocking clients, ``parallel`` threads at most.
+
+    ::
+
+        fleet = Fleet(expand_targets("ssh://web[01-12]/run/app.sock"), max_fail=2)
+        for outcome in fleet.call("ping"):      # in completion order
+            print(outcome.target, outcome.result if outcome.ok else outcome.error)
+        print(fleet.skipped)                    # targets never started (max_fail, serial)
+    """
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Iterator[Outcome]:
         """``client.call(method, ...)`` on every target; outcomes in completion order."""

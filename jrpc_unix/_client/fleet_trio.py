@@ -9,13 +9,13 @@ from typing import Any
 import trio
 
 from .._errors import JrpcUnixError, RpcTimeoutError
-from .fleet import Outcome, Plan
+from .fleet import FleetSettings, Outcome
 from .trio_client import AsyncClient, open_client
 
 __all__ = ["AsyncFleet"]
 
 
-class AsyncFleet:
+class AsyncFleet(FleetSettings):
     """Many servers, asked the same thing by trio tasks, ``parallel`` at most at once.
 
     ::
@@ -25,25 +25,6 @@ class AsyncFleet:
 
     ``timeout`` bounds each target (connecting included): an RpcTimeoutError outcome past it.
     """
-
-    def __init__(
-        self,
-        targets: list[str],
-        *,
-        parallel: int = 16,
-        timeout: float | None = 30.0,
-        max_fail: int | None = None,
-        serial: int | None = None,
-        log: Callable[[str], None] | None = None,
-    ) -> None:
-        if parallel < 1:
-            raise ValueError("parallel must be at least 1")
-        self.targets, self.parallel, self.timeout, self.log = list(targets), parallel, timeout, log
-        self._plan = Plan(self.targets, max_fail, serial)
-
-    @property
-    def skipped(self) -> list[str]:
-        return self._plan.skipped
 
     async def call(
         self, method: str, /, *args: Any, each: Callable[[Outcome], None] | None = None, **kwargs: Any
