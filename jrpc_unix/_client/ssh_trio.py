@@ -16,8 +16,8 @@ __all__ = ["SshTrioStream"]
 class SshTrioStream(trio.abc.Stream):
     """A ``trio.abc.Stream`` over an ssh process's stdin/stdout.
 
-    An EOF before anything came means ssh or the remote side failed: reading then raises
-    BrokenResourceError quoting ssh's stderr (the transport ends its callers with it).
+    An EOF before anything came means ssh or the remote side failed: reading then raises the
+    ConnectError quoting ssh's stderr, and the transport ends its callers with it.
     """
 
     def __init__(self, address: str, connect_timeout: float | None, log: Log | None = None) -> None:
@@ -45,7 +45,7 @@ class SshTrioStream(trio.abc.Stream):
             self._heard = True
         elif not self._heard:
             await self._ended()
-            raise trio.BrokenResourceError(str(self._process.failure()))
+            raise self._process.failure()
         return bytes(data)
 
     async def _ended(self) -> None:

@@ -225,7 +225,7 @@ async def open_client(
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
     seconds (None: until cancelled), then raises ConnectError. An ``ssh://`` address
     (specs/remote.md) runs ssh with that ConnectTimeout and tells ``log(line)`` how; if ssh or
-    the remote side fails, the first call raises ConnectionClosedError quoting ssh.
+    the remote side fails, the first call raises ConnectError quoting ssh.
     """
     address = os.fspath(path)
     stream: trio.abc.Stream

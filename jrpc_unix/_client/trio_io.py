@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from .._address import socket_name
-from .._errors import ConnectionClosedError, JrpcUnixError, ProtocolError
+from .._errors import ConnectError, ConnectionClosedError, JrpcUnixError, ProtocolError
 from .._wire.conversation import Conversation, Exchange, Notification
 from .._wire.events import Answered, FeedChanged, MustSend, NotificationArrived, ReportsArrived
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
@@ -61,7 +61,9 @@ class TrioTransport:
         self._waiters: dict[Exchange, trio.Event] = {}
         self._feed_waiters: dict[Feed, trio.Event] = {}
         self._send_queue, self._queued = trio.open_memory_channel[_Outgoing](math.inf)
-        self._closed: str | ProtocolError | None = None  # why the connection is over
+        #: why the connection is over: words, or the error to raise again (a ProtocolError, or
+        #: the ConnectError of a stream that failed before it carried anything, as ssh's does)
+        self._closed: str | JrpcUnixError | None = None
         self._write_failed: str | None = None  # why nothing more can be sent
         self._arrived = trio.Event()
 
@@ -149,8 +151,8 @@ class TrioTransport:
 
     def _closed_error(self, label: str | None = None) -> JrpcUnixError:
         reason = self._closed
-        if isinstance(reason, ProtocolError):
-            return ProtocolError(str(reason))
+        if isinstance(reason, JrpcUnixError):
+            return type(reason)(str(reason))
         if label is not None:
             return self.conversation.closed_error(f"{self.address}: {reason} before answering {label}")
         if reason == CLIENT_CLOSED:
@@ -212,10 +214,10 @@ class TrioTransport:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.shut(f"reading failed ({exc or 'connection lost'})")
-        except ProtocolError as exc:
+        except (ProtocolError, ConnectError) as exc:
             self.shut(exc)
 
-    def shut(self, reason: str | ProtocolError) -> None:
+    def shut(self, reason: str | JrpcUnixError) -> None:
         """The connection is over: fail every waiting caller, reader and queued write."""
         if self._closed is None:
             self._closed = reason

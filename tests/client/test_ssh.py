@@ -132,7 +132,7 @@ async def test_trio_client_calls_subscribes_and_cancels_through_ssh(ssh_env: Ssh
 
 async def test_trio_client_quotes_ssh_when_it_fails(ssh_env: Sshd, sock_dir: str) -> None:
     async with open_client(f"ssh://h1{sock_dir}/missing.sock") as client:
-        with trio.fail_after(TIMEOUT), pytest.raises(Exception, match=r"missing\.sock: No such file"):
+        with trio.fail_after(TIMEOUT), pytest.raises(ConnectError, match=r"missing\.sock: No such file"):
             await client.call("ping")
 
 
