@@ -318,3 +318,17 @@ def test_ssh_w_is_chosen_from_openssh_9_4(sock_dir: str) -> None:
     assert command[9:12] == ["-T", "--", "web01"]
     assert "exec jrpc-unix bridge /run/app.sock" in command[12]
     assert stdio_forwarding([os.path.join(sock_dir, "no-such-ssh")]) is False
+
+
+def test_a_silent_host_is_a_timeout_not_a_hang(ssh_env: Sshd, shared_demo: DemoProcess) -> None:
+    """A port that accepts TCP but never speaks ssh: ``--timeout`` bounds it (ssh's
+    ConnectTimeout or the client's own deadline, whichever says so first), exit 3."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nobody ever answers
+        port = silent.getsockname()[1]
+        done = run_cli(ssh_env.env, "call", "--timeout", "1", f"ssh://h1:{port}{shared_demo.path}", "ping")
+    assert done.returncode == 3, done.stderr
+    assert b"timed out" in done.stderr
