@@ -35,10 +35,14 @@
  *   -K       keep CPUs awake: one SCHED_IDLE busy child per CPU while the load
  *            runs (on a VM a halted vCPU makes each wake-up slow and erratic)
  *   -l TEXT  label copied into the result
+ *   -U       the Go original's framing (unixsock) instead of newline JSON: each
+ *            call a frame (4-byte big-endian length, ':', an envelope with
+ *            "respond":true,"close":false), answered in order; not with notify
  *
  * Each answer must be a JSON object line whose "id" is one of this connection's
  * calls in flight (any order), with no "error" and, when an expected result is
- * known, exactly that "result".  Anything else counts in "errors".
+ * known, exactly that "result".  Anything else counts in "errors".  With -U: a
+ * reply frame per call, in order, "status":"success", the expected "payload".
  *
  * Output: one JSON object on stdout.  Exit status: 0 every call answered well,
  * 1 errors, missing answers or timeout, 2 usage or connect failure.
@@ -91,6 +95,7 @@ static uint64_t period;           /* paced: ns between one connection's calls; 0
 static const char *expect;        /* expected "result" JSON, or NULL */
 static size_t expect_len;
 static long bad_lines, error_answers, wrong_results;
+static int go_frames;             /* -U: the Go original's frames */
 static uint64_t *lat;
 static long nlat;
 
@@ -114,7 +119,7 @@ static void *xmalloc(size_t size) {
 static void usage(void) {
     fputs("usage: loadgen [-n N] [-w W] [-c C] [-m method] [-p params] [-s bytes] [-e result]\n"
           "               [-N notif_method] [-G get_method] [-k key] [-b base] [-t sec] [-K]\n"
-          "               [-r rate] [-l label] pingpong|pipeline|conns|notify|paced SOCKET\n", stderr);
+          "               [-r rate] [-l label] [-U] pingpong|pipeline|conns|notify|paced SOCKET\n", stderr);
     exit(2);
 }
 
@@ -209,7 +214,8 @@ static void on_line(conn_t *c, const char *s, size_t len, uint64_t t) {
     const char *end = s + len;
     const char *v = value_of(s, end, "\"id\"", 4);
     long id = 0;
-    if (s[0] == '{' && v && *v >= '0' && *v <= '9') id = strtol(v, NULL, 10);
+    if (go_frames) id = s[0] == '{' ? c->answered + 1 : 0;   /* answered in order */
+    else if (s[0] == '{' && v && *v >= '0' && *v <= '9') id = strtol(v, NULL, 10);
     if (id < 1 || id > c->released || c->seen[id - 1]) {
         complain("unexpected line", s, len, ++bad_lines);
         return;
@@ -218,12 +224,13 @@ static void on_line(conn_t *c, const char *s, size_t len, uint64_t t) {
     c->answered++;
     c->last = t;
     lat[nlat++] = t - c->t_rel[id - 1];
-    if (value_of(s, end, "\"error\"", 7)) {
+    const char *status = go_frames ? value_of(s, end, "\"status\"", 8) : NULL;
+    if (go_frames ? !status || memcmp(status, "\"success\"", 9) != 0 : value_of(s, end, "\"error\"", 7) != NULL) {
         complain("error answer", s, len, ++error_answers);
         return;
     }
     if (expect) {
-        const char *r = value_of(s, end, "\"result\"", 8);
+        const char *r = go_frames ? value_of(s, end, "\"payload\"", 9) : value_of(s, end, "\"result\"", 8);
         int ok = r && (size_t)(end - r) >= expect_len && memcmp(r, expect, expect_len) == 0;
         if (ok && r + expect_len < end) ok = strchr(",} \t\r", r[expect_len]) != NULL;
         if (!ok) complain("wrong result", s, len, ++wrong_results);
@@ -245,9 +252,19 @@ static int drain(conn_t *c) {
         uint64_t t = now_ns();
         c->rlen += (size_t)k;
         char *p = c->rbuf, *end = c->rbuf + c->rlen, *nl;
-        while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-            on_line(c, p, (size_t)(nl - p), t);
-            p = nl + 1;
+        if (go_frames) {
+            while (end - p >= 5) {
+                const unsigned char *h = (const unsigned char *)p;
+                size_t flen = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+                if ((size_t)(end - p) < 5 + flen) break;
+                on_line(c, p + 5, flen, t);
+                p += 5 + flen;
+            }
+        } else {
+            while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+                on_line(c, p, (size_t)(nl - p), t);
+                p = nl + 1;
+            }
         }
         c->rlen = (size_t)(end - p);
         memmove(c->rbuf, p, c->rlen);
@@ -331,7 +348,7 @@ int main(int argc, char **argv) {
     double timeout_s = 60;
     double rate = 10;
     int keep_awake = 0, opt;
-    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:r:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:r:Uh")) != -1) {
         switch (opt) {
         case 'n': n = atol(optarg); break;
         case 'w': window = atol(optarg); break;
@@ -348,6 +365,7 @@ int main(int argc, char **argv) {
         case 'K': keep_awake = 1; break;
         case 'l': label = optarg; break;
         case 'r': rate = atof(optarg); break;
+        case 'U': go_frames = 1; break;
         default: usage();
         }
     }
@@ -367,6 +385,7 @@ int main(int argc, char **argv) {
         nofile.rlim_cur = nofile.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
+    if (go_frames && notify) usage();
     signal(SIGPIPE, SIG_IGN);
 
     /* Encode every request now, before the clock starts. */
@@ -401,7 +420,13 @@ int main(int argc, char **argv) {
         call_end[0] = stream_len;
     } else {
         for (long i = 0; i < ncalls; i++) {
-            if (params) emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}\n", method, params, i + 1);
+            if (go_frames) {   /* the length is patched in once the envelope is written */
+                size_t head = stream_len;
+                emit("LLLL:{\"cmd\":\"%s\",\"args\":%s,\"respond\":true,\"close\":false}", method,
+                     params ? params : "{}");
+                size_t body = stream_len - head - 5;
+                for (int b = 0; b < 4; b++) stream[head + (size_t)b] = (char)(body >> (24 - 8 * b) & 0xff);
+            } else if (params) emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}\n", method, params, i + 1);
             else emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%ld}\n", method, i + 1);
             call_end[i] = stream_len;
         }

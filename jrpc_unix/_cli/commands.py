@@ -17,6 +17,7 @@ from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .params import UsageError, batch_item, parse_params
 from .remote import fan_out, fan_out_targets
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, say, visible
+from .settings import SETTINGS_COMMANDS
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
@@ -40,7 +41,8 @@ def cmd_call(args: Args) -> int:
     if targets is not None:
         return fan_out(args, targets, lambda client: client.call_raw(args.method, params)[0])
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    with _client(args) as client:
+    log = say if args.verbose else None
+    with Client(args.socket, timeout=args.timeout, framing=args.framing, log=log) as client:
         try:
             result, raw = client.call_raw(args.method, params, progress=bar)
         finally:
@@ -48,6 +50,8 @@ def cmd_call(args: Args) -> int:
                 bar.clear()
     if args.raw:
         print_raw(raw)
+    elif args.framing == "unixsock" and isinstance(result, str):
+        print(result)  # the Go server's payload, as the Go client would hand it over
     else:
         print_json(result, pretty(args.pretty))
     return EXIT_OK
@@ -232,4 +236,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "serve": cmd_serve,
     "demo": cmd_demo,
     "bridge": cmd_bridge,
+    **SETTINGS_COMMANDS,
 }

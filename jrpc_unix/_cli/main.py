@@ -56,7 +56,7 @@ def quick_args(argv: list[str]) -> Args | None:
     args.targets, args.parallel, args.max_fail, args.serial = None, 16, None, None  # no fan-out options
     args.method, args.params = argv[2], argv[3:]
     if argv[0] == "call":
-        args.pretty, args.raw = None, False
+        args.pretty, args.raw, args.framing = None, False, "newline"
     return args  # type: ignore[return-value]  # argparse's Namespace is just as loose
 
 

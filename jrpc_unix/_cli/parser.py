@@ -15,6 +15,10 @@ from .params import parse_timeout
 __all__ = ["build_parser"]
 
 
+#: jrpc_unix._wire.framings.NAMES, named here so the parser imports nothing (a test holds them equal).
+FRAMINGS = ("newline", "unixsock", "lsp", "json-seq")
+
+
 def build_parser(serve: bool = True, targets: bool = False) -> argparse.ArgumentParser:
     """The parser; ``args.command`` names the command. ``serve=False`` leaves out serve's
     many options (they import the server's Limits); ``targets=True``: the fan-out commands take
@@ -78,6 +82,12 @@ def build_parser(serve: bool = True, targets: bool = False) -> argparse.Argument
     sub.add_argument("method", metavar="METHOD")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=params_help)
     sub.add_argument("--raw", action="store_true", help="print the whole answer line as received")
+    sub.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="newline",
+        help="how messages are cut on the wire (unixsock: a Go original's server; its payload is printed)",
+    )
 
     sub = add("notify", "send a notification (no answer)", [fan, style])
     sub.add_argument("method", metavar="METHOD")
@@ -100,6 +110,10 @@ def build_parser(serve: bool = True, targets: bool = False) -> argparse.Argument
     sub.add_argument("topic", metavar="TOPIC", help="stats, progress, or one the service declares")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help="the topic's params, key=value")
     sub.add_argument("--count", type=int, metavar="N", help="stop after N events (default: never)")
+
+    from .settings import add_settings_commands
+
+    add_settings_commands(add, sock, output)
 
     sub = add("serve", "serve a Methods object until SIGTERM/SIGINT", [])
     if serve:  # its many options cost imports the client commands must not pay

@@ -26,10 +26,11 @@ from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchang
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
 from .._wire.requests import Notification, Params, make_params, seed_params
 from .blocking_io import BlockingTransport
+from .connect import UnixSocketStream
 
 if TYPE_CHECKING:
     from .._response import Response
-    from .blocking_io import Trace
+    from .blocking_io import Connect, Trace
     from .ssh import Log
 
 __all__ = ["Client", "Subscription"]
@@ -47,6 +48,8 @@ class Client:
     for the turn, connecting, writing and reading; it may be changed between calls. After a
     timeout the connection is closed (a late answer cannot confuse the next call), ending its
     subscriptions; the next call reconnects. ``trace(way, line)`` sees every message.
+    ``framing`` is how messages are cut on the wire (specs/protocol.md, "Framings"): our server
+    reads any; ``"unixsock"`` speaks to a server of the Go original.
     """
 
     def __init__(
@@ -56,19 +59,22 @@ class Client:
         *,
         max_message_size: int = DEFAULT_MAX_ANSWER,
         trace: Trace | None = None,
+        framing: str = "newline",
         log: Log | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self._conv = Conversation(max_message_size)
-        if is_ssh(self.path):
+        connect: Connect = UnixSocketStream.connect
+        if is_ssh(self.path):  # (imported only then, as framed below: the command line's cold start)
             from .ssh import SshStream
 
-            self._transport = BlockingTransport(
-                self.path, self._conv, trace=trace, connect=SshStream.connecting(log)
-            )
-        else:
-            self._transport = BlockingTransport(self.path, self._conv, trace=trace)
+            connect = SshStream.connecting(log)
+        if framing != "newline":
+            from .framed import framed_connect
+
+            connect = framed_connect(framing, max_message_size, connect)
+        self._transport = BlockingTransport(self.path, self._conv, trace=trace, connect=connect)
 
     def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result; raises RpcError if the server answers an error.

@@ -26,9 +26,11 @@ import trio
 
 from .._address import is_ssh
 from .._errors import ConnectionClosedError
+from .._wire.client_framing import ClientFraming
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Progress
 from .._wire.feeds import END, Feed
 from .._wire.requests import Notification, make_params, seed_params
+from .trio_framed import FramedTrioStream
 from .trio_io import CLIENT_CLOSED, TrioTransport, connect_unix
 
 if TYPE_CHECKING:
@@ -218,16 +220,19 @@ async def open_client(
     *,
     connect_timeout: float | None = 30.0,
     max_message_size: int = DEFAULT_MAX_ANSWER,
+    framing: str = "newline",
     log: Callable[[str], None] | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """Connect to the server at ``path``; the connection closes when the block ends.
 
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
-    seconds (None: until cancelled), then raises ConnectError. An ``ssh://`` address
-    (specs/remote.md) runs ssh with that ConnectTimeout and tells ``log(line)`` how; if ssh or
-    the remote side fails, the first call raises ConnectError quoting ssh.
+    seconds (None: until cancelled), then raises ConnectError. ``framing`` as for
+    :class:`~jrpc_unix.Client` (``"unixsock"``: a server of the Go original). An ``ssh://``
+    address (specs/remote.md) runs ssh with that ConnectTimeout and tells ``log(line)`` how; if
+    ssh or the remote side fails, the first call raises ConnectError quoting ssh.
     """
     address = os.fspath(path)
+    translate = None if framing == "newline" else ClientFraming(framing, max_message_size)
     stream: trio.abc.Stream
     if is_ssh(address):
         from .ssh_trio import SshTrioStream
@@ -235,6 +240,8 @@ async def open_client(
         stream = SshTrioStream(address, connect_timeout, log)
     else:
         stream = await connect_unix(address, connect_timeout)
+    if translate is not None:
+        stream = FramedTrioStream(stream, translate)
     async with client_over(address, stream, max_message_size) as client:
         yield client
 
