@@ -113,7 +113,7 @@ def build_parser(serve: bool = True, targets: bool = False) -> argparse.Argument
 
     from .settings import add_settings_commands
 
-    add_settings_commands(add, sock, output)
+    add_settings_commands(add, sock, output, fan)
 
     sub = add("serve", "serve a Methods object until SIGTERM/SIGINT", [])
     if serve:  # its many options cost imports the client commands must not pay

@@ -1,5 +1,5 @@
 """The command line beyond one host: ``jrpc-unix bridge``, and fan-out of ``call``, ``notify``,
-``batch`` and ``stats`` to several targets (specs/remote.md).
+``batch``, ``stats``, ``settings`` and ``set`` to several targets (specs/remote.md).
 
 A SOCK naming several targets (``a.sock,b.sock``, ``ssh://web[01-12]/run/app.sock``) or
 ``--targets FILE`` runs the command on each through :class:`~.._client.fleet.Fleet`. Piped, each

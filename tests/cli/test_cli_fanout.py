@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT
+from helpers import TIMEOUT, DemoProcess
 from helpers.ops import basic_methods, served
 from helpers.sshd import Sshd
 from helpers.terminal import on_terminal
@@ -140,3 +140,18 @@ def test_a_hundred_targets_in_bounded_time_and_memory(two_servers: tuple[str, st
     assert {line["result"] for line in lines} == {"pong"}
     print(f"peak RSS: one call {one} kB, 100 targets {many} kB")
     assert many < one + 16 * 1024, (one, many)
+
+
+def test_settings_and_set_fan_out(demo: DemoProcess, sock_dir: str) -> None:
+    two = f"{demo.path},{demo.path}"
+    code, lines, err = run("set", two, "workers=8", "--dry-run")
+    assert code == 0, err
+    assert len(lines) == 2
+    code, lines, _ = run("set", two, "workers=1000")
+    assert code == 1  # both answered the invalid-values error, its reasons in the data
+    assert {line["error"]["code"] for line in lines} == {-32602}
+    code, lines, _ = run("settings", two)
+    assert code == 0
+    assert all(
+        {"name": "workers", "value": 4, "default": 4, "source": "default"} in line["result"] for line in lines
+    )

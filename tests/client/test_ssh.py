@@ -332,3 +332,9 @@ def test_a_silent_host_is_a_timeout_not_a_hang(ssh_env: Sshd, shared_demo: DemoP
         done = run_cli(ssh_env.env, "call", "--timeout", "1", f"ssh://h1:{port}{shared_demo.path}", "ping")
     assert done.returncode == 3, done.stderr
     assert b"timed out" in done.stderr
+
+
+def test_a_framing_over_ssh(ssh_env: Sshd, shared_demo: DemoProcess) -> None:
+    """``framing=`` composes over the ssh stream (the server detects the framing)."""
+    with Client(f"ssh://h2{shared_demo.path}", timeout=TIMEOUT, framing="json-seq") as client:
+        assert client.call("echo", "framed") == "framed"
