@@ -10,7 +10,9 @@ As trio asks, no method takes a ``timeout``: wrap calls in ``trio.fail_after``/`
 The one exception is ``connect_timeout``: how long :func:`open_client` keeps trying while the
 server's accept queue is full, so a stuck server is a ConnectError, never an endless wait.
 
-:class:`AsyncClient` uses only its :class:`~.transport.AsyncTransport`'s methods, never trio's.
+:class:`AsyncClient` uses only its :class:`~.transport.AsyncTransport`'s methods, never trio's,
+so it is the asyncio client's front too (:func:`jrpc_unix.aio.open_client`, over
+:class:`~.aio_io.AsyncioTransport`; there ``asyncio.timeout`` bounds the waits).
 """
 
 from __future__ import annotations
@@ -143,6 +145,10 @@ class AsyncSubscription:
                 print(data, sub.dropped)
         # leaving the block unsubscribes
 
+    A bare ``async for data in client.subscribe(...)`` works too: it subscribes at its first
+    step and stays subscribed until the server ends the subscription, :meth:`aclose` or the
+    connection closes (a ``break`` does not unsubscribe: use the block when you may leave early).
+
     Iteration yields each event's ``data`` and stops once the subscription is closed; it raises
     ConnectionClosedError when the connection ends, since the server then ended it, not you. No
     method takes a timeout (trio's rule): bound waits with ``trio.fail_after``. Leaving the block
@@ -156,6 +162,7 @@ class AsyncSubscription:
         self._topic = topic
         self._params = params
         self._feed: Feed | None = None
+        self._entered = False
 
     @property
     def _live(self) -> Feed:
@@ -184,8 +191,9 @@ class AsyncSubscription:
         return self._feed is not None and self._feed.ended is not None
 
     async def __aenter__(self) -> AsyncSubscription:
-        if self._feed is not None:
+        if self._entered:
             raise RuntimeError("a subscription is entered once")
+        self._entered = True
         self._feed = await self._client._open_feed(self._topic, self._params)
         return self
 
@@ -199,6 +207,8 @@ class AsyncSubscription:
         return self
 
     async def __anext__(self) -> Any:
+        if self._feed is None:  # a bare `async for`: subscribe at its first step
+            await self.__aenter__()
         data = await self._client._next_event(self._live)
         if data is END:
             raise StopAsyncIteration

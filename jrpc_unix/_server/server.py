@@ -80,7 +80,8 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
-        self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
+        own_topics = builtin_topics(self.stats)
+        self.topics: dict[str, Topic] = {t.name: t for t in own_topics}
         self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
             self.add_topic(name, producer, description, access=access)
@@ -99,6 +100,7 @@ class Server:
             self.serial,
             leave=self._admission.leave,
         )
+        self._shared.own_topics = frozenset(t.name for t in own_topics)
         self.connections, self.workers = self._shared.connections, self._shared.workers
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
@@ -147,6 +149,9 @@ class Server:
         another thread it waits only for the event loop to take the event, and does nothing
         once the server has stopped.
         """
+        found = self.topics.get(topic)
+        if found is not None and not found.subscribers and found.producer is None:
+            return  # nobody listening (the common case): not even the hop onto the loop
         self._shared.loop.call(self._publish, topic, data)
 
     def _publish(self, topic: str, data: Any) -> None:
@@ -164,7 +169,12 @@ class Server:
         await self._stopped.wait()
 
     def stop(self) -> None:
-        """Begin a graceful stop (idempotent); call it from the server's trio thread."""
+        """Begin a graceful stop (idempotent). From another thread or from asyncio code (when
+        served by :mod:`jrpc_unix.aio`) the stop is handed to the event loop, as
+        :meth:`publish` is."""
+        self._shared.loop.call(self._stop)
+
+    def _stop(self) -> None:
         if self._shared.stopping:
             return
         self._shared.stopping = True
