@@ -1,8 +1,10 @@
 """The service's own methods, under the ``rpc.`` prefix the spec reserves for extensions.
 
 ``rpc.stats``, ``rpc.topics``, ``rpc.subscribe``, ``rpc.unsubscribe`` and ``rpc.cancel`` need
-only ``read`` access: they show figures and steer the caller's own connection, nothing else.
-A topic's events need the topic's own level, checked by ``rpc.subscribe`` before anything else.
+only ``read`` access: they show figures and steer the caller's own connection, nothing else
+(``rpc.cancel`` of another connection's call needs ``admin``). A topic's events need the
+topic's own level, checked by ``rpc.subscribe`` before anything else. The operator's built-ins
+are in the ``builtins_*`` modules beside this one (specs/operations.md lists them all).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import inspect
 import logging
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import trio
@@ -23,7 +25,9 @@ from .._service.limits import Limits
 from .._service.methods import MethodSpec
 from .._service.stats import ServerStats
 from .._service.throttle import Throttle
+from .builtins_admin import find_connection
 from .pubsub import PROGRESS_TOPIC, Encoded, Topic, event_bytes
+from .shared import ConnectionSet
 
 __all__ = ["builtin_methods", "builtin_topics"]
 
@@ -69,7 +73,11 @@ def _invalid(message: str) -> RpcError:
 
 
 def builtin_methods(
-    topics_: Mapping[str, Topic], limits: Limits, stats_: ServerStats, subscriptions_per_uid: Counter[int]
+    topics_: Mapping[str, Topic],
+    limits: Limits,
+    stats_: ServerStats,
+    subscriptions_per_uid: Counter[int],
+    connections: Callable[[], ConnectionSet],
 ) -> dict[str, MethodSpec]:
     """The ``rpc.*`` methods of a server with these topics, limits, figures and subscriptions."""
 
@@ -134,11 +142,23 @@ def builtin_methods(
             raise _invalid(f"subscription must be a string, not {subscription!r}")
         return current_context().connection.unsubscribe(subscription)
 
-    def cancel(id: Any) -> bool:
-        """Cancel this connection's running call with request id ``id``; False if none runs."""
+    def cancel(id: Any, connection: int | None = None) -> bool:
+        """Cancel the running call with request id ``id``: this connection's, or (admin only)
+        connection ``connection``'s; False if none runs."""
         if type(id) not in (str, int, float, type(None)):  # not bool: True would match id 1
             raise _invalid(f"id must be a request id (string, number or null), not {id!r}")
-        return current_context().connection.cancel(id)
+        own = current_context().connection
+        if connection is None or (connection == own.id and type(connection) is int):
+            return own.cancel(id)
+        if own.level < Access.ADMIN:
+            data = (
+                f"cancelling another connection's call needs admin access; you have {own.level.name.lower()}"
+            )
+            stats_.rejected_requests["access_denied"] += 1
+            throttled_log.warning("access_denied", "denied rpc.cancel to %s: %s", own.peer, data)
+            raise RpcError(ErrorCode.ACCESS_DENIED, "Access denied", data)
+        other = find_connection(connections(), connection)
+        return other is not None and other.cancel(id)
 
     read = Access.READ
     return {

@@ -107,6 +107,8 @@ class Calls:
         self._writer = writer
         self._deliver = writer.deliver
         self._outbox = outbox
+        self._slowlog = shared.slowlog
+        self._slow_ns = shared.slowlog.threshold_ns
         self._fast_specs = shared.dispatcher.fast_specs(handle.level)
         self._immediate = shared.dispatcher.immediate
         self._inline = inline_slot()
@@ -200,7 +202,10 @@ class Calls:
             m.calls += 1
             self._outbox.before_answer()
         if start:
-            m.latency.add(time.perf_counter_ns() - start)
+            elapsed = time.perf_counter_ns() - start
+            m.latency.add(elapsed)
+            if elapsed > self._slow_ns:
+                self._slowlog.add(name, elapsed, self._handle.peer, self._handle.id)
         if isinstance(answer, bytes):
             self._deliver(answer)
         elif answer is not None:  # an ErrorAnswer
@@ -255,7 +260,10 @@ class Calls:
             m.calls += 1
             self._outbox.before_answer()
         if start:
-            m.latency.add(time.perf_counter_ns() - start)
+            elapsed = time.perf_counter_ns() - start
+            m.latency.add(elapsed)
+            if elapsed > self._slow_ns:
+                self._slowlog.add(req.method, elapsed, self._handle.peer, self._handle.id)
         if isinstance(answer, ErrorAnswer):
             m.errors += 1
             stats.errors += 1

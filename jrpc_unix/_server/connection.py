@@ -17,9 +17,11 @@ cancelled, except notifications and run-to-completion calls, which finish in the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import select
 import socket as stdsocket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +41,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("jrpc_unix.server")
 throttled_log = Throttle(log)  # log lines any client can cause
 _TICKS = 4  # idle_timeout is checked every quarter of it
+_ids = itertools.count(1)
 
 
 class Connection:
@@ -52,6 +55,8 @@ class Connection:
         self, shared: ServeContext, stream: trio.SocketStream, peer: Peer | None, level: Access
     ) -> None:
         self._shared = shared
+        self.id = next(_ids)  # what rpc.connections shows and rpc.disconnect/rpc.cancel name
+        self.opened = self.active = time.monotonic()  # (active: the last read, for rpc.connections)
         self.server = shared.server
         self.stream = stream
         self.peer = peer
@@ -93,7 +98,15 @@ class Connection:
         return self.calls.schedule.cancel(request_id)
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
+        self.calls.schedule.executor.running.touch(request_id)  # (rpc.inflight's last progress)
         self.outbox.report_progress(request_id, done, total, message)
+
+    def disconnect(self) -> bool:
+        """rpc.disconnect: close now, as if the peer had left; False if it had already."""
+        if self.gone:
+            return False
+        self._gone()
+        return True
 
     # -- life ------------------------------------------------------------------------------
 
@@ -129,6 +142,7 @@ class Connection:
                 self._gone()
                 return
             self.reads += 1
+            self.active = time.monotonic()
             if not data:
                 if not self._reading_stopped:  # the peer's EOF: a last line without "\n" counts
                     calls.handle_lines(splitter.eof())

@@ -47,6 +47,11 @@ class Outbox:
         self._progress: SubscriberQueue | None = None
         self._flush_planned = False
 
+    @property
+    def queued_bytes(self) -> int:
+        """What the subscriptions' queues hold (``rpc.connections``)."""
+        return self._budget.bytes
+
     def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> SubscriberQueue:
         """Start delivering ``topic``'s events (for a produced topic: ``events``) here."""
         sub = SubscriberQueue(topic, queue_size, self._budget)

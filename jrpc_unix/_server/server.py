@@ -10,8 +10,9 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypedDict, Unpack
 
 import trio
@@ -26,12 +27,18 @@ from .._service.stats import ServerStats
 from .._service.throttle import flush_all
 from .admission import Admission
 from .builtins import builtin_methods, builtin_topics
+from .builtins_admin import admin_methods
+from .builtins_health import Health, HealthCheck, ServiceInfo, info_methods
+from .builtins_log import LogLevels, log_methods
+from .builtins_metrics import metrics_methods
 from .connection import Connection
 from .listener import is_abstract, listening, open_unix_listener
 from .logqueue import start_log_thread, stop_log_thread
 from .pubsub import Producer, Topic
-from .shared import ServeContext
+from .sdnotify import sd_notify
+from .shared import ConnectionSet, ServeContext
 from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
+from .slowlog import DEFAULT_THRESHOLD, SlowLog
 
 __all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
@@ -51,6 +58,10 @@ class ServerOptions(TypedDict, total=False):
     fast_path: bool
     discover: bool
     method_stats: bool
+    name: str | None
+    version: str | None
+    slow_call_threshold: float | None
+    disable_builtins: Collection[str]
 
 
 class Server:
@@ -69,7 +80,15 @@ class Server:
         fast_path: bool = True,
         discover: bool = True,
         method_stats: bool = True,
+        name: str | None = None,
+        version: str | None = None,
+        slow_call_threshold: float | None = DEFAULT_THRESHOLD,
+        disable_builtins: Collection[str] = (),
     ) -> None:
+        """``name``/``version``: the service's, for ``rpc.info`` and the OpenRPC ``info``.
+        ``slow_call_threshold``: seconds over which a call goes into ``rpc.slowlog`` (None:
+        none does). ``disable_builtins``: ``rpc.*`` names to leave out (specs/operations.md).
+        The other options: specs/protocol.md and specs/security.md."""
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
         self.methods = Methods.coerce(methods)
@@ -80,7 +99,14 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
+        self.info = ServiceInfo(name, version)
+        self.health = Health(lambda: self._shared.stopping)
+        self.log_levels = LogLevels()
+        self._slowlog = SlowLog(slow_call_threshold)
+        self._disabled = frozenset(disable_builtins)
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
+        if "rpc.health" not in self._disabled:
+            self.topics["health"] = self.health.topic()
         self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
             self.add_topic(name, producer, description, access=access)
@@ -98,19 +124,45 @@ class Server:
             self.subscriptions_per_uid,
             self.serial,
             leave=self._admission.leave,
+            slowlog=self._slowlog,
         )
         self.connections, self.workers = self._shared.connections, self._shared.workers
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
+        self._keeper_scope = trio.CancelScope()  # the log levels' ttl keeper
         self._stopped = trio.Event()
         self._stop_requested = trio.Event()
         self._started = False
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
-        own = builtin_methods(self.topics, self.limits, self.stats, self.subscriptions_per_uid)
-        return add_discover(own, self.methods) if self.discover else own
+
+        def connections() -> ConnectionSet:
+            return self.connections
+
+        own = {
+            **builtin_methods(self.topics, self.limits, self.stats, self.subscriptions_per_uid, connections),
+            **info_methods(self.info, self.health),
+            **admin_methods(connections, self._slowlog),
+            **log_methods(self.log_levels),
+            **metrics_methods(self.stats),
+        }
+        unknown = sorted(self._disabled - own.keys() - {"rpc.discover"})
+        if unknown:
+            raise ValueError(
+                f"disable_builtins: no built-in {', '.join(unknown)}; built-ins: {', '.join(sorted(own))}"
+            )
+        own = {name: spec for name, spec in own.items() if name not in self._disabled}
+        if self.discover and "rpc.discover" not in self._disabled:
+            return add_discover(own, self.methods, self.info.name, self.info.version)
+        return own
+
+    def add_health_check(self, name: str, check: HealthCheck, *, timeout: float = 5.0) -> None:
+        """Add a check to ``rpc.health``: ``check()`` (plain or async) returns True or None
+        (passing), a str (passing, with that detail) or False (failing); raising or taking
+        longer than ``timeout`` seconds fails it. A plain one runs in a worker thread."""
+        self.health.add(name, check, timeout)
 
     @property
     def stopping(self) -> bool:
@@ -168,8 +220,10 @@ class Server:
         if self._shared.stopping:
             return
         self._shared.stopping = True
+        sd_notify("STOPPING=1", "STATUS=stopping: finishing the calls that run")
         self._accept_scope.cancel()
         self._watchdog_scope.cancel()
+        self._keeper_scope.cancel()
         self._stop_requested.set()  # _shutdown takes it from here
         for conn in self.connections.everyone():
             conn.wake_for_stop()
@@ -218,8 +272,11 @@ class Server:
                             period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
                             nursery.start_soon(self.connections.watch_idle, period, scope)
                         nursery.start_soon(self._shutdown)
+                        nursery.start_soon(self.log_levels.keep, self._keeper_scope)
+                        self.info.addresses.append(path)
                         task_status.started(self)
                         log.info("listening on %s", path)
+                        sd_notify("READY=1", f"STATUS=listening on {path}", f"MAINPID={os.getpid()}")
                         with self._accept_scope:
                             await self._admission.accept(listener, self._serve_connection, nursery)
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)

@@ -24,6 +24,7 @@ from .._service.stats import ServerStats
 from .hangup import HangupWatch
 from .loop import EventLoop
 from .pubsub import Topic
+from .slowlog import SlowLog
 from .workers import WorkerThreads
 
 __all__ = ["ConnectionSet", "Member", "ServeContext"]
@@ -120,6 +121,8 @@ class ServeContext:
     loop: EventLoop = field(init=False, default_factory=EventLoop)
     #: The server is stopping: no new work starts; what waits is answered -32002.
     stopping: bool = False
+    #: The calls over ``slow_call_threshold`` (``rpc.slowlog``).
+    slowlog: SlowLog = field(default_factory=SlowLog)
 
     def __post_init__(self, leave: Callable[[Peer | None], None]) -> None:
         self.connections = ConnectionSet(self.limits, self.stats, leave)

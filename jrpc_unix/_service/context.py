@@ -40,6 +40,11 @@ class ConnectionHandle(Protocol):
     """What a handler may do with the connection its request came on (``rpc.*`` methods do)."""
 
     @property
+    def id(self) -> int:
+        """The server's number for it (``rpc.connections``)."""
+        ...
+
+    @property
     def peer(self) -> Peer | None: ...
     @property
     def level(self) -> Access: ...
