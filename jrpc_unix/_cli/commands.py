@@ -14,6 +14,7 @@ from .._client.blocking import Client
 from .._errors import RpcError
 from .._wire.requests import Call
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
+from .ops import OPS_COMMANDS, print_openmetrics
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 
@@ -121,6 +122,8 @@ def cmd_methods(args: Args) -> int:
 
 def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
+    if args.openmetrics:
+        return print_openmetrics(args)
     with _client(args) as client:
         figures = client.call("rpc.stats")
     as_json = args.json or args.pretty is not None or not (args.table or sys.stdout.isatty())
@@ -205,4 +208,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    **OPS_COMMANDS,
 }

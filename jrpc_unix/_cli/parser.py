@@ -86,12 +86,16 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     form = sub.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="JSON even on a terminal")
     form.add_argument("--table", action="store_true", help="a table even when piped")
+    form.add_argument("--openmetrics", action="store_true", help="OpenMetrics text (rpc.metrics)")
 
     sub = add("watch", "subscribe to TOPIC and print each event, one JSON per line", [sock, output])
     sub.add_argument("topic", metavar="TOPIC", help="stats, progress, or one the service declares")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help="the topic's params, key=value")
     sub.add_argument("--count", type=int, metavar="N", help="stop after N events (default: never)")
 
+    from .ops import add_ops_commands
+
+    add_ops_commands(add, sock, output)
     sub = add("serve", "serve a Methods object until SIGTERM/SIGINT", [])
     if serve:  # its many options cost imports the client commands must not pay
         from .serve import add_serve_options

@@ -51,7 +51,9 @@ def test_metrics_parse_as_openmetrics_with_a_histogram_per_method(sock_path: str
     assert hist.type == "histogram"
     buckets = [s for s in hist.samples if s.name.endswith("_bucket") and s.labels["method"] == "ping"]
     counts = [s.value for s in buckets]
-    assert counts == sorted(counts) and buckets[-1].labels["le"] == "+Inf" and counts[-1] == 5
+    assert counts == sorted(counts)
+    assert buckets[-1].labels["le"] == "+Inf"
+    assert counts[-1] == 5
     assert value("jrpc_unix_method_latency_seconds", "_count", method="ping") == 5
     assert 0 < value("jrpc_unix_method_latency_seconds", "_sum", method="ping") < 5
 
