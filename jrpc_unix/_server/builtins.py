@@ -21,15 +21,21 @@ import trio
 from .._errors import ErrorCode, RpcError
 from .._service.access import Access
 from .._service.context import ConnectionHandle, current_context
+from .._service.discover import add_discover
 from .._service.limits import Limits
-from .._service.methods import MethodSpec
+from .._service.methods import Methods, MethodSpec
 from .._service.stats import ServerStats
 from .._service.throttle import Throttle
-from .builtins_admin import find_connection
+from .audit import Audit, audit_methods
+from .builtins_admin import admin_methods, find_connection
+from .builtins_health import Health, ServiceInfo, info_methods
+from .builtins_log import LogLevels, log_methods
+from .builtins_metrics import metrics_methods
 from .pubsub import PROGRESS_TOPIC, Encoded, Topic, event_bytes
 from .shared import ConnectionSet
+from .slowlog import SlowLog
 
-__all__ = ["builtin_methods", "builtin_topics"]
+__all__ = ["Operations", "builtin_methods", "builtin_topics", "without"]
 
 MAX_QUEUE = 10_000
 MIN_INTERVAL = 0.05  # of the stats topic, in seconds
@@ -78,8 +84,10 @@ def builtin_methods(
     stats_: ServerStats,
     subscriptions_per_uid: Counter[int],
     connections: Callable[[], ConnectionSet],
+    audit: Audit,
 ) -> dict[str, MethodSpec]:
-    """The ``rpc.*`` methods of a server with these topics, limits, figures and subscriptions."""
+    """The core ``rpc.*`` methods of a server with these topics, limits, figures and
+    subscriptions: stats, topics, (un)subscribe, cancel."""
 
     def stats() -> dict[str, Any]:
         """Live figures of the service: connections, calls, errors and latency per method."""
@@ -119,6 +127,8 @@ def builtin_methods(
             data = f"topic {topic!r} needs {need} access; you have {have}"
             stats_.rejected_requests["access_denied"] += 1
             throttled_log.warning("access_denied", "denied a subscription to %s: %s", conn.peer, data)
+            if audit.enabled:
+                audit.denied("rpc.subscribe", {"topic": topic}, conn.peer, conn.id, data)
             raise RpcError(ErrorCode.ACCESS_DENIED, "Access denied", data)
         _check_room(conn)
         if type(queue_size) is not int or not 1 <= queue_size <= MAX_QUEUE:
@@ -156,6 +166,8 @@ def builtin_methods(
             )
             stats_.rejected_requests["access_denied"] += 1
             throttled_log.warning("access_denied", "denied rpc.cancel to %s: %s", own.peer, data)
+            if audit.enabled:
+                audit.denied("rpc.cancel", {"id": id, "connection": connection}, own.peer, own.id, data)
             raise RpcError(ErrorCode.ACCESS_DENIED, "Access denied", data)
         other = find_connection(connections(), connection)
         return other is not None and other.cancel(id)
@@ -168,3 +180,43 @@ def builtin_methods(
         "rpc.unsubscribe": MethodSpec.build("rpc.unsubscribe", unsubscribe, access=read),
         "rpc.cancel": MethodSpec.build("rpc.cancel", cancel, access=read, immediate=True),
     }
+
+
+class Operations:
+    """What the operator's built-ins keep: who the service is, its health checks, log levels,
+    slow calls and audit trail (one of each per :class:`~jrpc_unix.Server`)."""
+
+    def __init__(self, info: ServiceInfo, health: Health, slowlog: SlowLog, audit: Audit) -> None:
+        self.info, self.health, self.slowlog, self.audit = info, health, slowlog, audit
+        self.log_levels = LogLevels()
+
+    def methods(
+        self, core: dict[str, MethodSpec], connections: Callable[[], ConnectionSet], stats: ServerStats
+    ) -> dict[str, MethodSpec]:
+        """``core`` and the operator's built-ins (specs/operations.md)."""
+        return {
+            **core,
+            **info_methods(self.info, self.health),
+            **admin_methods(connections, self.slowlog),
+            **log_methods(self.log_levels),
+            **metrics_methods(stats),
+            **audit_methods(self.audit),
+        }
+
+
+def without(
+    builtins: dict[str, MethodSpec],
+    disabled: frozenset[str],
+    methods: Methods,
+    discover: bool,
+    info: ServiceInfo,
+) -> dict[str, MethodSpec]:
+    """``builtins`` less the ``disabled`` ones, with ``rpc.discover`` unless it is one of them."""
+    unknown = sorted(disabled - builtins.keys() - {"rpc.discover"})
+    if unknown:
+        known = ", ".join(sorted([*builtins, "rpc.discover"]))
+        raise ValueError(f"disable_builtins: no built-in {', '.join(unknown)}; built-ins: {known}")
+    kept = {name: spec for name, spec in builtins.items() if name not in disabled}
+    if discover and "rpc.discover" not in disabled:
+        return add_discover(kept, methods, info.name, info.version)
+    return kept

@@ -19,18 +19,15 @@ import trio
 
 from .._errors import ServerSetupError, sole_exception
 from .._service.access import Access, Peer, Policy, group_id
-from .._service.discover import add_discover
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits, raise_fd_limit
 from .._service.methods import Methods, MethodSpec
 from .._service.stats import ServerStats
 from .._service.throttle import flush_all
 from .admission import Admission
-from .builtins import builtin_methods, builtin_topics
-from .builtins_admin import admin_methods
-from .builtins_health import Health, HealthCheck, ServiceInfo, info_methods
-from .builtins_log import LogLevels, log_methods
-from .builtins_metrics import metrics_methods
+from .audit import Audit
+from .builtins import Operations, builtin_methods, builtin_topics, without
+from .builtins_health import Health, HealthCheck, ServiceInfo
 from .connection import Connection
 from .listener import is_abstract, listening, open_unix_listener
 from .logqueue import start_log_thread, stop_log_thread
@@ -62,6 +59,7 @@ class ServerOptions(TypedDict, total=False):
     version: str | None
     slow_call_threshold: float | None
     disable_builtins: Collection[str]
+    audit: bool | None
 
 
 class Server:
@@ -84,10 +82,12 @@ class Server:
         version: str | None = None,
         slow_call_threshold: float | None = DEFAULT_THRESHOLD,
         disable_builtins: Collection[str] = (),
+        audit: bool | None = None,
     ) -> None:
         """``name``/``version``: the service's, for ``rpc.info`` and the OpenRPC ``info``.
         ``slow_call_threshold``: seconds over which a call goes into ``rpc.slowlog`` (None:
         none does). ``disable_builtins``: ``rpc.*`` names to leave out (specs/operations.md).
+        ``audit``: record operate/admin calls and denials (default: when there is a policy).
         The other options: specs/protocol.md and specs/security.md."""
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
@@ -99,10 +99,13 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
-        self.info = ServiceInfo(name, version)
         self.health = Health(lambda: self._shared.stopping)
-        self.log_levels = LogLevels()
-        self._slowlog = SlowLog(slow_call_threshold)
+        self.operations = Operations(
+            ServiceInfo(name, version),
+            self.health,
+            SlowLog(slow_call_threshold),
+            Audit(policy is not None if audit is None else audit),
+        )
         self._disabled = frozenset(disable_builtins)
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
         if "rpc.health" not in self._disabled:
@@ -114,6 +117,7 @@ class Server:
             if name not in self.topics:  # declared by the methods too: one topic
                 self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
+        self.operations.audit.bind(self.dispatcher)
         self._admission = Admission(self.limits, policy, self.stats)
         self._shared = ServeContext(
             self,
@@ -124,7 +128,8 @@ class Server:
             self.subscriptions_per_uid,
             self.serial,
             leave=self._admission.leave,
-            slowlog=self._slowlog,
+            slowlog=self.operations.slowlog,
+            audit=self.operations.audit if self.operations.audit.enabled else None,
         )
         self.connections, self.workers = self._shared.connections, self._shared.workers
         self._accept_scope = trio.CancelScope()
@@ -141,22 +146,13 @@ class Server:
         def connections() -> ConnectionSet:
             return self.connections
 
-        own = {
-            **builtin_methods(self.topics, self.limits, self.stats, self.subscriptions_per_uid, connections),
-            **info_methods(self.info, self.health),
-            **admin_methods(connections, self._slowlog),
-            **log_methods(self.log_levels),
-            **metrics_methods(self.stats),
-        }
-        unknown = sorted(self._disabled - own.keys() - {"rpc.discover"})
-        if unknown:
-            raise ValueError(
-                f"disable_builtins: no built-in {', '.join(unknown)}; built-ins: {', '.join(sorted(own))}"
-            )
-        own = {name: spec for name, spec in own.items() if name not in self._disabled}
-        if self.discover and "rpc.discover" not in self._disabled:
-            return add_discover(own, self.methods, self.info.name, self.info.version)
-        return own
+        ops = self.operations
+        core = builtin_methods(
+            self.topics, self.limits, self.stats, self.subscriptions_per_uid, connections, ops.audit
+        )
+        return without(
+            ops.methods(core, connections, self.stats), self._disabled, self.methods, self.discover, ops.info
+        )
 
     def add_health_check(self, name: str, check: HealthCheck, *, timeout: float = 5.0) -> None:
         """Add a check to ``rpc.health``: ``check()`` (plain or async) returns True or None
@@ -272,8 +268,8 @@ class Server:
                             period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
                             nursery.start_soon(self.connections.watch_idle, period, scope)
                         nursery.start_soon(self._shutdown)
-                        nursery.start_soon(self.log_levels.keep, self._keeper_scope)
-                        self.info.addresses.append(path)
+                        nursery.start_soon(self.operations.log_levels.keep, self._keeper_scope)
+                        self.operations.info.addresses.append(path)
                         task_status.started(self)
                         log.info("listening on %s", path)
                         sd_notify("READY=1", f"STATUS=listening on {path}", f"MAINPID={os.getpid()}")

@@ -21,6 +21,7 @@ from .._service.context import ServerHandle
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits
 from .._service.stats import ServerStats
+from .audit import Audit
 from .hangup import HangupWatch
 from .loop import EventLoop
 from .pubsub import Topic
@@ -123,6 +124,8 @@ class ServeContext:
     stopping: bool = False
     #: The calls over ``slow_call_threshold`` (``rpc.slowlog``).
     slowlog: SlowLog = field(default_factory=SlowLog)
+    #: The audit trail (``rpc.audit``); None: nothing is audited.
+    audit: Audit | None = None
 
     def __post_init__(self, leave: Callable[[Peer | None], None]) -> None:
         self.connections = ConnectionSet(self.limits, self.stats, leave)

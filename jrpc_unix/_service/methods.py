@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -109,6 +109,8 @@ class MethodSpec:
     run_to_completion: bool = False
     #: Run at once, outside the connection's ordering (the server's own ``rpc.cancel``).
     immediate: bool = False
+    #: Parameters the audit log shows as ``"***"`` (passwords, tokens): specs/operations.md.
+    secret: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -121,6 +123,7 @@ class MethodSpec:
         timeout: float | None = None,
         run_to_completion: bool = False,
         immediate: bool = False,
+        secret: Iterable[str] = (),
     ) -> MethodSpec:
         if not callable(func):
             raise TypeError(f"method {name!r}: {func!r} is not callable")
@@ -131,8 +134,20 @@ class MethodSpec:
         sig = inspect.signature(func)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"method {name!r}: timeout must be positive, not {timeout!r}")
+        secret = frozenset(secret)
+        if unknown := secret - sig.parameters.keys():
+            raise ValueError(f"method {name!r}: secret names no parameter: {', '.join(sorted(unknown))}")
         return cls(
-            name, func, mode, sig, _Shape.of(sig), Access(access), timeout, run_to_completion, immediate
+            name,
+            func,
+            mode,
+            sig,
+            _Shape.of(sig),
+            Access(access),
+            timeout,
+            run_to_completion,
+            immediate,
+            secret,
         )
 
 
@@ -191,7 +206,8 @@ class Methods(Mapping[str, Handler]):
         """Decorator: ``@methods.add``, ``@methods.add("config.set")``, ``@methods.add(blocking=True)``.
 
         Options: ``blocking`` (run in a worker thread), ``access`` (the :class:`Access` level
-        needed), ``timeout`` (seconds), ``run_to_completion`` (survive the caller's disconnect).
+        needed), ``timeout`` (seconds), ``run_to_completion`` (survive the caller's disconnect),
+        ``secret`` (parameter names the audit log redacts).
         """
         if callable(name):
             self.register(name.__name__, name)

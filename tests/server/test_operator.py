@@ -53,7 +53,7 @@ def test_info_names_the_service_and_the_process(sock_path: str) -> None:
         assert info["uptime_s"] >= 0
         doc = _result(c.call("rpc.discover", rid=2))
         assert doc["info"] == {"title": "billing", "version": "2.1"}  # OpenRPC: the service's
-        assert handle.server.info.name == "billing"
+        assert handle.server.operations.info.name == "billing"
 
 
 def test_health_runs_the_checks_and_says_why_one_fails(sock_path: str) -> None:
