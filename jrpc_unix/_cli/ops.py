@@ -1,5 +1,5 @@
 """The operator's commands: ``info``, ``health``, ``log``, ``inflight``, ``connections``,
-``slowlog`` and ``stats --openmetrics`` (specs/operations.md).
+``slowlog``, ``audit`` and ``stats --openmetrics`` (specs/operations.md).
 
 Each calls one ``rpc.*`` built-in and prints, like ``stats``, a table on a terminal (or with
 ``--table``) and JSON when piped (or with ``--json``). ``health`` exits 0 while the service is
@@ -48,6 +48,8 @@ def add_ops_commands(add: Add, sock: argparse.ArgumentParser, output: argparse.A
     add("inflight", "the calls running now, on every connection (rpc.inflight)", [form])
     sub = add("connections", "who is connected (rpc.connections)", [form])
     sub.add_argument("--kill", type=int, metavar="ID", help="disconnect connection ID (rpc.disconnect)")
+    sub = add("audit", "the newest audit records: operate/admin calls and denials (rpc.audit)", [form])
+    sub.add_argument("--limit", type=int, default=50, metavar="N", help="at most N records (default 50)")
     sub = add("slowlog", "the newest calls over the slow-call threshold (rpc.slowlog)", [form])
     sub.add_argument("--limit", type=int, default=20, metavar="N", help="at most N calls (default 20)")
 
@@ -188,6 +190,14 @@ def cmd_slowlog(args: Args) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: Args) -> int:
+    columns = [("time", "time"), ("peer", "peer"), ("method", "method"), ("outcome", "outcome")]
+    columns += [("duration_ms", "ms"), ("params", "params")]
+    with Client(args.socket, timeout=args.timeout) as client:
+        _show(args, client.call("rpc.audit", limit=args.limit), lambda rows: table(rows, columns))
+    return EXIT_OK
+
+
 def print_openmetrics(args: Args) -> int:
     """``stats --openmetrics``: the text as the server renders it, for a textfile collector."""
     with Client(args.socket, timeout=args.timeout) as client:
@@ -206,4 +216,5 @@ OPS_COMMANDS: dict[str, Callable[[Args], int]] = {
     "inflight": cmd_inflight,
     "connections": cmd_connections,
     "slowlog": cmd_slowlog,
+    "audit": cmd_audit,
 }

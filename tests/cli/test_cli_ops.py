@@ -119,3 +119,14 @@ def test_stats_openmetrics_for_a_textfile_collector(sock_path: str, table: bool)
             text = done.stdout
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"jrpc_unix_calls", "jrpc_unix_method_latency_seconds"} <= names
+
+
+def test_audit_lists_the_records(sock_path: str) -> None:
+    with served(sock_path, Methods(), audit=True):
+        assert run("log", sock_path, "jrpc_unix.cli_audit", "INFO").returncode == 0
+        [record] = _json(run("audit", sock_path, "--limit", "1"))
+        assert (record["method"], record["outcome"]) == ("rpc.log.set", "ok")
+        code, out, _ = on_terminal("audit", sock_path, stdout=True)
+        assert code == 0
+        assert b"rpc.log.set" in out
+        assert b"outcome" in out
