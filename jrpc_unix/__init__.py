@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports eac
     from ._server.server import Server as Server
     from ._server.server import run as run
     from ._server.server import serve as serve
+    from ._server.sockets import Listen as Listen
     from ._server.thread import ServerThread as ServerThread
     from ._server.thread import serve_in_thread as serve_in_thread
     from ._service.access import Access as Access
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "Response": "_response",
     "Status": "_response",
     "Server": "_server.server",
+    "Listen": "_server.sockets",
     "run": "_server.server",
     "serve": "_server.server",
     "ServerThread": "_server.thread",

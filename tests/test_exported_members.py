@@ -21,7 +21,8 @@ from jrpc_unix import Methods
 
 PUBLIC = {
     "Access", "AddressInUseError", "AsyncClient", "AsyncSubscription", "Call", "Client",
-    "ConnectError", "ConnectionClosedError", "ErrorCode", "JrpcUnixError", "Limits", "Methods", "Notify",
+    "ConnectError", "ConnectionClosedError", "ErrorCode", "JrpcUnixError", "Limits", "Listen", "Methods",
+    "Notify",
     "Peer", "Policy", "ProtocolError", "RequestContext", "Response", "RpcError", "RpcTimeoutError",
     "Server", "ServerSetupError", "ServerThread", "Status", "Subscription", "TransportError",
     "current_context", "open_client", "run", "serve", "serve_in_thread",

@@ -186,8 +186,18 @@ class Operations:
     """What the operator's built-ins keep: who the service is, its health checks, log levels,
     slow calls and audit trail (one of each per :class:`~jrpc_unix.Server`)."""
 
-    def __init__(self, info: ServiceInfo, health: Health, slowlog: SlowLog, audit: Audit) -> None:
-        self.info, self.health, self.slowlog, self.audit = info, health, slowlog, audit
+    def __init__(
+        self,
+        name: str | None,
+        version: str | None,
+        slow_call_threshold: float | None,
+        audit: bool,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.info = ServiceInfo(name, version)
+        self.health = Health(stopping)
+        self.slowlog = SlowLog(slow_call_threshold)
+        self.audit = Audit(audit)
         self.log_levels = LogLevels()
 
     def methods(

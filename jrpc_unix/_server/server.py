@@ -9,15 +9,16 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypedDict, Unpack
 
 import trio
 
-from .._errors import ServerSetupError, sole_exception
+from .._errors import sole_exception
 from .._service.access import Access, Peer, Policy, group_id
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits, raise_fd_limit
@@ -25,17 +26,16 @@ from .._service.methods import Methods, MethodSpec
 from .._service.stats import ServerStats
 from .._service.throttle import flush_all
 from .admission import Admission
-from .audit import Audit
 from .builtins import Operations, builtin_methods, builtin_topics, without
-from .builtins_health import Health, HealthCheck, ServiceInfo
+from .builtins_health import HealthCheck
 from .connection import Connection
-from .listener import is_abstract, listening, open_unix_listener
 from .logqueue import start_log_thread, stop_log_thread
 from .pubsub import Producer, Topic
 from .sdnotify import sd_notify
 from .shared import ConnectionSet, ServeContext
 from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
-from .slowlog import DEFAULT_THRESHOLD, SlowLog
+from .slowlog import DEFAULT_THRESHOLD
+from .sockets import Listen, addresses, open_listeners
 
 __all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
@@ -60,10 +60,11 @@ class ServerOptions(TypedDict, total=False):
     slow_call_threshold: float | None
     disable_builtins: Collection[str]
     audit: bool | None
+    listen: Sequence[Listen]
 
 
 class Server:
-    """A JSON-RPC 2.0 service over a UNIX socket. One Server serves one socket, once."""
+    """A JSON-RPC 2.0 service over UNIX sockets (one, or more: ``listen``); it serves once."""
 
     def __init__(
         self,
@@ -83,11 +84,13 @@ class Server:
         slow_call_threshold: float | None = DEFAULT_THRESHOLD,
         disable_builtins: Collection[str] = (),
         audit: bool | None = None,
+        listen: Sequence[Listen] = (),
     ) -> None:
         """``name``/``version``: the service's, for ``rpc.info`` and the OpenRPC ``info``.
         ``slow_call_threshold``: seconds over which a call goes into ``rpc.slowlog`` (None:
         none does). ``disable_builtins``: ``rpc.*`` names to leave out (specs/operations.md).
         ``audit``: record operate/admin calls and denials (default: when there is a policy).
+        ``listen``: more addresses, each with its own mode, group, policy and ceiling.
         The other options: specs/protocol.md and specs/security.md."""
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
@@ -99,17 +102,13 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
-        self.health = Health(lambda: self._shared.stopping)
-        self.operations = Operations(
-            ServiceInfo(name, version),
-            self.health,
-            SlowLog(slow_call_threshold),
-            Audit(policy is not None if audit is None else audit),
-        )
+        audited = policy is not None if audit is None else audit
+        self.operations = Operations(name, version, slow_call_threshold, audited, lambda: self.stopping)
         self._disabled = frozenset(disable_builtins)
+        self.listen = [x if isinstance(x, Listen) else Listen(x) for x in listen]
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
         if "rpc.health" not in self._disabled:
-            self.topics["health"] = self.health.topic()
+            self.topics["health"] = self.operations.health.topic()
         self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
             self.add_topic(name, producer, description, access=access)
@@ -158,7 +157,7 @@ class Server:
         """Add a check to ``rpc.health``: ``check()`` (plain or async) returns True or None
         (passing), a str (passing, with that detail) or False (failing); raising or taking
         longer than ``timeout`` seconds fails it. A plain one runs in a worker thread."""
-        self.health.add(name, check, timeout)
+        self.operations.health.add(name, check, timeout)
 
     @property
     def stopping(self) -> bool:
@@ -246,22 +245,20 @@ class Server:
         if self._started:
             raise RuntimeError("a Server serves once; create a new one")
         self._started = True
-        if is_abstract(path) and self.policy is None:
-            raise ServerSetupError(
-                f"{path} is an abstract address: it has no file permissions, so it needs a policy "
-                "(Server(..., policy=Policy(allow_users=...)))"
-            )
+        wanted = addresses(path, self.socket_mode, self.socket_gid, self.policy, self.listen)
         self._shared.loop.enter()
         start_log_thread()
         self._admission.start()
+        stack = contextlib.AsyncExitStack()
         try:
-            listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+            bound = await open_listeners(stack, wanted)
         except BaseException:
             self._admission.close()
             stop_log_thread()
             raise
+        paths = ", ".join(b.path for b in bound)
         try:
-            async with listening(listener, sockfile):  # the file goes first, on every way out
+            async with stack:  # the files go first, on every way out
                 with self._work_scope:
                     async with self._shared.hangups.running(), trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
@@ -269,18 +266,24 @@ class Server:
                             nursery.start_soon(self.connections.watch_idle, period, scope)
                         nursery.start_soon(self._shutdown)
                         nursery.start_soon(self.operations.log_levels.keep, self._keeper_scope)
-                        self.operations.info.addresses.append(path)
+                        self.operations.info.addresses.extend(b.path for b in bound)
                         task_status.started(self)
-                        log.info("listening on %s", path)
-                        sd_notify("READY=1", f"STATUS=listening on {path}", f"MAINPID={os.getpid()}")
+                        log.info("listening on %s", paths)
+                        sd_notify("READY=1", f"STATUS=listening on {paths}", f"MAINPID={os.getpid()}")
                         with self._accept_scope:
-                            await self._admission.accept(listener, self._serve_connection, nursery)
+                            async with trio.open_nursery() as accepting:
+                                for b in bound:
+                                    serve = self._serve_connection
+                                    accepting.start_soon(
+                                        self._admission.accept, b.listener, serve, nursery, b.gate
+                                    )
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
                         # Stop listening now: a newcomer is refused at once instead of waiting
                         # out the grace, and a new server may take the path while we drain.
-                        sockfile.remove()  # while still listening: see _listener
-                        await listener.aclose()
-                        log.info("stopped accepting; removed %s", path)
+                        for b in bound:
+                            b.sockfile.remove()  # while still listening: see _listener
+                            await b.listener.aclose()
+                        log.info("stopped accepting; removed %s", paths)
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             self._admission.close()

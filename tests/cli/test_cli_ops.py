@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import stat
 import subprocess
 from typing import Any
 
 import pytest
 import trio
-from helpers import ROOT, TIMEOUT, LineClient, wait_for
+from helpers import ROOT, TIMEOUT, LineClient, ServerProcess, wait_for
 from helpers.ops import served
 from helpers.terminal import CLI, on_terminal
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -130,3 +133,30 @@ def test_audit_lists_the_records(sock_path: str) -> None:
         assert code == 0
         assert b"rpc.log.set" in out
         assert b"outcome" in out
+
+
+def test_serve_listens_on_several_sockets_with_a_ceiling(sock_dir: str) -> None:
+    path, ro = os.path.join(sock_dir, "admin.sock"), os.path.join(sock_dir, "ro.sock")
+    argv = [
+        "serve",
+        "jrpc_unix.demo:methods",
+        path,
+        "--listen",
+        f"{ro},mode=0644,ceiling=read",
+        "--name",
+        "demo",
+    ]
+    ready = lambda: os.path.exists(path) and os.path.exists(ro)  # noqa: E731
+    with ServerProcess([*CLI, *argv], os.path.join(sock_dir, "log"), ready) as server:
+        assert stat.S_IMODE(os.stat(ro).st_mode) == 0o644
+        info = _json(run("info", ro))
+        assert (info["name"], info["addresses"]) == ("demo", [path, ro])
+        denied = run("connections", ro)
+        assert denied.returncode == 1
+        assert "rpc.connections needs admin access; you have read" in denied.stderr
+        assert run("connections", path).returncode == 0
+        assert server.signal(signal.SIGTERM) == 0
+    assert not os.path.exists(ro)
+    bad = run("serve", "jrpc_unix.demo:methods", path, "--listen", f"{ro},ceiling=root")
+    assert bad.returncode == 2
+    assert "ceiling must be read, operate or admin" in bad.stderr
