@@ -78,6 +78,21 @@ def _invalid(message: str) -> RpcError:
     return RpcError(ErrorCode.INVALID_PARAMS, "Invalid params", message)
 
 
+def _resume(topic: Topic, since: Any, epoch: Any, answer: dict[str, Any]) -> list[bytes]:
+    """The kept events after ``since`` for a resumed subscription; says in ``answer`` whether
+    some were lost (``truncated``, with the ``oldest`` seq kept) or the server restarted."""
+    if topic.producer is not None or topic.name == PROGRESS_TOPIC:
+        raise _invalid(f"topic {topic.name!r} cannot be resumed: only published topics keep events")
+    if type(since) is not int or since < 0:
+        raise _invalid(f"since must be the last seq seen (an integer >= 0), not {since!r}")
+    if epoch is not None and type(epoch) is not str:
+        raise _invalid(f"epoch must be the epoch of the events seen (a string), not {epoch!r}")
+    restarted = epoch is not None and epoch != topic.epoch
+    backlog, oldest, truncated = topic.after(0 if restarted else since)
+    answer.update(epoch=topic.epoch, seq=topic.seq, truncated=truncated, oldest=oldest, restarted=restarted)
+    return backlog
+
+
 def builtin_methods(
     topics_: Mapping[str, Topic],
     limits: Limits,
@@ -115,8 +130,11 @@ def builtin_methods(
         data = f"too many subscriptions {text}; unsubscribe from one first"
         raise RpcError(ErrorCode.OVERLOADED, "Server overloaded", data)
 
-    def subscribe(topic: str, queue_size: int = 100, **params: Any) -> dict[str, str]:
-        """Receive ``topic``'s events as ``rpc.event`` notifications on this connection."""
+    def subscribe(
+        topic: str, queue_size: int = 100, since: int | None = None, epoch: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Receive ``topic``'s events as ``rpc.event`` notifications on this connection; with
+        ``since`` (and the ``epoch`` it was seen in), first those published after that seq."""
         conn = current_context().connection
         found = topics_.get(topic) if isinstance(topic, str) else None
         if found is None:
@@ -135,6 +153,8 @@ def builtin_methods(
             raise _invalid(f"queue_size must be an integer from 1 to {MAX_QUEUE}")
         if found.producer is None and params:
             raise _invalid(f"topic {topic!r} takes no parameters")
+        answer: dict[str, Any] = {"topic": topic}
+        backlog = _resume(found, since, epoch, answer) if since is not None or epoch is not None else []
         events = None
         if found.producer is not None:
             try:
@@ -144,7 +164,8 @@ def builtin_methods(
                 events = found.producer(**params)
             except (TypeError, ValueError) as exc:
                 raise _invalid(f"topic {topic!r}: {exc}") from None
-        return {"subscription": conn.subscribe(topic, events, queue_size), "topic": topic}
+        found.keep_history()
+        return {"subscription": conn.subscribe(topic, events, queue_size, backlog), **answer}
 
     def unsubscribe(subscription: str) -> bool:
         """Stop a subscription of this connection; False if there was none by that id."""

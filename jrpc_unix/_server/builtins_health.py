@@ -43,6 +43,7 @@ class ServiceInfo:
     name: str | None = None
     version: str | None = None
     addresses: list[str] = field(default_factory=list)
+    epoch: str = ""  # the server's, which published events carry (a new one at each start)
     started_wall: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
 
@@ -56,6 +57,7 @@ class ServiceInfo:
             "uptime_s": round(time.monotonic() - self.started, 3),
             "python": platform.python_version(),
             "addresses": list(self.addresses),
+            "epoch": self.epoch,
         }
 
 

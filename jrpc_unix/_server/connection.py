@@ -22,7 +22,7 @@ import logging
 import select
 import socket as stdsocket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
@@ -87,8 +87,10 @@ class Connection:
     def subscription_count(self) -> int:
         return len(self.outbox.subscriptions)
 
-    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> str:
-        return self.outbox.subscribe(topic, events, queue_size).id
+    def subscribe(
+        self, topic: str, events: AsyncIterator[Any] | None, queue_size: int, backlog: Sequence[bytes] = ()
+    ) -> str:
+        return self.outbox.subscribe(topic, events, queue_size, backlog).id
 
     def unsubscribe(self, subscription: str) -> bool:
         return self.outbox.unsubscribe(subscription)

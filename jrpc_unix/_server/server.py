@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypedDict, Unpack
@@ -61,6 +62,7 @@ class ServerOptions(TypedDict, total=False):
     disable_builtins: Collection[str]
     audit: bool | None
     listen: Sequence[Listen]
+    topic_history: int
 
 
 class Server:
@@ -85,12 +87,14 @@ class Server:
         disable_builtins: Collection[str] = (),
         audit: bool | None = None,
         listen: Sequence[Listen] = (),
+        topic_history: int = 100,
     ) -> None:
         """``name``/``version``: the service's, for ``rpc.info`` and the OpenRPC ``info``.
         ``slow_call_threshold``: seconds over which a call goes into ``rpc.slowlog`` (None:
         none does). ``disable_builtins``: ``rpc.*`` names to leave out (specs/operations.md).
         ``audit``: record operate/admin calls and denials (default: when there is a policy).
         ``listen``: more addresses, each with its own mode, group, policy and ceiling.
+        ``topic_history``: events each published topic keeps for ``rpc.subscribe(since=)``.
         The other options: specs/protocol.md and specs/security.md."""
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
@@ -102,8 +106,11 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
+        self.epoch = secrets.token_hex(8)  # new at each start: resumable watches see a restart
+        self._history = topic_history
         audited = policy is not None if audit is None else audit
         self.operations = Operations(name, version, slow_call_threshold, audited, lambda: self.stopping)
+        self.operations.info.epoch = self.epoch
         self._disabled = frozenset(disable_builtins)
         self.listen = [x if isinstance(x, Listen) else Listen(x) for x in listen]
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
@@ -185,7 +192,7 @@ class Server:
         if name in self.topics:
             raise ValueError(f"topic {name!r} exists already")
         level = self.methods.topic_access() if access is None else Access(access)
-        self.topics[name] = Topic(name, producer, description, level)
+        self.topics[name] = Topic(name, producer, description, level, epoch=self.epoch, history=self._history)
 
     def publish(self, topic: str, data: Any) -> None:
         """Send ``data`` to every subscriber of ``topic``; never waits for a subscriber.
@@ -203,7 +210,7 @@ class Server:
             raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
         if found.producer is not None:
             raise ValueError(f"topic {topic!r} has a producer, which makes its events")
-        if found.subscribers:  # nobody listening (the common case): not even a call
+        if found.subscribers or found.kept is not None:  # never watched (common): not even a call
             self.stats.events_dropped += found.publish(data)
 
     async def wait_stopped(self) -> None:
