@@ -14,7 +14,7 @@ from .._client.blocking import Client
 from .._errors import RpcError
 from .._wire.requests import Call
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
-from .ops import OPS_COMMANDS, print_openmetrics
+from .ops import OPS_COMMANDS, print_openmetrics, resume_params, tell_resumed, tell_where
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 
@@ -156,18 +156,23 @@ def cmd_watch(args: Args) -> int:
 
     params = parse_params(args.params, "keywords")
     assert not isinstance(params, list)
+    params = {**(params or {}), **resume_params(args)}
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (main() called by a program): leave SIGTERM alone
         previous = None
     try:
-        with _client(args) as client, client.subscribe(args.topic, **(params or {})) as sub:
+        with _client(args) as client, client.subscribe(args.topic, **params) as sub:
+            tell_resumed(sub)
             try:
                 return _print_events(sub, args.count, bool(args.pretty))
             except Terminated:
                 return EXIT_TERMINATED
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+            finally:
+                if args.since is not None:
+                    tell_where(sub)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

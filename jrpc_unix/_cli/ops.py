@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # argparse only when the command line needs it (see .main)
     import argparse
     from argparse import Namespace as Args
 
+    from .._client.blocking import Subscription
+
     Add = Callable[[str, str, list[argparse.ArgumentParser]], argparse.ArgumentParser]
 else:
     Args = Any
@@ -196,6 +198,38 @@ def cmd_audit(args: Args) -> int:
     with Client(args.socket, timeout=args.timeout) as client:
         _show(args, client.call("rpc.audit", limit=args.limit), lambda rows: table(rows, columns))
     return EXIT_OK
+
+
+def resume_params(args: Args) -> dict[str, Any]:
+    """``watch --since SEQ [--epoch EPOCH]`` as ``rpc.subscribe`` params."""
+    if args.since is None:
+        if args.epoch is not None:
+            raise UsageError("--epoch goes with --since")
+        return {}
+    return {"since": args.since} if args.epoch is None else {"since": args.since, "epoch": args.epoch}
+
+
+def tell_resumed(sub: Subscription) -> None:
+    """On stderr: what a resumed watch could not replay."""
+    resumed = sub.resumed or {}
+    if resumed.get("restarted"):
+        print("jrpc-unix: the server restarted since; replaying what it kept", file=sys.stderr, flush=True)
+    elif resumed.get("truncated"):
+        oldest = resumed.get("oldest")
+        print(
+            f"jrpc-unix: events before seq {oldest} are gone; replaying from there",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def tell_where(sub: Subscription) -> None:
+    """On stderr, as the watch ends: how to resume after the last event received."""
+    if sub.seq is not None:
+        print(
+            f"jrpc-unix: last seq {sub.seq}; resume with --since {sub.seq} --epoch {sub.epoch}",
+            file=sys.stderr,
+        )
 
 
 def print_openmetrics(args: Args) -> int:

@@ -92,6 +92,8 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("topic", metavar="TOPIC", help="stats, progress, or one the service declares")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help="the topic's params, key=value")
     sub.add_argument("--count", type=int, metavar="N", help="stop after N events (default: never)")
+    sub.add_argument("--since", type=int, metavar="SEQ", help="first the kept events after SEQ (resume)")
+    sub.add_argument("--epoch", metavar="EPOCH", help="the epoch SEQ was seen in (a restart is then told)")
 
     from .ops import add_ops_commands
 

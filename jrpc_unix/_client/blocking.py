@@ -230,6 +230,22 @@ class Subscription:
         return self._feed.dropped
 
     @property
+    def seq(self) -> int | None:
+        """The ``seq`` of the newest event received from a published topic (None before one):
+        ``client.subscribe(topic, since=sub.seq, epoch=sub.epoch)`` resumes after it."""
+        return self._feed.seq
+
+    @property
+    def epoch(self) -> str | None:
+        """The server's epoch those events carried (a new one at each server start)."""
+        return self._feed.epoch
+
+    @property
+    def resumed(self) -> dict[str, Any] | None:
+        """Subscribed with ``since``: the answer's ``truncated``, ``oldest``, ``restarted``, ..."""
+        return self._feed.resumed
+
+    @property
     def closed(self) -> bool:
         """True once no more events can come (closed here, or the connection ended)."""
         return self._feed.ended is not None
