@@ -65,6 +65,7 @@ class Audit:
         self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=SIZE)
         self._fast: dict[Access, dict[str, MethodSpec]] = {}
         self._dispatcher: Dispatcher | None = None
+        self._peers: dict[Peer, dict[str, Any] | None] = {}
 
     def bind(self, dispatcher: Dispatcher) -> None:
         """The server's methods are known: audit those at ``operate`` level or above."""
@@ -89,7 +90,8 @@ class Audit:
         record.update(_outcome(answer))
         record["duration_ms"] = round(ns / 1e6, 3) if ns else None
         self.records.append(record)
-        log.info("%s", json.dumps(record, default=repr))
+        if log.isEnabledFor(logging.INFO):  # (the encoding is most of a record's cost)
+            log.info("%s", json.dumps(_shown(record), default=repr))
 
     def denied(self, method: str, params: Any, peer: Peer | None, connection: int, why: str) -> None:
         """Record a denial (of a call, a subscription, a cancel); logged throttled."""
@@ -97,23 +99,39 @@ class Audit:
         record = self._record(req, peer, connection)
         record.update(outcome="denied", detail=why)
         self.records.append(record)
-        throttled.log(logging.WARNING, "denied", "%s", json.dumps(record, default=repr))
+        if throttled.allow("denied"):
+            log.warning("%s", json.dumps(_shown(record), default=repr))
 
     def _record(self, req: Request, peer: Peer | None, connection: int) -> dict[str, Any]:
         spec = self._dispatcher.spec(req.method) if self._dispatcher is not None else None
         return {
-            "time": iso_time(time.time()),
-            "peer": describe_peer(peer),
+            "time": time.time(),  # (made readable when shown: most records are never read)
+            "peer": self._peer(peer),
             "connection": connection,
             "method": req.method,
             "notification": req.is_notification,
             "params": _redact(spec, req.params),
         }
 
+    def _peer(self, peer: Peer | None) -> dict[str, Any] | None:
+        """The peer described once per process that calls (``/proc`` read once, not per call)."""
+        if peer is None:
+            return None
+        found = self._peers.get(peer)
+        if found is None:
+            if len(self._peers) >= 1024:
+                self._peers.clear()
+            found = self._peers[peer] = describe_peer(peer)
+        return found
+
     def newest(self, limit: int) -> list[dict[str, Any]]:
-        out = list(self.records)[-limit:] if limit else []
+        out = [_shown(r) for r in list(self.records)[-limit:]] if limit else []
         out.reverse()
         return out
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "time": iso_time(record["time"])}
 
 
 def audit_methods(audit: Audit) -> dict[str, MethodSpec]:
