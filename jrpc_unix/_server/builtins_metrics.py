@@ -38,14 +38,20 @@ def _slot_end_ns(slot: int) -> int:
     return ((8 + slot % 8) << exp) + (1 << exp)
 
 
+#: For each bound: how many slots end at or below it (a bucket sums the slots before that).
+_CUTS = [
+    sum(1 for slot in range(len(Histogram().slots)) if _slot_end_ns(slot) <= bound * 1e9) for bound in BOUNDS
+]
+_LES = [f"{bound:g}" for bound in BOUNDS]
+
+
 def _buckets(hist: Histogram) -> Iterator[tuple[str, int]]:
     """(le, cumulative count) for each bound, then +Inf."""
-    slots, slot, seen = hist.slots, 0, 0
-    for bound in BOUNDS:
-        while slot < len(slots) and _slot_end_ns(slot) <= bound * 1e9:
-            seen += slots[slot]
-            slot += 1
-        yield f"{bound:g}", seen
+    slots, done, seen = hist.slots, 0, 0
+    for le, cut in zip(_LES, _CUTS, strict=True):
+        seen += sum(slots[done:cut])
+        done = cut
+        yield le, seen
     yield "+Inf", hist.count
 
 
