@@ -12,11 +12,17 @@
  *   conns     C connections in parallel, each pingpong with N calls: total calls/s
  *   notify    1 connection: N notifications in one burst, then one call that
  *             reads back what the last notification set: notifications/s
+ *   paced     C connections, each making N calls at R calls/s (one in flight; the
+ *             connections' schedules spread evenly over 1/R); a call due before
+ *             the previous answer came counts its latency from when it was due
+ *             (no coordinated omission); first one uncounted ping on every
+ *             connection, answered before the clock starts
  *
  * Options
  *   -n N     calls per connection; notifications in notify mode      [20000]
  *   -w W     calls in flight (pipeline)                              [64]
- *   -c C     connections (conns)                                     [16]
+ *   -c C     connections (conns, paced)                              [16]
+ *   -r R     paced: calls per second per connection                  [10]
  *   -m NAME  method of the calls                                     [ping]
  *   -p JSON  params of the calls (compact JSON)
  *   -s B     echo a string of B bytes: -m echo -p {"msg":"xx..."} and expect it back
@@ -29,10 +35,14 @@
  *   -K       keep CPUs awake: one SCHED_IDLE busy child per CPU while the load
  *            runs (on a VM a halted vCPU makes each wake-up slow and erratic)
  *   -l TEXT  label copied into the result
+ *   -U       the Go original's framing (unixsock) instead of newline JSON: each
+ *            call a frame (4-byte big-endian length, ':', an envelope with
+ *            "respond":true,"close":false), answered in order; not with notify
  *
  * Each answer must be a JSON object line whose "id" is one of this connection's
  * calls in flight (any order), with no "error" and, when an expected result is
- * known, exactly that "result".  Anything else counts in "errors".
+ * known, exactly that "result".  Anything else counts in "errors".  With -U: a
+ * reply frame per call, in order, "status":"success", the expected "payload".
  *
  * Output: one JSON object on stdout.  Exit status: 0 every call answered well,
  * 1 errors, missing answers or timeout, 2 usage or connect failure.
@@ -68,6 +78,8 @@ typedef struct {
     long released;      /* calls released: ids 1..released */
     long answered;
     uint64_t *t_rel;    /* release time per call, ns */
+    uint64_t start;     /* paced: when call 1 is due, ns */
+    uint64_t last;      /* when the last answer arrived, ns */
     unsigned char *seen;
     char *rbuf;
     size_t rlen, rcap;
@@ -78,10 +90,12 @@ static char *stream;
 static size_t stream_len, stream_cap;
 static size_t *call_end;          /* call i ends at stream offset call_end[i] */
 static long ncalls;               /* calls per connection */
+static uint64_t period;           /* paced: ns between one connection's calls; 0 unpaced */
 
 static const char *expect;        /* expected "result" JSON, or NULL */
 static size_t expect_len;
 static long bad_lines, error_answers, wrong_results;
+static int go_frames;             /* -U: the Go original's frames */
 static uint64_t *lat;
 static long nlat;
 
@@ -105,7 +119,7 @@ static void *xmalloc(size_t size) {
 static void usage(void) {
     fputs("usage: loadgen [-n N] [-w W] [-c C] [-m method] [-p params] [-s bytes] [-e result]\n"
           "               [-N notif_method] [-G get_method] [-k key] [-b base] [-t sec] [-K]\n"
-          "               [-l label] pingpong|pipeline|conns|notify SOCKET\n", stderr);
+          "               [-r rate] [-l label] [-U] pingpong|pipeline|conns|notify|paced SOCKET\n", stderr);
     exit(2);
 }
 
@@ -200,20 +214,23 @@ static void on_line(conn_t *c, const char *s, size_t len, uint64_t t) {
     const char *end = s + len;
     const char *v = value_of(s, end, "\"id\"", 4);
     long id = 0;
-    if (s[0] == '{' && v && *v >= '0' && *v <= '9') id = strtol(v, NULL, 10);
+    if (go_frames) id = s[0] == '{' ? c->answered + 1 : 0;   /* answered in order */
+    else if (s[0] == '{' && v && *v >= '0' && *v <= '9') id = strtol(v, NULL, 10);
     if (id < 1 || id > c->released || c->seen[id - 1]) {
         complain("unexpected line", s, len, ++bad_lines);
         return;
     }
     c->seen[id - 1] = 1;
     c->answered++;
+    c->last = t;
     lat[nlat++] = t - c->t_rel[id - 1];
-    if (value_of(s, end, "\"error\"", 7)) {
+    const char *status = go_frames ? value_of(s, end, "\"status\"", 8) : NULL;
+    if (go_frames ? !status || memcmp(status, "\"success\"", 9) != 0 : value_of(s, end, "\"error\"", 7) != NULL) {
         complain("error answer", s, len, ++error_answers);
         return;
     }
     if (expect) {
-        const char *r = value_of(s, end, "\"result\"", 8);
+        const char *r = go_frames ? value_of(s, end, "\"payload\"", 9) : value_of(s, end, "\"result\"", 8);
         int ok = r && (size_t)(end - r) >= expect_len && memcmp(r, expect, expect_len) == 0;
         if (ok && r + expect_len < end) ok = strchr(",} \t\r", r[expect_len]) != NULL;
         if (!ok) complain("wrong result", s, len, ++wrong_results);
@@ -235,9 +252,19 @@ static int drain(conn_t *c) {
         uint64_t t = now_ns();
         c->rlen += (size_t)k;
         char *p = c->rbuf, *end = c->rbuf + c->rlen, *nl;
-        while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-            on_line(c, p, (size_t)(nl - p), t);
-            p = nl + 1;
+        if (go_frames) {
+            while (end - p >= 5) {
+                const unsigned char *h = (const unsigned char *)p;
+                size_t flen = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+                if ((size_t)(end - p) < 5 + flen) break;
+                on_line(c, p + 5, flen, t);
+                p += 5 + flen;
+            }
+        } else {
+            while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+                on_line(c, p, (size_t)(nl - p), t);
+                p = nl + 1;
+            }
         }
         c->rlen = (size_t)(end - p);
         memmove(c->rbuf, p, c->rlen);
@@ -245,12 +272,22 @@ static int drain(conn_t *c) {
     }
 }
 
-/* Release calls up to the window, then write what is released; -1 on a broken socket. */
+/* When the next call of a paced connection is due (ns); 0 when it has none left. */
+static uint64_t due(const conn_t *c) {
+    return c->released < ncalls ? c->start + (uint64_t)c->released * period : 0;
+}
+
+/* Release calls up to the window (paced: those due), then write them; -1 on a broken socket. */
 static int pump(conn_t *c, long window) {
     if (c->released < ncalls && c->released - c->answered < window) {
         uint64_t t = now_ns();
-        while (c->released < ncalls && c->released - c->answered < window) c->t_rel[c->released++] = t;
-        c->wend = call_end[c->released - 1];
+        if (period) {
+            uint64_t d = due(c);   /* late for the server's sake: counted from d; for ours: now */
+            if (d <= t) { c->t_rel[c->released] = c->last > d ? d : t; c->released++; }
+        } else {
+            while (c->released < ncalls && c->released - c->answered < window) c->t_rel[c->released++] = t;
+        }
+        if (c->released) c->wend = call_end[c->released - 1];
     }
     while (c->woff < c->wend) {
         ssize_t k = send(c->fd, stream + c->woff, c->wend - c->woff, MSG_NOSIGNAL);
@@ -259,6 +296,29 @@ static int pump(conn_t *c, long window) {
             return errno == EAGAIN ? 0 : -1;
         }
         c->woff += (size_t)k;
+    }
+    return 0;
+}
+
+/* paced: one ping answered on every connection before the clock starts (the server has
+ * accepted them all, and set each one up); its answer is not counted. -1 on failure. */
+static int warm_up(conn_t *conns, struct pollfd *pfd, long nconns, uint64_t deadline) {
+    static const char ping[] = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":0}\n";
+    for (long i = 0; i < nconns; i++) {
+        if (send(conns[i].fd, ping, sizeof ping - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof ping - 1)) return -1;
+        pfd[i].fd = conns[i].fd;
+        pfd[i].events = POLLIN;
+    }
+    for (long waiting = nconns; waiting > 0;) {
+        if (now_ns() >= deadline) return -1;
+        if (poll(pfd, (nfds_t)nconns, 100) < 0 && errno != EINTR) return -1;
+        for (long i = 0; i < nconns; i++) {
+            if (pfd[i].fd < 0 || !pfd[i].revents) continue;
+            char buf[4096];
+            ssize_t k = recv(conns[i].fd, buf, sizeof buf, 0);
+            if (k <= 0) { if (k == 0 || errno != EAGAIN) return -1; continue; }
+            if (buf[k - 1] == '\n') { pfd[i].fd = -1; waiting--; }   /* one short line */
+        }
     }
     return 0;
 }
@@ -286,8 +346,9 @@ int main(int argc, char **argv) {
     const char *method = NULL, *params = NULL, *nmethod = "config.set", *getmethod = "config.get";
     const char *key = "bench", *label = "";
     double timeout_s = 60;
+    double rate = 10;
     int keep_awake = 0, opt;
-    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:r:Uh")) != -1) {
         switch (opt) {
         case 'n': n = atol(optarg); break;
         case 'w': window = atol(optarg); break;
@@ -303,11 +364,13 @@ int main(int argc, char **argv) {
         case 't': timeout_s = atof(optarg); break;
         case 'K': keep_awake = 1; break;
         case 'l': label = optarg; break;
+        case 'r': rate = atof(optarg); break;
+        case 'U': go_frames = 1; break;
         default: usage();
         }
     }
-    if (argc - optind != 2 || n < 1 || n > 10000000 || window < 1 || nconns < 1 || nconns > 4096
-        || timeout_s <= 0 || payload > (1 << 24))
+    if (argc - optind != 2 || n < 1 || n > 10000000 || window < 1 || nconns < 1 || nconns > 65536
+        || timeout_s <= 0 || rate <= 0 || payload > (1 << 24))
         usage();
     const char *mode = argv[optind], *path = argv[optind + 1];
     int notify = 0;
@@ -315,7 +378,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(mode, "pipeline")) nconns = 1;
     else if (!strcmp(mode, "conns")) window = 1;
     else if (!strcmp(mode, "notify")) { notify = 1; nconns = 1; window = 1; }
+    else if (!strcmp(mode, "paced")) { window = 1; period = (uint64_t)(1e9 / rate); }
     else usage();
+    struct rlimit nofile;   /* room for every connection: the soft limit up to the hard one */
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    if (go_frames && notify) usage();
     signal(SIGPIPE, SIG_IGN);
 
     /* Encode every request now, before the clock starts. */
@@ -350,7 +420,13 @@ int main(int argc, char **argv) {
         call_end[0] = stream_len;
     } else {
         for (long i = 0; i < ncalls; i++) {
-            if (params) emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}\n", method, params, i + 1);
+            if (go_frames) {   /* the length is patched in once the envelope is written */
+                size_t head = stream_len;
+                emit("LLLL:{\"cmd\":\"%s\",\"args\":%s,\"respond\":true,\"close\":false}", method,
+                     params ? params : "{}");
+                size_t body = stream_len - head - 5;
+                for (int b = 0; b < 4; b++) stream[head + (size_t)b] = (char)(body >> (24 - 8 * b) & 0xff);
+            } else if (params) emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}\n", method, params, i + 1);
             else emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%ld}\n", method, i + 1);
             call_end[i] = stream_len;
         }
@@ -367,8 +443,13 @@ int main(int argc, char **argv) {
         conns[i].seen = xmalloc((size_t)ncalls);
     }
 
+    if (period && warm_up(conns, pfd, nconns, now_ns() + (uint64_t)(timeout_s * 1e9)) < 0) {
+        fputs("loadgen: warm-up ping unanswered on some connection\n", stderr);
+        return 2;
+    }
     double cpu0 = cpu_seconds(RUSAGE_SELF);
     uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(timeout_s * 1e9);
+    for (long i = 0; i < nconns; i++) conns[i].start = t0 + (uint64_t)i * period / (uint64_t)nconns;
     long active = nconns, broken = 0;
     int timed_out = 0;
     while (active > 0) {
@@ -381,9 +462,15 @@ int main(int argc, char **argv) {
             pfd[i].events = POLLIN | (c->woff < c->wend ? POLLOUT : 0);
         }
         if (active == 0) break;
-        uint64_t t = now_ns();
+        uint64_t t = now_ns(), wake = deadline;
+        for (long i = 0; period && i < nconns; i++) {   /* paced: until the next call is due */
+            uint64_t d = conns[i].done || conns[i].released > conns[i].answered ? 0 : due(&conns[i]);
+            if (d && d < wake) wake = d;
+        }
         if (t >= deadline) { timed_out = 1; break; }
-        int ready = poll(pfd, (nfds_t)nconns, (int)((deadline - t) / 1000000) + 1);
+        uint64_t left = wake > t ? wake - t : 0;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        int ready = ppoll(pfd, (nfds_t)nconns, &ts, NULL);
         if (ready < 0 && errno != EINTR) die("poll");
         for (long i = 0; ready > 0 && i < nconns; i++) {
             conn_t *c = &conns[i];

@@ -36,7 +36,7 @@ def cmd_call(args: Args) -> int:
     """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile."""
     params = parse_params(args.params, args.style)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    with _client(args) as client:
+    with Client(args.socket, timeout=args.timeout, framing=args.framing) as client:
         try:
             result, raw = client.call_raw(args.method, params, progress=bar)
         finally:
@@ -44,6 +44,8 @@ def cmd_call(args: Args) -> int:
                 bar.clear()
     if args.raw:
         print_raw(raw)
+    elif args.framing == "unixsock" and isinstance(result, str):
+        print(result)  # the Go server's payload, as the Go client would hand it over
     else:
         print_json(result, pretty(args.pretty))
     return EXIT_OK

@@ -55,7 +55,7 @@ def quick_args(argv: list[str]) -> Args | None:
     args = SimpleNamespace(command=argv[0], timeout=30.0, socket=argv[1], style="auto")
     args.method, args.params = argv[2], argv[3:]
     if argv[0] == "call":
-        args.pretty, args.raw = None, False
+        args.pretty, args.raw, args.framing = None, False, "newline"
     return args  # type: ignore[return-value]  # argparse's Namespace is just as loose
 
 

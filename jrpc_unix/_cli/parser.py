@@ -15,6 +15,10 @@ from .params import parse_timeout
 __all__ = ["build_parser"]
 
 
+#: jrpc_unix._wire.framings.NAMES, named here so the parser imports nothing (a test holds them equal).
+FRAMINGS = ("newline", "unixsock", "lsp", "json-seq")
+
+
 def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     """The parser; ``args.command`` names the command. ``serve=False`` leaves out serve's
     many options (they import the server's Limits)."""
@@ -69,6 +73,12 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("method", metavar="METHOD")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help=params_help)
     sub.add_argument("--raw", action="store_true", help="print the whole answer line as received")
+    sub.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="newline",
+        help="how messages are cut on the wire (unixsock: a Go original's server; its payload is printed)",
+    )
 
     sub = add("notify", "send a notification (no answer)", [sock, style])
     sub.add_argument("method", metavar="METHOD")

@@ -41,6 +41,8 @@ class Client:
     for the turn, connecting, writing and reading; it may be changed between calls. After a
     timeout the connection is closed (a late answer cannot confuse the next call), ending its
     subscriptions; the next call reconnects. ``trace(way, line)`` sees every message.
+    ``framing`` is how messages are cut on the wire (specs/protocol.md, "Framings"): our server
+    reads any; ``"unixsock"`` speaks to a server of the Go original.
     """
 
     def __init__(
@@ -50,11 +52,18 @@ class Client:
         *,
         max_message_size: int = DEFAULT_MAX_ANSWER,
         trace: Trace | None = None,
+        framing: str = "newline",
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self._conv = Conversation(max_message_size)
-        self._transport = BlockingTransport(self.path, self._conv, trace=trace)
+        if framing == "newline":
+            self._transport = BlockingTransport(self.path, self._conv, trace=trace)
+        else:  # (imported only then: the command line's cold start)
+            from .framed import framed_connect
+
+            connect = framed_connect(framing, max_message_size)
+            self._transport = BlockingTransport(self.path, self._conv, trace=trace, connect=connect)
 
     def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result; raises RpcError if the server answers an error.

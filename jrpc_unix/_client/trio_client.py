@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._errors import ConnectionClosedError
+from .._wire.client_framing import ClientFraming
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Progress
 from .._wire.feeds import END, Feed
 from .._wire.requests import Notification, make_params, seed_params
+from .trio_framed import FramedTrioStream
 from .trio_io import CLIENT_CLOSED, TrioTransport, connect_unix
 
 if TYPE_CHECKING:
@@ -230,14 +232,19 @@ async def open_client(
     *,
     connect_timeout: float | None = 30.0,
     max_message_size: int = DEFAULT_MAX_ANSWER,
+    framing: str = "newline",
 ) -> AsyncIterator[AsyncClient]:
     """Connect to the server at ``path``; the connection closes when the block ends.
 
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
-    seconds (None: until cancelled), then raises ConnectError.
+    seconds (None: until cancelled), then raises ConnectError. ``framing`` as for
+    :class:`~jrpc_unix.Client` (``"unixsock"``: a server of the Go original).
     """
     address = os.fspath(path)
-    stream = await connect_unix(address, connect_timeout)
+    translate = None if framing == "newline" else ClientFraming(framing, max_message_size)
+    stream: trio.abc.Stream = await connect_unix(address, connect_timeout)
+    if translate is not None:
+        stream = FramedTrioStream(stream, translate)
     async with client_over(address, stream, max_message_size) as client:
         yield client
 

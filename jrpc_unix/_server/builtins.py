@@ -52,7 +52,7 @@ def builtin_topics(server_stats: ServerStats) -> list[Topic]:
         return _ticks(interval)  # (checked here, when subscribing; _ticks runs at the first event)
 
     def snapshot(key: tuple[str, float]) -> Encoded:
-        # One snapshot (~1 ms with 20 methods) and its encoding for every subscriber on a tick.
+        # One snapshot (not cheap: specs/performance.md) and its encoding for all subscribers on a tick.
         if shared[0] != key:
             shared[:] = [key, Encoded(event_bytes(server_stats.snapshot()))]
         encoded: Encoded = shared[1]

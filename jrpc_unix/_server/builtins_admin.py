@@ -54,7 +54,7 @@ def _describe(conn: Connection, now: float) -> dict[str, Any]:
         "id": conn.id,
         "peer": describe_peer(conn.peer),
         "access": conn.level.name.lower(),
-        "framing": getattr(conn, "framing", "newline"),
+        "framing": conn.framing,  # None until its first bytes came
         "age_s": round(now - conn.opened, 3),
         "idle_s": round(now - conn.active, 3),
         "in_flight": schedule.in_flight,

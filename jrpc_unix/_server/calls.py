@@ -163,7 +163,7 @@ class Calls:
 
         Same answers and statistics as :meth:`admit` -> :meth:`Executor.inline` ->
         :meth:`finish` (the test suite runs both ways), written out in one function: nearly
-        every request takes this path, and each call saved is ~3 % of it. False hands the
+        every request takes this path, and each call saved shows in the benchmarks. False hands the
         request to the general path: anything unusual, anything that must wait or needs a task.
         """
         method = obj.get("method")

@@ -29,7 +29,8 @@ import trio
 
 from .._service.access import Access, Peer
 from .._service.throttle import Throttle
-from .._wire.framing import LineSplitter
+from .._wire.framings import UNKNOWN, Framer, detect, first_bytes
+from .._wire.unixsock import make_framer
 from .calls import Calls
 from .loop import TaskNursery
 from .outbox import Outbox
@@ -62,7 +63,11 @@ class Connection:
         self.peer = peer
         self.level = level
         self._limits = shared.limits
-        self._splitter = LineSplitter(shared.limits.max_message_size)
+        #: The client's framing ("newline", "unixsock", "lsp", "json-seq"; "unknown" for
+        #: unrecognised first bytes, read as newline JSON), once its first bytes have come.
+        self.framing: str | None = None
+        self._framer: Framer | None = None
+        self._first = b""  # the first bytes, until they tell the framing
         self.changed = trio.lowlevel.ParkingLot()  # a call ended, output drained, a request left the queue
         self.tasks = TaskNursery()
         self.writer = Writer(stream, self.changed, self._gone)
@@ -129,10 +134,55 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
+    async def _detect(self) -> Framer | None:
+        """Read until the first bytes tell the framing (specs/protocol.md, "Framings"); None if
+        the peer left first. The framer has been fed those bytes."""
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
+                return None
+            self.reads += 1
+            self.active = time.monotonic()
+            first = self._first = self._first + data
+            name = detect(first) if data else UNKNOWN
+            if name is None:
+                continue
+            if name == UNKNOWN and first:
+                throttled_log.warning("framing", "framing not recognised: first bytes %s", first_bytes(first))
+            self.framing = name
+            framer = self._framer = make_framer(name, self._limits.max_message_size)
+            self._first = b""
+            if name not in ("newline", UNKNOWN):  # (the writer inlines newline framing)
+                self.writer.encode = framer.encode
+            if not first:  # the peer's EOF before any byte
+                await self._at_eof(framer)
+                return None
+            lines = framer.feed(first)
+            if lines:
+                self.messages += 1
+                self.calls.handle_lines(lines)
+                await self.flush()
+            return framer
+
+    async def _at_eof(self, framer: Framer) -> None:
+        if not self._reading_stopped:  # the peer's EOF: a last line without "\n" counts
+            self.calls.handle_lines(framer.eof())
+            if self._peer_closed():
+                self._gone()
+                return
+        await self.flush()
+
     async def _read_loop(self) -> None:
-        calls, splitter = self.calls, self._splitter
+        splitter = await self._detect()
+        if splitter is None or self.gone:
+            return
+        calls = self.calls
         schedule = calls.schedule
         while True:
+            if splitter.ended:  # the client asked to close (unixsock), or broke the framing
+                self.stop_reading()
             if schedule.queue and schedule.full:
                 await self._wait_for_room()
                 if self.gone:
@@ -146,12 +196,7 @@ class Connection:
             self.reads += 1
             self.active = time.monotonic()
             if not data:
-                if not self._reading_stopped:  # the peer's EOF: a last line without "\n" counts
-                    calls.handle_lines(splitter.eof())
-                    if self._peer_closed():
-                        self._gone()
-                        return
-                await self.flush()
+                await self._at_eof(splitter)
                 return
             lines = splitter.feed(data)
             if lines:
@@ -194,7 +239,7 @@ class Connection:
         self.calls.schedule.cancel_for_shutdown()
 
     def stop_reading(self) -> None:
-        """Wake the reader with EOF and let it finish (a cancel scope per read would cost ~4 us)."""
+        """Wake the reader with EOF and let it finish (cheaper than a cancel scope per read)."""
         if not self._reading_stopped and not self.gone:
             self._reading_stopped = True
             with contextlib.suppress(OSError):
@@ -261,7 +306,7 @@ class Connection:
             self._seen, self._quiet_ticks = progress, 0
         else:
             self._quiet_ticks += 1
-        reading_a_line = self.reading and not self._paused and not stalled and self._splitter.mid_line
+        reading_a_line = self.reading and not self._paused and not stalled and self._mid_message()
         if not reading_a_line or self.messages != self._line_seen:
             self._line_seen, self._line_ticks = (self.messages if reading_a_line else -1), 0
         else:
@@ -278,6 +323,10 @@ class Connection:
                 "slow_message", "closing a connection whose message took over %s s", timeout
             )
             self._gone()
+
+    def _mid_message(self) -> bool:
+        framer = self._framer
+        return bool(self._first) if framer is None else framer.mid_line
 
     def _idle(self) -> bool:
         return self.calls.schedule.idle and not self.outbox.subscriptions

@@ -60,7 +60,7 @@ def event_bytes(data: Any) -> bytes:
 
     orjson's output over-allocates: each of its bytes objects kept alive costs at least 4 KiB
     of heap whatever its length (measured in specs/design-notes.md), so a queue of them would
-    hold many times what it counts. A copy costs ~0.1 us and occupies what it says.
+    hold many times what it counts. A copy is cheap and occupies what it says.
     """
     return memoryview(dumps(data)).tobytes()
 

@@ -89,13 +89,9 @@ class Server:
         listen: Sequence[Listen] = (),
         topic_history: int = 100,
     ) -> None:
-        """``name``/``version``: the service's, for ``rpc.info`` and the OpenRPC ``info``.
-        ``slow_call_threshold``: seconds over which a call goes into ``rpc.slowlog`` (None:
-        none does). ``disable_builtins``: ``rpc.*`` names to leave out (specs/operations.md).
-        ``audit``: record operate/admin calls and denials (default: when there is a policy).
-        ``listen``: more addresses, each with its own mode, group, policy and ceiling.
-        ``topic_history``: events each published topic keeps for ``rpc.subscribe(since=)``.
-        The other options: specs/protocol.md and specs/security.md."""
+        """The options: specs/protocol.md, specs/security.md; specs/operations.md for ``name``,
+        ``version`` (rpc.info), ``slow_call_threshold`` (seconds; None: off), ``disable_builtins``,
+        ``audit`` (default: on with a policy), ``listen`` (more sockets), ``topic_history``."""
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
         self.methods = Methods.coerce(methods)
@@ -106,11 +102,11 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
-        self.epoch = secrets.token_hex(8)  # new at each start: resumable watches see a restart
         self._history = topic_history
         audited = policy is not None if audit is None else audit
         self.operations = Operations(name, version, slow_call_threshold, audited, lambda: self.stopping)
-        self.operations.info.epoch = self.epoch
+        # New at each start: a resumed watch sees the restart (specs/protocol.md §10).
+        self.epoch = self.operations.info.epoch = secrets.token_hex(8)
         self._disabled = frozenset(disable_builtins)
         self.listen = [x if isinstance(x, Listen) else Listen(x) for x in listen]
         self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
@@ -161,9 +157,7 @@ class Server:
         )
 
     def add_health_check(self, name: str, check: HealthCheck, *, timeout: float = 5.0) -> None:
-        """Add a check to ``rpc.health``: ``check()`` (plain or async) returns True or None
-        (passing), a str (passing, with that detail) or False (failing); raising or taking
-        longer than ``timeout`` seconds fails it. A plain one runs in a worker thread."""
+        """Add a check to ``rpc.health`` (what it returns: specs/operations.md, "Health")."""
         self.operations.health.add(name, check, timeout)
 
     @property

@@ -1,4 +1,4 @@
-"""The write side of a connection: queue answer lines, write them, one writer at a time.
+"""The write side of a connection: queue answers, write them framed, one writer at a time.
 
 Whoever finds the writer idle writes (the reader, a finishing call, a subscription pump), so
 writes never interleave and the answers of one read go out in one ``send_all``. ``pending``
@@ -24,6 +24,9 @@ class Writer:
         self._changed = changed  # unparked after each write: output drained
         self._on_broken = on_broken
         self._lines: list[bytes] = []
+        #: The connection's framing, once known (None: newline, inlined here).
+        self.encode: Callable[[list[bytes]], bytes] | None = None
+        self._queued = 0  # what the queued lines count in ``pending``
         self.pending = 0  # bytes queued or being written
         self.writing = False
         self.broken = False
@@ -38,7 +41,7 @@ class Writer:
         """The peer is gone: drop what waits and take nothing more (a write under way fails)."""
         self.broken = True
         self._lines.clear()
-        self.pending = 0
+        self.pending = self._queued = 0
         self._changed.unpark_all()
 
     def deliver(self, answer: bytes | None) -> None:
@@ -46,6 +49,7 @@ class Writer:
         if answer is not None and not self.broken:  # None: nothing to send
             self._lines.append(answer)
             self.pending += len(answer) + 1
+            self._queued += len(answer) + 1
 
     async def wait_below(self, limit: int) -> None:
         """Wait until fewer than ``limit`` bytes wait to be sent (or the peer is gone)."""
@@ -59,16 +63,19 @@ class Writer:
         self.writing = True
         try:
             while self._lines and not self.broken:
-                data = b"\n".join(self._lines) + b"\n"
+                encode, taken = self.encode, self._queued
+                data = b"\n".join(self._lines) + b"\n" if encode is None else encode(self._lines)
                 self._lines.clear()
+                self._queued = 0
                 try:
-                    await self._stream.send_all(data)
+                    if data:  # (a framing may have no place for some: unixsock drops pushes)
+                        await self._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self.abandon()
                     self._on_broken()
                 else:
                     if not self.broken:
-                        self.pending -= len(data)
+                        self.pending -= taken
                     self.writes += 1
                 self._changed.unpark_all()
         finally:

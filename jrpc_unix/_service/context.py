@@ -52,6 +52,12 @@ class ConnectionHandle(Protocol):
     def server(self) -> ServerHandle: ...
     @property
     def subscription_count(self) -> int: ...
+    @property
+    def framing(self) -> str | None:
+        """How the client frames its messages ("newline", "unixsock", "lsp", "json-seq", or
+        "unknown"); None until its first bytes came (specs/protocol.md, "Framings")."""
+        ...
+
     def subscribe(
         self, topic: str, events: AsyncIterator[Any] | None, queue_size: int, backlog: Sequence[bytes] = ()
     ) -> str:
@@ -128,7 +134,7 @@ def current_context() -> RequestContext:
 
     Raises LookupError outside a handler.
     """
-    ctx = _current.get(None)  # not try/except LookupError: raising costs ~0.15 us per call
+    ctx = _current.get(None)  # not try/except LookupError: raising costs more on every call
     if ctx is not None:
         return ctx
     inline = _inline_slots.get(threading.get_ident())

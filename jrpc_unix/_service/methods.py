@@ -6,7 +6,7 @@ registry, so either can be served. What it adds per method is decided once, at r
 * how it runs: ``async def`` is awaited; a plain function runs on the event loop (it must be
   quick), or in a worker thread when registered with ``blocking=True``;
 * its parameter check, precomputed from the signature so a well-formed call binds without
-  ``inspect.Signature.bind`` (~14 us); a call that fails the check goes to jsonrpcserver's own
+  ``inspect.Signature.bind`` (several times the cost); a call that fails the check goes to jsonrpcserver's own
   pipeline (see :mod:`jrpc_unix._service.dispatch`) for the exact error it would give.
 
 A seed-style ``handler(cmd, args) -> Response`` can stand behind every name not registered

@@ -9,7 +9,7 @@ A driver that waits by polling that state (the blocking client) may ignore the w
 driver must write :class:`MustSend`'s bytes.
 
 Small hand-written classes, not dataclasses: ``import dataclasses`` pulls in ``inspect`` and
-costs the command line's cold start ~7 ms (``python -X importtime``, CPython 3.11).
+would cost the command line's cold start more than all of these (specs/performance.md).
 """
 
 from __future__ import annotations

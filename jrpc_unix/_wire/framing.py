@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["TOO_LONG", "LineSplitter"]
+__all__ = ["TOO_LONG", "BadFrame", "Frame", "LineSplitter"]
 
 
 class _TooLong:
@@ -32,10 +32,36 @@ class _TooLong:
 TOO_LONG: Final = _TooLong()
 
 
+class BadFrame:
+    """A framing the stream broke (a bad header, a missing separator): answered -32700 with
+    ``reason``; nothing after it can be framed, so the framer ends (``ended``)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __len__(self) -> int:  # (no bytes of it are kept)
+        return 0
+
+    def __repr__(self) -> str:
+        return f"BadFrame({self.reason!r})"
+
+
+#: What a framer's ``feed`` gives: a message's bytes, or the marker of one it refused.
+Frame = bytes | _TooLong | BadFrame
+
+
 class LineSplitter:
     """Cuts a byte stream into lines; see the module docstring."""
 
     __slots__ = ("_buf", "_cr", "_discarding", "max_size")
+
+    #: The framing's name (specs/protocol.md, "Framings"); the other framers have the same
+    #: interface (:class:`~jrpc_unix._wire.framings.Framer`).
+    name: Final = "newline"
+    #: Newline framing never asks to close the connection (the unixsock ``close`` does).
+    ended: Final = False
 
     def __init__(self, max_size: int) -> None:
         if max_size < 1:
@@ -55,9 +81,9 @@ class LineSplitter:
         """A line has begun and not ended (held, or being discarded as too long)."""
         return bool(self._buf) or self._discarding or self._cr
 
-    def feed(self, data: bytes) -> list[bytes | _TooLong]:
+    def feed(self, data: bytes) -> list[Frame]:
         """Add received bytes; return the lines they complete, in order."""
-        out: list[bytes | _TooLong] = []
+        out: list[Frame] = []
         if self._cr and data:
             self._cr = False
             if data[0] == 0x0A:  # it was the "\r" of "\r\n": put it back for _emit to strip
@@ -91,7 +117,7 @@ class LineSplitter:
         buf += tail
         return self._hold(out)
 
-    def _hold(self, out: list[bytes | _TooLong]) -> list[bytes | _TooLong]:
+    def _hold(self, out: list[Frame]) -> list[Frame]:
         """Keep the unfinished line in the buffer, unless it is over the limit already."""
         buf = self._buf
         if len(buf) == self.max_size + 1 and buf[-1] == 0x0D:
@@ -101,14 +127,14 @@ class LineSplitter:
             self._too_long(out)
         return out
 
-    def _too_long(self, out: list[bytes | _TooLong]) -> None:
+    def _too_long(self, out: list[Frame]) -> None:
         out.append(TOO_LONG)
         self._buf.clear()
         self._discarding = True
 
-    def eof(self) -> list[bytes | _TooLong]:
+    def eof(self) -> list[Frame]:
         """The peer finished sending: a final unterminated line is still a message."""
-        out: list[bytes | _TooLong] = []
+        out: list[Frame] = []
         if self._cr:  # the held "\r" ends the last line: put it back for _emit to strip
             self._buf.append(0x0D)
         if self._buf and not self._discarding:
@@ -117,7 +143,12 @@ class LineSplitter:
         self._discarding = self._cr = False
         return out
 
-    def _emit(self, line: bytes, out: list[bytes | _TooLong]) -> None:
+    @staticmethod
+    def encode(answers: list[bytes]) -> bytes:
+        """The answers, one per line (the writer inlines this for the newline framing)."""
+        return b"\n".join(answers) + b"\n"
+
+    def _emit(self, line: bytes, out: list[Frame]) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.max_size:

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeAlias
 from .._errors import ERROR_MESSAGES, ErrorCode
 from . import fastjson
 from .fastjson import UnserializableError, dumps, loads
-from .framing import TOO_LONG
+from .framing import TOO_LONG, BadFrame
 
 __all__ = [
     "NO_DATA",
@@ -118,11 +118,13 @@ class LineTooLong(ValueError):
 def _exact_or_too_long(line: Any) -> Any:
     if line is TOO_LONG:
         raise LineTooLong
+    if isinstance(line, BadFrame):  # (the framing's reason is the -32700's data)
+        raise ValueError(line.reason)  # noqa: TRY004 - parse errors are ValueErrors here
     return loads(line)
 
 
 def parser_for(lines: Sequence[Any]) -> Callable[[Any], Any]:
-    """The JSON parser for one read's lines (framed: bytes, or the TOO_LONG marker).
+    """The JSON parser for one read's lines (framed: bytes, or a TOO_LONG or BadFrame marker).
 
     ``orjson.loads`` itself when no line holds a run of 19+ digits, else the exact parser
     (:func:`~jrpc_unix._wire.fastjson.parser_for`: one check per read, not per line). It raises
@@ -131,7 +133,7 @@ def parser_for(lines: Sequence[Any]) -> Callable[[Any], Any]:
     """
     try:  # "\n" cannot be part of a digit run, so the joined lines are checked as a whole
         text = b"\n".join(lines)
-    except TypeError:  # a TOO_LONG marker among them: the exact parser, which knows the marker
+    except TypeError:  # a marker among them: the exact parser, which knows the markers
         return _exact_or_too_long
     return fastjson.parser_for(text)
 

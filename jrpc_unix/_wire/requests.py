@@ -39,8 +39,8 @@ def make_params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Params:
 class Notification(tuple[str, Any]):
     """A notification the server sent: ``(method, params)`` with those names.
 
-    A NamedTuple would do, but building one costs ~0.5 ms at import, a few percent of a whole
-    ``jrpc-unix call``.
+    A NamedTuple would do, but building one at import is a measurable share of a whole
+    ``jrpc-unix call`` (specs/performance.md).
     """
 
     __slots__ = ()

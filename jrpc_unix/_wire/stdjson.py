@@ -2,8 +2,9 @@
 and the server's fallback wherever orjson would not be exact (:mod:`._codec`).
 
 The server's hot path uses orjson. The client side does not: a
-``jrpc-unix call`` process lives ~20 ms, and importing orjson alone costs ~9 ms (it loads
-dataclasses, inspect, uuid and datetime), while the JSON it handles takes microseconds. The
+``jrpc-unix call`` process lives a few tens of milliseconds, and importing orjson (it loads
+dataclasses, inspect, uuid and datetime) would be a large share of it, while the JSON it
+handles takes microseconds (figures: specs/performance.md). The
 stdlib is exact where it matters: integers of any size are read and written as themselves.
 NaN and Infinity are not JSON: refused when written, rejected when read, and so is a number
 too large for a float (``1e999`` would silently become infinity).

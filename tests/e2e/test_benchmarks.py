@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = ("raw", "demo", "naive")
-MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle")
+MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "idle10k", "paced")
 ROWS = (  # the start of each metric's row title in the table
     "ping-pong, 1 conn: calls/s",
     "ping-pong: p50",
@@ -32,6 +32,13 @@ ROWS = (  # the start of each metric's row title in the table
     "idle conns: RSS MiB in all",
     "idle conns: KiB per conn",
     "idle conns: held open",
+    "10,000 idle conns: RSS MiB in all",
+    "10,000 idle conns: KiB per conn",
+    "10,000 idle conns: held open",
+    "10,000 idle conns: not held (refused, failed)",
+    "paced, 1 conn x 10 calls/s: p99",
+    "paced, 1,000 conns x 10 calls/s: p99",
+    "paced, p99 1,000 conns / 1 conn",
 )
 
 pytestmark = pytest.mark.skipif(
@@ -45,7 +52,7 @@ def quick_run(
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     report = tmp_path_factory.mktemp("bench") / "report.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(report)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc, json.loads(report.read_text())
 
@@ -62,6 +69,9 @@ def test_prints_the_table_with_every_mode(
     assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
     assert re.search(r"^(\| CLI vs bare python \||CLI whole process: skipped: )", out, re.MULTILINE)
     assert "all calls answered, no errors, none lost" in out
+    # the peers' table (benchmarks/peers.py, tested in test_peers_benchmark.py) from the same run
+    assert re.search(r"^\| jrpc-unix \(blocking Client\) \| [^|]+ \| [0-9,]+ \|", out, re.MULTILINE)
+    assert re.search(r"^\| stdlib floor [^|]+ \| [^|]+ \| [0-9,]+ \|", out, re.MULTILINE)
 
 
 def test_every_run_answered_everything(
@@ -75,9 +85,16 @@ def test_every_run_answered_everything(
         for server in SERVERS:
             (run,) = [r for r in runs if r["mode"] == mode and r["server"] == server]
             assert run["ok"], run
-            if mode == "idle":
-                assert run["held"] > 0
+            if mode in ("idle", "idle10k"):
+                assert run["held"] == run["conns"] > 0
                 assert run["rss_kib"] > 0
+                continue
+            if mode == "paced":  # the same pace on 1 connection, then on many
+                assert run["one"]["conns"] == 1 < run["many"]["conns"]
+                for paced in (run["one"], run["many"]):
+                    assert paced["errors"] == paced["missing"] == 0
+                    assert paced["answered"] == paced["calls"] > 0
+                    assert paced["lat_us"]["p99"] > 0
                 continue
             assert run["errors"] == 0
             assert run["missing"] == 0

@@ -10,6 +10,7 @@ must still be answered on the same connection, and the server must stay up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -261,10 +262,13 @@ def sorted_key(ids: set[Any]) -> str:
 
 
 def send_and_collect(path: str, chunks: list[bytes]) -> list[Any]:
+    """Newline framing: a blank first line chooses it, whatever the fuzz starts with (a first
+    0x00, 0x1E or "Content-" would choose another framing: see the test after these)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(TIMEOUT)
     s.connect(path)
     try:
+        s.sendall(b"\n")
         for chunk in chunks:
             s.sendall(chunk)
         s.sendall(_line(FINAL) + b"\n")
@@ -311,6 +315,34 @@ def test_live_server_survives_arbitrary_bytes(live: Server, data: bytes, points:
             assert a["jsonrpc"] == "2.0"
             assert ("result" in a) != ("error" in a)
     assert len(answers) - 1 <= data.count(b"\n") + 1  # at most one answer per line
+    assert ping(live.path)
+
+
+FRAMING_STARTS = [b"", b"\x00", b"\x00\x00\x00", b"\x1e", b"Content-Length: ", b"content-type:", b"Cont"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=st.sampled_from(FRAMING_STARTS), data=st.binary(max_size=2000), points=cut_points)
+@example(start=b"\x00", data=b"\x00\x00\x05:{}", points=[])
+@example(start=b"Content-Length: ", data=b"99999999999\r\n\r\n{}", points=[3])
+def test_live_server_survives_arbitrary_bytes_in_any_framing(
+    live: Server, start: bytes, data: bytes, points: list[int]
+) -> None:
+    """Any start (so any framing), then anything: the server answers what it can, closes after
+    the client's EOF, and serves the next connection."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT)
+    s.connect(live.path)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it may close first
+            for chunk in cut(start + data, points):
+                s.sendall(chunk)
+            s.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(ConnectionResetError):
+            while s.recv(1 << 16):  # (a hang fails here, on the timeout)
+                pass
+    finally:
+        s.close()
     assert ping(live.path)
 
 
