@@ -155,6 +155,8 @@ def builtin_methods(
             raise _invalid(f"topic {topic!r} takes no parameters")
         answer: dict[str, Any] = {"topic": topic}
         backlog = _resume(found, since, epoch, answer) if since is not None or epoch is not None else []
+        if found.producer is None and topic != PROGRESS_TOPIC:  # where a later resume starts
+            answer.update(epoch=found.epoch, seq=found.seq)
         events = None
         if found.producer is not None:
             try:

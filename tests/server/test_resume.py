@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers import LineClient
+import pytest
+from helpers import TIMEOUT, LineClient, wait_for
 from helpers.ops import served
 
-from jrpc_unix import Methods
+from jrpc_unix import Client, ConnectionClosedError, Methods
 
 
 def _methods() -> Methods:
@@ -91,3 +92,34 @@ def test_bad_resumes_are_refused(sock_path: str) -> None:
             answer = c.call("rpc.subscribe", params, rid=rid)
             assert answer["error"]["code"] == -32602, answer
         assert c.call("rpc.stats", rid=99)["result"]["server"]["subscriptions"] == 0
+
+
+def test_a_client_subscription_resumes_by_itself_when_asked(sock_path: str) -> None:
+    with served(sock_path, _methods()) as handle, Client(sock_path, timeout=TIMEOUT) as client:
+        server = handle.server
+        sub = client.subscribe("jobs", resume=True)
+        assert (sub.seq, sub.epoch) == (0, server.epoch)  # where a resume starts, before any event
+        server.publish("jobs", "a")
+        assert next(sub) == "a"
+        with LineClient(sock_path) as admin:  # cut the subscriber's connection
+            mine = [c["id"] for c in admin.call("rpc.connections")["result"] if c["subscriptions"]]
+            assert admin.call("rpc.disconnect", {"id": mine[0]}, rid=2)["result"] is True
+        wait_for(lambda: server.stats.subscriptions == 0, "the server ended the subscription")
+        server.publish("jobs", "b")  # while the subscriber is away
+        assert next(sub) == "b"  # reconnected, resumed after seq 1
+        assert sub.resumed == {
+            "epoch": server.epoch,
+            "seq": 2,
+            "truncated": False,
+            "oldest": 1,
+            "restarted": False,
+        }
+        server.publish("jobs", "c")
+        assert (next(sub), sub.seq) == ("c", 3)
+    with served(sock_path, _methods()), Client(sock_path, timeout=TIMEOUT) as client:
+        plain = client.subscribe("jobs")  # not asked to resume: a lost connection ends it
+        with LineClient(sock_path) as admin:
+            mine = [c["id"] for c in admin.call("rpc.connections")["result"] if c["subscriptions"]]
+            admin.call("rpc.disconnect", {"id": mine[0]}, rid=2)
+        with pytest.raises(ConnectionClosedError):
+            next(plain)
