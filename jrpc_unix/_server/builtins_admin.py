@@ -15,7 +15,6 @@ from typing import Any
 
 from .._errors import ErrorCode, RpcError
 from .._service.access import Access
-from .._service.context import current_context
 from .._service.methods import MethodSpec
 from .connection import Connection
 from .shared import ConnectionSet
@@ -82,13 +81,11 @@ def admin_methods(connections: Callable[[], ConnectionSet], slowlog: SlowLog) ->
 
     def rpc_inflight() -> list[dict[str, Any]]:
         """Every running call of every connection: connection, id, method, peer, age, progress."""
-        now, own = time.monotonic(), current_context()
+        now = time.monotonic()  # (this call is synchronous, so never among them)
         calls: list[dict[str, Any]] = []
         for conn in _connections(connections()):
             peer = describe_peer(conn.peer)
             for running in conn.calls.schedule.executor.running:
-                if conn.id == own.connection.id and running.key == own.request_id:
-                    continue  # this very call
                 progressed, key = running.progressed, running.key
                 notification = not isinstance(key, (str, int, float, type(None)))
                 calls.append(
