@@ -74,11 +74,15 @@ MODES = (
     "go_pingpong",
     "go_pipeline",
     "peers",
+    "settings_get",
+    "settings_set",
 )
 LONG_MODES = ("idle10k", "paced")  # ~20 s per server each: at most 3 rounds
 #: The Go original's framing (loadgen -U): only our servers read it; compare with the newline rows.
 GO_MODES = ("go_pingpong", "go_pipeline")
 GO_SERVERS = ("demo", "nostats")
+#: The demo's typed settings (specs/settings.md): only the demo servers have them.
+SETTINGS_MODES = ("settings_get", "settings_set")
 MiB = 1024 * 1024
 
 
@@ -99,6 +103,7 @@ class Plan:
     paced_conns: int = 1000  # connections, each calling ping at paced_rate (paced)
     paced_rate: float = 10  # calls/s per connection
     paced_calls: int = 100  # calls per connection: 10 s
+    settings: int = 20000  # settings.get / settings.set calls, one in flight
     cli_runs: int = 20
     timeout: float = 60.0  # seconds, per load generator run
 
@@ -114,6 +119,7 @@ QUICK = Plan(
     paced_conns=50,
     paced_rate=20,
     paced_calls=10,
+    settings=300,
     cli_runs=3,
     timeout=20,
 )
@@ -167,6 +173,8 @@ ROWS = (
     Row("notify", "notifications lost", lambda r: r["lost"], "{:.0f}", ((None, "==", 0),)),
     Row("echo", "echo 1 KiB: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
     Row("echo", "echo 1 KiB: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}"),
+    Row("settings_get", "settings.get ping-pong: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
+    Row("settings_set", "settings.set one key ping-pong: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
     Row(
         "idle",
         "idle conns: RSS MiB before opening",
@@ -357,6 +365,13 @@ def mode_args(plan: Plan, mode: str) -> tuple[str, list[str]]:
         "echo": ("pingpong", ["-n", str(plan.echo), "-s", str(plan.echo_bytes)]),
         "go_pingpong": ("pingpong", ["-U", "-n", str(plan.pingpong)]),
         "go_pipeline": ("pipeline", ["-U", "-n", str(plan.pipeline), "-w", str(plan.window)]),
+        "settings_get": ("pingpong", ["-n", str(plan.settings), "-m", "settings.get"]),
+        # one key, the same value each time after the first: validation, access, the no-change
+        # answer (a changing value would also log and publish each call)
+        "settings_set": (
+            "pingpong",
+            ["-n", str(plan.settings), "-m", "settings.set", "-p", '{"values":{"workers":5}}'],
+        ),
     }[mode]
 
 
@@ -703,7 +718,7 @@ def main(argv: list[str]) -> int:
                 rounds = min(args.rounds, 3) if mode in LONG_MODES else args.rounds
                 for rnd in range(rounds):
                     for key in servers:  # A B A B: every server under the same conditions
-                        if mode in GO_MODES and key not in GO_SERVERS:
+                        if mode in (*GO_MODES, *SETTINGS_MODES) and key not in GO_SERVERS:
                             continue
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)

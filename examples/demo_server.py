@@ -1,6 +1,6 @@
 """The reference jrpc-unix service: a process you can steer and watch through a UNIX socket.
 
-    python examples/demo_server.py /tmp/demo.sock
+    python examples/demo_server.py /tmp/demo.sock [--settings-file FILE]
 
 Then, from another shell::
 
@@ -11,7 +11,9 @@ the socket file and exits 0. Tests, benchmarks and the documentation all drive t
 
 Its methods, topics and state (a config and a counter) live in ``jrpc_unix/demo.py``, so that
 ``jrpc-unix demo`` and ``jrpc-unix serve jrpc_unix.demo:methods SOCK`` work from any install,
-not only from a source checkout; this file runs them as a standalone service.
+not only from a source checkout; this file runs them as a standalone service. With
+``--settings-file FILE`` its typed settings are loaded from FILE before the socket accepts, and
+``settings.set(..., persist=true)`` writes there (without it nothing is persisted).
 """
 
 from __future__ import annotations
@@ -20,16 +22,22 @@ import logging
 import sys
 
 from jrpc_unix import JrpcUnixError, run
-from jrpc_unix.demo import config, methods
+from jrpc_unix.demo import config, methods, settings
 
 __all__ = ["config", "main", "methods"]
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--settings-file":
+        argv, settings_file = argv[:1], argv[2]
+    else:
+        settings_file = None
     if len(argv) != 1:
-        print("usage: demo_server.py SOCKET_PATH", file=sys.stderr)
+        print("usage: demo_server.py SOCKET_PATH [--settings-file FILE]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if settings_file is not None:
+        settings.load(settings_file)
     try:
         run(argv[0], methods)
     except JrpcUnixError as exc:  # e.g. another server is live on the path: say so, exit 1

@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports eac
     from ._service.context import current_context as current_context
     from ._service.limits import Limits as Limits
     from ._service.methods import Methods as Methods
+    from ._service.settings import setting as setting
+    from ._service.settings_methods import Settings as Settings
     from ._version import __version__ as __version__
     from ._wire.requests import Call as Call
     from ._wire.requests import Notify as Notify
@@ -79,6 +81,8 @@ _EXPORTS: dict[str, str] = {
     "current_context": "_service.context",
     "Limits": "_service.limits",
     "Methods": "_service.methods",
+    "setting": "_service.settings",
+    "Settings": "_service.settings_methods",
     "__version__": "_version",  # lazy too: a CLI start imports this package, never the version
     "Call": "_wire.requests",
     "Notify": "_wire.requests",

@@ -57,6 +57,12 @@ class ErrorCode(enum.IntEnum):
     CANCELLED = -32005
     #: A server limit (connections, subscriptions per connection) refused the work.
     OVERLOADED = -32006
+    #: ``settings.set`` with an ``expected_version`` that is not the current one (data: it).
+    SETTINGS_VERSION_CONFLICT = -32010
+    #: A settings hook raised; the change was undone (data: the setting and the reason).
+    SETTINGS_HOOK_FAILED = -32011
+    #: Another settings change is awaiting its hooks; nothing was changed: retry.
+    SETTINGS_BUSY = -32012
 
     @classmethod
     def is_reserved(cls, code: int) -> bool:
@@ -78,6 +84,9 @@ ERROR_MESSAGES: dict[int, str] = {
     ErrorCode.TIMEOUT: "Handler timed out",
     ErrorCode.CANCELLED: "Cancelled",
     ErrorCode.OVERLOADED: "Server overloaded",
+    ErrorCode.SETTINGS_VERSION_CONFLICT: "Settings version conflict",
+    ErrorCode.SETTINGS_HOOK_FAILED: "Settings hook failed",
+    ErrorCode.SETTINGS_BUSY: "Settings change in progress",
 }
 
 

@@ -3,23 +3,63 @@
 Public (its path ``jrpc_unix.demo:methods`` is documented), so ``jrpc-unix serve
 jrpc_unix.demo:methods SOCK`` and ``jrpc-unix demo`` (whose guided tour is the CLI's:
 ``jrpc_unix/_cli/tour.py``) work from any install; ``examples/demo_server.py`` runs it as a
-standalone service. The state it exposes (a config and a counter) is this module's.
+standalone service. The state it exposes (a config, a counter and typed settings) is this
+module's.
+
+Two ways to reconfigure it, on purpose: ``config.set``/``config.get`` are a hand-written handler
+over a free-form dict (copy them for a handler of your own: the JSON-RPC examples and existing
+clients use them); ``settings.*`` are :class:`DemoSettings`, declared with type hints and served
+by the library, with validation, all-or-nothing changes, dry runs, history, revert and a file
+(copy these to make a service reconfigurable: specs/settings.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Literal
 
 import trio
 
 from ._response import Response
+from ._service.access import Access
 from ._service.context import current_context
 from ._service.methods import Methods
+from ._service.settings import setting
+from ._service.settings_methods import Settings
 from ._wire.fastjson import UnserializableError, dumps
 
-__all__ = ["MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES", "config", "methods"]
+__all__ = [
+    "MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES", "DemoSettings", "config", "methods", "settings",
+]  # fmt: skip
 
 methods = Methods()
+
+#: The demo's own logger, whose level the ``log_level`` setting changes live.
+log = logging.getLogger("jrpc_unix.demo")
+
+
+def _set_log_level(level: str) -> None:
+    log.setLevel(level.upper())
+    log.info("log level is now %s", level)
+
+
+class DemoSettings(Settings):
+    """The demo's typed settings, served as ``settings.*`` (specs/settings.md)."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", description="the demo logger's level, changed live", on_change=_set_log_level
+    )
+    greeting: str = setting("hello", min_length=1, max_length=64, description="what the demo greets with")
+    workers: int = setting(4, ge=1, le=64, description="worker count")
+    rate_limit: float = setting(0.0, ge=0, description="calls per second; 0: unlimited")
+    api_token: str = setting("", secret=True, access=Access.ADMIN, description="a secret: admin only")
+    listen_backlog: int = setting(
+        128, ge=1, restart_required=True, description="the listen backlog (takes effect at the next start)"
+    )
+
+
+#: The live settings; ``examples/demo_server.py --settings-file FILE`` loads and persists them.
+settings = DemoSettings()
 
 # Besides the built-in `stats` and `progress` topics, this service publishes its own.
 methods.add_topic("config", "every configuration change: key, value, previous value")
@@ -92,10 +132,8 @@ async def sleep(seconds: float) -> float:
     return seconds
 
 
-def _refusal(key: Any, value: Any) -> Response | None:
+def _refusal(key: str, value: Any) -> Response | None:
     """Why ``config.set`` must refuse to store this, as its FAIL answer; None if it may."""
-    if type(key) is not str:
-        return Response.fail(f"config keys are strings, not {type(key).__name__}")
     if len(key) > MAX_KEY_LENGTH:
         return Response.fail(f"config keys are at most {MAX_KEY_LENGTH} characters, not {len(key)}")
     if key not in config and len(config) >= MAX_CONFIG_KEYS:
@@ -179,3 +217,6 @@ def fail(message: str) -> Response:
 def crash() -> None:
     """Raise inside the handler: callers get -32603, the log gets the traceback."""
     raise RuntimeError("crash() was called")
+
+
+settings.mount(methods)  # last: the demo's own methods and topics come first in listings

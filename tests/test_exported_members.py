@@ -24,8 +24,8 @@ PUBLIC = {
     "ConnectError", "ConnectionClosedError", "ErrorCode", "JrpcUnixError", "Limits", "Listen", "Methods",
     "Notify",
     "Peer", "Policy", "ProtocolError", "RequestContext", "Response", "RpcError", "RpcTimeoutError",
-    "Server", "ServerSetupError", "ServerThread", "Status", "Subscription", "TransportError",
-    "current_context", "open_client", "run", "serve", "serve_in_thread",
+    "Server", "ServerSetupError", "ServerThread", "Settings", "Status", "Subscription", "TransportError",
+    "current_context", "open_client", "run", "serve", "serve_in_thread", "setting",
 }  # fmt: skip
 
 
@@ -98,5 +98,8 @@ def test_the_demo_service_is_a_public_module() -> None:
     from jrpc_unix import demo
 
     assert isinstance(demo.methods, Methods)
-    assert demo.__all__ == ["MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES", "config", "methods"]
+    assert demo.__all__ == [
+        *("MAX_CONFIG_KEYS", "MAX_KEY_LENGTH", "MAX_VALUE_BYTES"),
+        *("DemoSettings", "config", "methods", "settings"),
+    ]
     assert {"ping", "subtract", "config.set", "config.get", "work", "crash"} <= set(demo.methods)

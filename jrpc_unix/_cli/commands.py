@@ -17,6 +17,7 @@ from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .ops import OPS_COMMANDS, print_openmetrics, resume_params, tell_resumed, tell_where
 from .params import UsageError, batch_item, parse_params
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
+from .settings import SETTINGS_COMMANDS
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
@@ -215,5 +216,6 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    **SETTINGS_COMMANDS,
     **OPS_COMMANDS,
 }

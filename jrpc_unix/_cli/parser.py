@@ -105,6 +105,10 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub.add_argument("--since", type=int, metavar="SEQ", help="first the kept events after SEQ (resume)")
     sub.add_argument("--epoch", metavar="EPOCH", help="the epoch SEQ was seen in (a restart is then told)")
 
+    from .settings import add_settings_commands
+
+    add_settings_commands(add, sock, output)
+
     from .ops import add_ops_commands
 
     add_ops_commands(add, sock, output)

@@ -70,6 +70,7 @@ def tour(timeout: float | None = 30.0, out: TextIO | None = None) -> int:
         say("  jrpc-unix notify /tmp/demo.sock config.set key=level value=debug")
         say("  printf 'ping\\ncounter.incr\\n' | jrpc-unix batch /tmp/demo.sock")
         say("  jrpc-unix methods /tmp/demo.sock")
+        say("  jrpc-unix set /tmp/demo.sock workers=8 --dry-run; jrpc-unix settings /tmp/demo.sock")
         say("""  echo '{"jsonrpc":"2.0","method":"ping","id":1}' | socat - UNIX-CONNECT:/tmp/demo.sock""")
     finally:
         logger.removeHandler(handler)
@@ -129,3 +130,12 @@ def _steps(client: Client, say: Callable[[str], None]) -> None:
     step("7. The service describes itself (OpenRPC)", "client.call('rpc.discover')")
     names = [m["name"] for m in client.call("rpc.discover")["methods"]]
     say(f"  {len(names)} methods: {', '.join(names)}")
+    # (dry runs and refusals only: the demo's settings are this process's, and stay as they are)
+    code = "client.call('settings.set', values={'workers': 8, 'log_level': 'debug'}, dry_run=True)"
+    step("8. Typed settings: checked on the way in, changed all or nothing (a dry run here)", code)
+    shows(client.call("settings.set", values={"workers": 8, "log_level": "debug"}, dry_run=True))
+    say("  >>> client.call('settings.set', values={'workers': 0, 'log_level': 'loud'})")
+    try:
+        client.call("settings.set", values={"workers": 0, "log_level": "loud"})
+    except RpcError as exc:
+        say(f"  raised RpcError: {exc}  data={exc.data!r}  (nothing changed)")

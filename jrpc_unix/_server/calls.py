@@ -171,8 +171,8 @@ class Calls:
         if spec is None or self._shared.stopping or not is_valid_request(obj):
             return False
         params = obj.get("params")
-        if not spec.shape.accepts(params):
-            return False
+        if not spec.shape.accepts(params) or (spec.types is not None and not spec.types.fits(params)):
+            return False  # (wrong types: the general path answers -32602)
         stats = self._stats
         notification = "id" not in obj
         if notification:

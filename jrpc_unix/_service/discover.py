@@ -25,6 +25,7 @@ from .._response import DEFAULT_FAIL_CODE, Response
 from .._wire.fastjson import dumps
 from .access import Access
 from .methods import Methods, MethodSpec
+from .types import hints_of
 
 __all__ = ["add_discover", "openrpc_document", "schema_of"]
 
@@ -91,13 +92,6 @@ def _is_abc(origin: Any, *names: str) -> bool:
     return getattr(origin, "__module__", "") == "collections.abc" and origin.__name__ in names
 
 
-def _hints(func: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(func)
-    except Exception:  # a name that does not resolve, or a callable without annotations
-        return {}
-
-
 def _doc(func: Callable[..., Any]) -> tuple[str, str]:
     """(summary, description): the docstring's first paragraph, and the whole when longer."""
     doc = inspect.getdoc(func) or ""
@@ -130,7 +124,7 @@ def _structure(params: list[inspect.Parameter]) -> str:
 
 def method_object(spec: MethodSpec) -> dict[str, Any]:
     """One OpenRPC method object."""
-    hints = _hints(spec.func)
+    hints = hints_of(spec.func)
     params = list(spec.signature.parameters.values())
     summary, description = _doc(spec.func)
     out: dict[str, Any] = {"name": spec.name}

@@ -6,8 +6,11 @@ registry, so either can be served. What it adds per method is decided once, at r
 * how it runs: ``async def`` is awaited; a plain function runs on the event loop (it must be
   quick), or in a worker thread when registered with ``blocking=True``;
 * its parameter check, precomputed from the signature so a well-formed call binds without
-  ``inspect.Signature.bind`` (several times the cost); a call that fails the check goes to jsonrpcserver's own
-  pipeline (see :mod:`jrpc_unix._service.dispatch`) for the exact error it would give.
+  ``inspect.Signature.bind`` (several times the cost); a call that fails the check goes to
+  jsonrpcserver's own pipeline (see :mod:`jrpc_unix._service.dispatch`) for the exact error it
+  would give;
+* the type checks of its annotated parameters (:class:`~jrpc_unix._service.param_types.ParamTypes`):
+  params that bind but have the wrong types get -32602 naming the parameter and the reason.
 
 A seed-style ``handler(cmd, args) -> Response`` can stand behind every name not registered
 (``Methods(handler=...)``), so code written for the Go original ports line by line.
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from .access import Access
+from .param_types import ParamTypes
+from .types import hints_of
 
 __all__ = ["MethodSpec", "Methods", "RunMode"]
 
@@ -109,6 +114,8 @@ class MethodSpec:
     run_to_completion: bool = False
     #: Run at once, outside the connection's ordering (the server's own ``rpc.cancel``).
     immediate: bool = False
+    #: The type checks of its annotated parameters; None when it has none (all free).
+    types: ParamTypes | None = None
     #: Parameters the audit log shows as ``"***"`` (passwords, tokens): specs/operations.md.
     secret: frozenset[str] = frozenset()
 
@@ -134,6 +141,7 @@ class MethodSpec:
         sig = inspect.signature(func)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"method {name!r}: timeout must be positive, not {timeout!r}")
+        types = ParamTypes.of(sig, hints_of(func))
         secret = frozenset(secret)
         if unknown := secret - sig.parameters.keys():
             raise ValueError(f"method {name!r}: secret names no parameter: {', '.join(sorted(unknown))}")
@@ -147,6 +155,7 @@ class MethodSpec:
             timeout,
             run_to_completion,
             immediate,
+            types,
             secret,
         )
 

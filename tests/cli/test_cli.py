@@ -672,6 +672,7 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         "  raised RpcError: [-32601] Method not found  data='no.such.method'",
         "  raised RpcError: [1] unknown config key 'colour'  data={'known': ['level']}",
         "     server log: ERROR method 'crash' raised; error id ",
+        "  raised RpcError: [-32602] Invalid params  data=[{'name': 'workers', 'reason': 'must be >= 1",
         "The service has stopped and its socket is gone. Try it yourself:",
     ):
         assert expected in out

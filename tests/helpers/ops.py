@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import TIMEOUT, LineClient, wait_for
 from jrpc_unix import Methods, ServerThread, serve_in_thread
 from jrpc_unix._address import socket_name
@@ -229,6 +231,13 @@ def python_for_others() -> str | None:
         if done.returncode == 0 and done.stdout.strip() == b"ok":
             return exe
     return None
+
+
+#: Skips a module or test that runs clients as ``nobody``: it needs root and a Python they can run.
+needs_other_users = pytest.mark.skipif(
+    os.geteuid() != 0 or python_for_others() is None,
+    reason="needs root (to run clients as other users) and a Python they can run",
+)
 
 
 def run_as(

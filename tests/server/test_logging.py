@@ -27,10 +27,11 @@ from jrpc_unix._server import logqueue as _logqueue
 
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ from Python 3.10 on Linux; spelled out for mypy
 
-#: Requests whose handlers fail: a TypeError inside subtract and sum (wrong param types),
-#: a RuntimeError in crash, and notifications that fail (unknown method, wrong params).
+#: Requests that fail: a ValueError inside sleep (a negative length), wrong param types
+#: (answered -32602 before the handler), a RuntimeError in crash, and notifications that fail
+#: (unknown method, wrong param types).
 FAILING = [
-    req("subtract", ["a", "b"], 1),
+    req("sleep", [-1], 1),
     req("sum", ["a", 1], 2),
     req("crash", None, 3),
     req("no.such.method", ["x"], notify=True),
@@ -100,7 +101,7 @@ def test_a_log_pipe_nobody_reads_does_not_freeze_the_server(
     reader.join(TIMEOUT)
     log = drained.decode(errors="replace")
     assert "Traceback" in log
-    assert re.search(r"\d+ more 'crash subtract' messages suppressed", log), log[-2000:]
+    assert re.search(r"\d+ more 'crash sleep' messages suppressed", log), log[-2000:]
 
 
 def _read_all(fd: int) -> bytes:
@@ -111,11 +112,11 @@ def _read_all(fd: int) -> bytes:
 
 
 def test_2000_crashing_calls_cost_a_few_kilobytes_of_log(sock_dir: str) -> None:
-    """Wrong param types made every call log a traceback: 485 bytes of log per 64-byte call."""
+    """A failing handler made every call log a traceback: 485 bytes of log per 64-byte call."""
     path, log_path = os.path.join(sock_dir, "demo.sock"), os.path.join(sock_dir, "log")
     with DemoProcess(path, log_path) as demo:
         start = Path(log_path).stat().st_size
-        lines = _send_and_read(path, req("subtract", ["a", "b"], 1) * 2000, 2000)
+        lines = _send_and_read(path, req("sleep", [-1], 1) * 2000, 2000)
         error_ids = [json.loads(line)["error"]["data"]["error_id"] for line in lines]
         assert demo.signal() == 0
         log = demo.log()
@@ -126,7 +127,7 @@ def test_2000_crashing_calls_cost_a_few_kilobytes_of_log(sock_dir: str) -> None:
     # 20 lines per 10 s, each with its error id (40 if the calls straddle two periods).
     assert logged[:20] == error_ids[:20]
     assert len(logged) <= 40
-    assert re.search(rf"{2000 - len(logged)} more 'crash subtract' messages suppressed", log)
+    assert re.search(rf"{2000 - len(logged)} more 'crash sleep' messages suppressed", log)
 
 
 def test_client_supplied_text_is_cut_short_in_the_log(

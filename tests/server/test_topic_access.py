@@ -14,8 +14,8 @@ from helpers import LineClient, demo_module, wait_for
 from helpers.ops import (
     NOBODY_UID,
     as_nobody,
+    needs_other_users,
     open_for_others,
-    python_for_others,
     read_lines,
     reader,
     req,
@@ -24,10 +24,7 @@ from helpers.ops import (
 
 from jrpc_unix import Access, Methods, Policy, Server
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or python_for_others() is None,
-    reason="needs root (to run clients as other users) and a Python they can run",
-)
+pytestmark = needs_other_users
 
 READ = Policy()  # everyone but root and the server's user: read
 OPERATE = Policy(grant_users={NOBODY_UID: Access.OPERATE})
@@ -71,7 +68,12 @@ def test_a_read_caller_may_not_subscribe_to_config(shared_dir: str) -> None:
         denied(answers[2], 2, "topic 'config' needs operate access; you have read")
         assert answers[3]["result"]["topic"] == "stats"  # the built-in topics stay read
         assert answers[4]["result"]["topic"] == "progress"
-        assert [t["topic"] for t in answers[5]["result"]] == ["stats", "progress", "health"]  # not config
+        assert [t["topic"] for t in answers[5]["result"]] == [
+            "stats",
+            "progress",
+            "health",
+            "settings",
+        ]  # not config
         assert handle.server.stats.rejected_requests["access_denied"] == 2
 
 
@@ -173,7 +175,7 @@ def test_an_unknown_topic_lists_only_the_callers_topics(shared_dir: str) -> None
     with demo_for_others(path, READ):
         answer = as_nobody(path, req("rpc.subscribe", {"topic": "nope"}, rid=1))["lines"][0]
         assert answer["error"]["code"] == -32602
-        assert answer["error"]["data"] == "no topic 'nope'; topics: health, progress, stats"
+        assert answer["error"]["data"] == "no topic 'nope'; topics: health, progress, settings, stats"
 
 
 # -- access before params: a refused caller learns nothing about a method's params ----------------

@@ -23,9 +23,9 @@ from helpers.ops import (
     NOBODY_UID,
     as_nobody,
     connectable,
+    needs_other_users,
     open_for_others,
     ping,
-    python_for_others,
     req,
     run_as,
     served,
@@ -33,10 +33,7 @@ from helpers.ops import (
 
 from jrpc_unix import Access, Methods, Peer, Policy, current_context
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or python_for_others() is None,
-    reason="needs root (to run clients as other users) and a Python they can run",
-)
+pytestmark = needs_other_users
 
 #: A uid and gid that no passwd or group entry names.
 GHOST = 4242
