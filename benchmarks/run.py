@@ -48,6 +48,10 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--max-connections", "10100", "--max-connections-per-uid", "10100", "--log-level", "warning"],
     ),
     "naive": ("naive asyncio", [str(HERE / "naive_asyncio.py")], []),
+    # The same demo hosted by an asyncio program (jrpc_unix.aio: trio as asyncio's guest), on
+    # asyncio's own loop and on uvloop's: what guest mode costs against the trio-hosted demo.
+    "aio": ("demo on asyncio", [str(HERE / "aio_demo.py")], []),
+    "uvloop": ("demo on uvloop", [str(HERE / "aio_demo.py")], ["--uvloop"]),
     # The same demo with per-method statistics off: what rpc.stats costs (target: <= 5 %).
     "nostats": (
         "demo, no method stats",
@@ -81,6 +85,10 @@ LONG_MODES = ("idle10k", "paced")  # ~20 s per server each: at most 3 rounds
 #: The Go original's framing (loadgen -U): only our servers read it; compare with the newline rows.
 GO_MODES = ("go_pingpong", "go_pipeline")
 GO_SERVERS = ("demo", "nostats")
+#: The asyncio-hosted demos (issue 16) run the modes that show guest mode's cost per wake-up,
+#: not the long ones (about 20 s per server and round each) nor the Go framing's.
+AIO_SERVERS = ("aio", "uvloop")
+AIO_MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle")
 #: The demo's typed settings (specs/settings.md): only the demo servers have them.
 SETTINGS_MODES = ("settings_get", "settings_set")
 MiB = 1024 * 1024
@@ -603,6 +611,7 @@ def table(series: Series, servers: list[str]) -> list[str]:
     for other in ("naive", "nostats"):
         if "demo" in servers and other in servers:
             pairs.append(("demo", other))
+    pairs += [(host, "demo") for host in ("aio", "uvloop") if host in servers and "demo" in servers]
     head = [
         "metric",
         *(SERVERS[s][0] for s in servers),
@@ -659,7 +668,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
     p.add_argument(
-        "--servers", default="raw,demo,naive,nostats", help="comma-separated, out of raw,demo,naive,nostats"
+        "--servers",
+        default="raw,demo,naive,nostats,aio,uvloop",
+        help="comma-separated, out of raw,demo,naive,nostats,aio,uvloop",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     p.add_argument(
@@ -719,6 +730,8 @@ def main(argv: list[str]) -> int:
                 for rnd in range(rounds):
                     for key in servers:  # A B A B: every server under the same conditions
                         if mode in (*GO_MODES, *SETTINGS_MODES) and key not in GO_SERVERS:
+                            continue
+                        if key in AIO_SERVERS and mode not in AIO_MODES:
                             continue
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)

@@ -1,6 +1,8 @@
 """The reference jrpc-unix service: a process you can steer and watch through a UNIX socket.
 
     python examples/demo_server.py /tmp/demo.sock [--settings-file FILE]
+    python examples/demo_server.py --asyncio /tmp/demo.sock    # as an asyncio program's guest
+    python examples/demo_server.py --uvloop /tmp/demo.sock     # the same on uvloop
 
 Then, from another shell::
 
@@ -28,22 +30,54 @@ __all__ = ["config", "main", "methods"]
 
 
 def main(argv: list[str]) -> int:
+    host = argv.pop(0) if argv and argv[0] in ("--asyncio", "--uvloop") else None
     if len(argv) == 3 and argv[1] == "--settings-file":
         argv, settings_file = argv[:1], argv[2]
     else:
         settings_file = None
     if len(argv) != 1:
-        print("usage: demo_server.py SOCKET_PATH [--settings-file FILE]", file=sys.stderr)
+        print(
+            "usage: demo_server.py [--asyncio | --uvloop] SOCKET_PATH [--settings-file FILE]", file=sys.stderr
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if settings_file is not None:
         settings.load(settings_file)
     try:
-        run(argv[0], methods)
+        if host is None:
+            run(argv[0], methods)
+        else:
+            serve_on_asyncio(argv[0], uvloop=host == "--uvloop")
     except JrpcUnixError as exc:  # e.g. another server is live on the path: say so, exit 1
         print(f"demo_server.py: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def serve_on_asyncio(path: str, uvloop: bool) -> None:
+    """``jrpc_unix.aio.serve`` on asyncio's loop (or uvloop's) until a stop signal, then stop
+    gracefully (cancelling the serving task drains the calls and removes the socket)."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from jrpc_unix.aio import serve
+
+    async def serve_until_signalled() -> None:
+        serving = asyncio.current_task()
+        assert serving is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            loop.add_signal_handler(signum, serving.cancel)
+        with contextlib.suppress(asyncio.CancelledError):  # stopped by a signal, gracefully
+            await serve(path, methods)
+
+    if uvloop:
+        import uvloop as uv
+
+        uv.run(serve_until_signalled())
+    else:
+        asyncio.run(serve_until_signalled())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """jrpc-unix: a JSON-RPC 2.0 control plane for a running process, on a UNIX domain socket.
 
-This module is the whole public API. Names load lazily, so a blocking client or the command line
-never pays for importing trio or jsonrpcserver. Each name keeps the ``__module__`` of the private
-module that defines it (no httpx-style rewrite to ``jrpc_unix``: with lazy names it would depend
-on what was touched first, and ``typing.get_type_hints`` resolves a class's annotations in its
-``__module__``; specs/design-notes.md says more).
+This module is the whole public API, with one submodule: :mod:`jrpc_unix.aio` (serve and call
+from an asyncio program; imported by name, so nothing here loads it). Names load lazily, so a
+blocking client or the command line never pays for importing trio or jsonrpcserver. Each name
+keeps the ``__module__`` of the private module that defines it (no httpx-style rewrite to
+``jrpc_unix``: with lazy names it would depend on what was touched first, and
+``typing.get_type_hints`` resolves a class's annotations in its ``__module__``;
+specs/design-notes.md says more).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ over a free-form dict (copy them for a handler of your own: the JSON-RPC example
 clients use them); ``settings.*`` are :class:`DemoSettings`, declared with type hints and served
 by the library, with validation, all-or-nothing changes, dry runs, history, revert and a file
 (copy these to make a service reconfigurable: specs/settings.md).
+
+Its ``async def`` handlers sleep with whichever loop awaits them (:func:`_sleep`), so the same
+service runs under trio and as an asyncio program's guest (``jrpc_unix.aio``, where ``async
+def`` handlers are asyncio coroutines).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+import sniffio
 import trio
 
 from ._response import Response
@@ -125,10 +130,20 @@ def notify_sum(*args: Any, **kwargs: Any) -> None:
     """Accept anything (a spec example)."""
 
 
+async def _sleep(seconds: float) -> None:
+    """Sleep on the loop running this handler: trio's, or asyncio's under ``jrpc_unix.aio``."""
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio  # loaded already: only an asyncio program gets here
+
+        await asyncio.sleep(seconds)
+    else:
+        await trio.sleep(seconds)
+
+
 @methods.add
 async def sleep(seconds: float) -> float:
     """Wait ``seconds`` without blocking other calls, then return ``seconds``."""
-    await trio.sleep(seconds)
+    await _sleep(seconds)
     return seconds
 
 
@@ -194,7 +209,7 @@ async def work(steps: int, delay: float = 0.1) -> dict[str, int]:
     """A long job: ``steps`` steps of ``delay`` seconds, reporting progress; cancellable."""
     ctx = current_context()
     for step in range(1, steps + 1):
-        await trio.sleep(delay)
+        await _sleep(delay)
         ctx.progress(step, steps, f"step {step} of {steps}")
     return {"steps": steps}
 

@@ -22,9 +22,12 @@ def sock_path(sock_dir: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def shared_demo() -> Iterator[DemoProcess]:
-    """One demo service per test module, for tests that do not depend on its state."""
-    with demo_server() as demo:
+def shared_demo(request: pytest.FixtureRequest) -> Iterator[DemoProcess]:
+    """One demo service per test module, for tests that do not depend on its state.
+
+    Its host is trio, unless a module parametrizes it (``indirect=True``) with "asyncio" or
+    "uvloop": the same service as an asyncio program's guest (``jrpc_unix.aio``)."""
+    with demo_server(getattr(request, "param", "trio")) as demo:
         yield demo
 
 

@@ -93,6 +93,18 @@ def test_importing_the_package_imports_nothing_of_its_own_and_nothing_third_part
     assert {name.split(".")[0] for name in loaded} <= sys.stdlib_module_names, loaded
 
 
+def test_the_asyncio_face_is_a_public_submodule_the_package_does_not_load() -> None:
+    """``jrpc_unix.aio`` is imported by name: a trio program or the CLI never loads it."""
+    code = "import sys, jrpc_unix; jrpc_unix.Server; print('jrpc_unix.aio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    import jrpc_unix.aio
+
+    assert jrpc_unix.aio.__all__ == ["open_client", "serve", "serving"]
+    for name in jrpc_unix.aio.__all__:
+        typing.get_type_hints(getattr(jrpc_unix.aio, name))
+
+
 def test_the_demo_service_is_a_public_module() -> None:
     """``jrpc-unix serve jrpc_unix.demo:methods SOCK`` is documented: the path, the service only."""
     from jrpc_unix import demo

@@ -16,11 +16,15 @@ import socket
 import stat
 import struct
 import time
+from collections.abc import Callable, Generator
 
 from .._address import is_abstract, socket_name
 from .._errors import ConnectError
 
-__all__ = ["UnixSocketStream", "connect_error", "remaining"]
+__all__ = ["UnixSocketStream", "connect_error", "connecting", "remaining"]
+
+#: While the accept queue is full, retry after 1 ms, doubling up to 50 ms between tries.
+_FIRST_RETRY, _LAST_RETRY = 0.001, 0.05
 
 
 def connect_error(path: str, exc: OSError, waited: float | None = None) -> ConnectError:
@@ -59,6 +63,43 @@ def remaining(deadline: float | None) -> float | None:
     if deadline is None:
         return None
     return max(deadline - time.monotonic(), 0.000001)
+
+
+def connecting(
+    address: str, connect_timeout: float | None, clock: Callable[[], float]
+) -> Generator[float | socket.socket, None, None]:
+    """The event-loop clients' connect, sans-IO: while the accept queue of ``address`` is full
+    (EAGAIN) it yields how long the driver should sleep before the next try, up to
+    ``connect_timeout`` by the loop's ``clock``; last, the connected non-blocking socket.
+
+    A UNIX connect never completes later (no EINPROGRESS): it succeeds or fails at once, and a
+    full queue only says to try again; nothing signals when there is room, hence the retries.
+    Closing the generator (its driver cancelled) closes the socket.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    start = clock()
+    give_up = start + (math.inf if connect_timeout is None else connect_timeout)
+    delay = _FIRST_RETRY
+    try:
+        with socket_name(address) as name:
+            while True:
+                try:
+                    sock.connect(name)
+                    break
+                except BlockingIOError as exc:
+                    now = clock()
+                    if now >= give_up:
+                        raise connect_error(address, exc, now - start) from None
+                    yield min(delay, give_up - now)
+                    delay = min(delay * 2, _LAST_RETRY)
+    except OSError as exc:
+        sock.close()
+        raise connect_error(address, exc) from None
+    except BaseException:
+        sock.close()
+        raise
+    yield sock
 
 
 class UnixSocketStream:

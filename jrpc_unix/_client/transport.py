@@ -3,9 +3,10 @@
 Each public client *has* a transport, as httpx's do, and keeps only its public methods::
 
     Client        --has-->  BlockingTransport (blocking_io.py)  --has-->  a BlockingStream
-    AsyncClient   --has-->  an AsyncTransport: TrioTransport (trio_io.py) over a trio Stream
+    AsyncClient   --has-->  an AsyncTransport: TrioTransport (trio_io.py) over a trio Stream,
+                            or AsyncioTransport (aio_io.py) over asyncio streams
 
-Both transports drive the same sans-IO :class:`~.._wire.conversation.Conversation` and match the
+All transports drive the same sans-IO :class:`~.._wire.conversation.Conversation` and match the
 events it returns; the clients build requests with it and read answers from its exchanges.
 
 * A :class:`BlockingStream` is the blocking client's byte pipe. :class:`~.connect.UnixSocketStream`
@@ -16,8 +17,11 @@ events it returns; the clients build requests with it and read answers from its 
   need from an event loop: :class:`~.trio_io.TrioTransport` runs a reader and a writer task over
   any ``trio.abc.Stream`` (:func:`~.trio_client.client_over`; :func:`~.trio_client.open_client`
   gives it a UNIX socket, an ssh transport would give it ``trio.StapledStream`` over the process's
-  pipes). An asyncio transport (issue 16) implements the same methods with asyncio's tasks,
-  events and lock, and the same ``AsyncClient`` front serves it.
+  pipes). :class:`~.aio_io.AsyncioTransport` implements the same methods with asyncio's tasks,
+  events and lock (:func:`jrpc_unix.aio.open_client`), and the same ``AsyncClient`` front
+  serves it. What the two event-loop transports wait for (and wake) is one piece of code,
+  :class:`~.waiting.WaitingCallers`, given the loop's event type; their connect's retries while
+  the accept queue is full are one too, :func:`~.connect.connecting`.
 
 Standard library only (the blocking client imports this module).
 """

@@ -10,7 +10,9 @@ As trio asks, no method takes a ``timeout``: wrap calls in ``trio.fail_after``/`
 The one exception is ``connect_timeout``: how long :func:`open_client` keeps trying while the
 server's accept queue is full, so a stuck server is a ConnectError, never an endless wait.
 
-:class:`AsyncClient` uses only its :class:`~.transport.AsyncTransport`'s methods, never trio's.
+:class:`AsyncClient` uses only its :class:`~.transport.AsyncTransport`'s methods, never trio's,
+so it is the asyncio client's front too (:func:`jrpc_unix.aio.open_client`, over
+:class:`~.aio_io.AsyncioTransport`; there ``asyncio.timeout`` bounds the waits).
 """
 
 from __future__ import annotations

@@ -16,23 +16,17 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
-from typing import Any
 
 import trio
 
-from .._address import socket_name
-from .._errors import ConnectionClosedError, JrpcUnixError, ProtocolError
-from .._wire.conversation import Conversation, Exchange, Notification
-from .._wire.events import Answered, FeedChanged, MustSend, NotificationArrived, ReportsArrived
-from .._wire.feeds import END, UNSUBSCRIBED, Feed
-from .connect import connect_error
+from .._errors import ConnectionClosedError, ProtocolError
+from .._wire.conversation import Conversation, Exchange
+from .connect import connecting
+from .waiting import CLIENT_CLOSED, WaitingCallers
 
 __all__ = ["CLIENT_CLOSED", "TrioTransport", "connect_unix"]
 
-CLIENT_CLOSED = "the client was closed"
 _QUEUED, _WRITING, _SENT, _WITHDRAWN = range(4)
-#: While the accept queue is full, retry after 1 ms, doubling up to 50 ms between tries.
-_FIRST_RETRY, _LAST_RETRY = 0.001, 0.05
 
 
 class _Outgoing:
@@ -46,7 +40,7 @@ class _Outgoing:
         self.settled = trio.Event()  # written, or never will be
 
 
-class TrioTransport:
+class TrioTransport(WaitingCallers):
     """One connection's reader, writer and waiting callers (an :class:`~.transport.AsyncTransport`).
 
     Run :meth:`read_loop` and :meth:`write_loop` in a nursery for as long as it is used, and
@@ -54,54 +48,26 @@ class TrioTransport:
     """
 
     def __init__(self, address: str, stream: trio.abc.Stream, conversation: Conversation) -> None:
-        self.address = address
-        self.conversation = conversation
+        super().__init__(address, conversation, trio.Event)
         self.progress_lock = trio.Lock()
         self._stream = stream
-        self._waiters: dict[Exchange, trio.Event] = {}
-        self._feed_waiters: dict[Feed, trio.Event] = {}
         self._send_queue, self._queued = trio.open_memory_channel[_Outgoing](math.inf)
-        self._closed: str | ProtocolError | None = None  # why the connection is over
-        self._write_failed: str | None = None  # why nothing more can be sent
-        self._arrived = trio.Event()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed is not None
 
     # -- what callers wait for -------------------------------------------------------------
 
     async def exchange(self, pair: tuple[Exchange, bytes]) -> Exchange:
         exchange, data = pair
-        self._check_open()
+        wake = self._expect(exchange)
         out = _Outgoing(data)
-        wake = self._waiters[exchange] = trio.Event()
         try:
             self._send_queue.send_nowait(out)
-            while True:
-                await wake.wait()
-                wake = self._waiters[exchange] = trio.Event()
-                exchange.hand_on_reports()
-                if exchange.done or self._closed is not None:
-                    break
+            await self._wait_answered(exchange, wake)
         finally:
-            del self._waiters[exchange]
-            if not exchange.done:
-                self._call_off(out, exchange)
-        if not exchange.done:
-            raise self._closed_error(exchange.label)
-        return exchange
-
-    def _call_off(self, out: _Outgoing, exchange: Exchange) -> None:
-        """The caller gave up: withdraw the request if unsent, else ask the server to cancel it.
-
-        Never waits: this runs while a cancellation unwinds the caller."""
-        sent = out.state != _QUEUED
-        if not sent:
-            out.state = _WITHDRAWN
-        cancel = self.conversation.abandon(exchange, sent=sent)  # its late answer will be dropped
-        if cancel:
-            self.send_soon(cancel)
+            sent = out.state != _QUEUED
+            if not sent and not exchange.done:
+                out.state = _WITHDRAWN  # never sent: the writer skips it
+            self._given_up(exchange, sent)
+        return self._answered(exchange)
 
     async def send(self, data: bytes) -> None:
         self._check_open()
@@ -116,46 +82,6 @@ class TrioTransport:
         if self._closed is None and self._write_failed is None:
             with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
                 self._send_queue.send_nowait(_Outgoing(data))
-
-    async def next_event(self, feed: Feed) -> Any:
-        while not feed.events:
-            if feed.ended == UNSUBSCRIBED:
-                return END
-            if feed.ended is not None:
-                raise self._closed_error()
-            waiter = self._feed_waiters.get(feed)
-            if waiter is None:
-                waiter = self._feed_waiters[feed] = trio.Event()
-            await waiter.wait()
-        return feed.events.popleft()
-
-    def feed_changed(self, feed: Feed) -> None:
-        waiter = self._feed_waiters.pop(feed, None)
-        if waiter is not None:
-            waiter.set()
-
-    async def next_notification(self) -> Notification:
-        inbox = self.conversation.inbox
-        while not inbox:
-            self._check_open()
-            await self._arrived.wait()
-        return inbox.popleft()
-
-    def _check_open(self) -> None:
-        if self._closed is not None:
-            raise self._closed_error()
-        if self._write_failed is not None:
-            raise ConnectionClosedError(f"{self.address}: {self._write_failed}")
-
-    def _closed_error(self, label: str | None = None) -> JrpcUnixError:
-        reason = self._closed
-        if isinstance(reason, ProtocolError):
-            return ProtocolError(str(reason))
-        if label is not None:
-            return self.conversation.closed_error(f"{self.address}: {reason} before answering {label}")
-        if reason == CLIENT_CLOSED:
-            return ConnectionClosedError(f"the client for {self.address} is closed")
-        return ConnectionClosedError(f"{self.address}: {reason}")
 
     # -- the helper tasks ------------------------------------------------------------------
 
@@ -188,25 +114,10 @@ class TrioTransport:
                 o.settled.set()
 
     async def read_loop(self) -> None:
-        conv = self.conversation
         try:
             while True:
                 data = bytes(await self._stream.receive_some(65536))  # the same object if bytes
-                arrived = False
-                for event in conv.receive_data(data) if data else conv.receive_eof():
-                    match event:
-                        case Answered(exchange) | ReportsArrived(exchange):
-                            if (waiter := self._waiters.get(exchange)) is not None:
-                                waiter.set()
-                        case FeedChanged(feed):
-                            self.feed_changed(feed)
-                        case NotificationArrived():
-                            arrived = True
-                        case MustSend(message):  # a subscription whose subscriber gave up: end it
-                            self.send_soon(message)
-                if arrived:
-                    self._arrived.set()
-                    self._arrived = trio.Event()
+                self._received(data)
                 if not data:
                     self.shut("the server closed the connection")
                     return
@@ -217,14 +128,8 @@ class TrioTransport:
 
     def shut(self, reason: str | ProtocolError) -> None:
         """The connection is over: fail every waiting caller, reader and queued write."""
-        if self._closed is None:
-            self._closed = reason
+        self._end(reason)
         self._send_queue.close()
-        for event in self._waiters.values():
-            event.set()
-        for ended in self.conversation.connection_lost():
-            self.feed_changed(ended.feed)
-        self._arrived.set()
         self._settle_queued()
 
     def _settle_queued(self) -> None:
@@ -236,33 +141,12 @@ class TrioTransport:
 
 
 async def connect_unix(address: str, connect_timeout: float | None) -> trio.SocketStream:
-    """Connect to ``address``, retrying while its accept queue is full (EAGAIN), up to ``connect_timeout``.
-
-    A UNIX connect never completes later (no EINPROGRESS): it succeeds or fails at once, and a
-    full queue only says to try again; nothing signals when there is room, hence the retries.
-    """
+    """Connect to ``address``, retrying while its accept queue is full (EAGAIN), up to
+    ``connect_timeout`` (see :func:`~.connect.connecting`)."""
     await trio.lowlevel.checkpoint()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    start = trio.current_time()
-    give_up = start + (math.inf if connect_timeout is None else connect_timeout)
-    delay = _FIRST_RETRY
-    try:
-        with socket_name(address) as name:
-            while True:
-                try:
-                    sock.connect(name)
-                    break
-                except BlockingIOError as exc:
-                    now = trio.current_time()
-                    if now >= give_up:
-                        raise connect_error(address, exc, now - start) from None
-                    await trio.sleep(min(delay, give_up - now))
-                    delay = min(delay * 2, _LAST_RETRY)
-    except OSError as exc:
-        sock.close()
-        raise connect_error(address, exc) from None
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    with contextlib.closing(connecting(address, connect_timeout, trio.current_time)) as steps:
+        for step in steps:
+            if isinstance(step, socket.socket):
+                return trio.SocketStream(trio.socket.from_stdlib_socket(step))
+            await trio.sleep(step)
+    raise AssertionError("connecting() ends with the socket")

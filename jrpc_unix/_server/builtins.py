@@ -14,7 +14,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -35,7 +35,7 @@ from .pubsub import PROGRESS_TOPIC, Encoded, Topic, event_bytes
 from .shared import ConnectionSet
 from .slowlog import SlowLog
 
-__all__ = ["Operations", "builtin_methods", "builtin_topics", "without"]
+__all__ = ["Operations", "Served", "builtin_methods", "builtin_topics", "without"]
 
 MAX_QUEUE = 10_000
 MIN_INTERVAL = 0.05  # of the stats topic, in seconds
@@ -205,6 +205,18 @@ def builtin_methods(
     }
 
 
+class Served(Protocol):
+    """What the built-ins need of the :class:`~jrpc_unix.Server` (read when they are called)."""
+
+    topics: dict[str, Topic]
+    limits: Limits
+    stats: ServerStats
+    subscriptions_per_uid: Counter[int]
+    connections: ConnectionSet
+    methods: Methods
+    discover: bool
+
+
 class Operations:
     """What the operator's built-ins keep: who the service is, its health checks, log levels,
     slow calls and audit trail (one of each per :class:`~jrpc_unix.Server`)."""
@@ -223,18 +235,27 @@ class Operations:
         self.audit = Audit(audit)
         self.log_levels = LogLevels()
 
-    def methods(
-        self, core: dict[str, MethodSpec], connections: Callable[[], ConnectionSet], stats: ServerStats
-    ) -> dict[str, MethodSpec]:
-        """``core`` and the operator's built-ins (specs/operations.md)."""
-        return {
-            **core,
+    def extensions(self, server: Served, disabled: frozenset[str]) -> dict[str, MethodSpec]:
+        """Every ``rpc.*`` method of ``server`` but the ``disabled`` ones (specs/operations.md)."""
+
+        def connections() -> ConnectionSet:
+            return server.connections
+
+        topics, limits, stats, per_uid = (
+            server.topics,
+            server.limits,
+            server.stats,
+            server.subscriptions_per_uid,
+        )
+        builtins = {
+            **builtin_methods(topics, limits, stats, per_uid, connections, self.audit),
             **info_methods(self.info, self.health),
             **admin_methods(connections, self.slowlog),
             **log_methods(self.log_levels),
             **metrics_methods(stats),
             **audit_methods(self.audit),
         }
+        return without(builtins, disabled, server.methods, server.discover, self.info)
 
 
 def without(

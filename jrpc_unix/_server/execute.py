@@ -1,5 +1,10 @@
 """Running one admitted call: inline, or in a task with its context, timeout and thread.
 
+How a handler runs is decided here, by its :class:`RunMode` alone: a plain function inline on
+the event loop's thread, ``blocking=True`` in a worker thread, ``async def`` awaited through the
+server's :data:`~.shared.AwaitHandler` -- in trio, or on the asyncio loop trio is a guest of
+(:mod:`jrpc_unix.aio`) -- except the server's own ``rpc.*`` methods, trio code under every host.
+
 A call that may wait is registered in the connection's :class:`CancelRegistry` under its request
 id with a cancel scope, so ``rpc.cancel``, a disconnect (all but run-to-completion calls and
 notifications) and the end of the server's grace can stop it. A cancelled call still answers:
@@ -23,7 +28,7 @@ from .._service.dispatch import Invocation
 from .._service.methods import RunMode
 from .._service.throttle import Throttle
 from .._wire.messages import Answer, ErrorAnswer, Request, error_answer
-from .shared import ServeContext
+from .shared import ServeContext, await_in_trio
 
 __all__ = ["CancelRegistry", "Executor", "RunningCall", "cancelled", "shutting_down"]
 
@@ -109,6 +114,7 @@ class Executor:
         self._dispatcher = shared.dispatcher
         self._limits = shared.limits
         self._workers = shared.workers
+        self._await_handler = shared.await_handler
         self._thread_slots: trio.CapacityLimiter | None = None  # made at the first blocking call
         self._inline = inline_slot()
         self.running = CancelRegistry()
@@ -162,7 +168,9 @@ class Executor:
         try:
             with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
                 if spec.mode is RunMode.ASYNC:
-                    value = await spec.func(*args, **kwargs)
+                    # The server's own rpc.* methods are trio code under every host.
+                    wait = await_in_trio if spec.name.startswith("rpc.") else self._await_handler
+                    value = await wait(spec.func, args, kwargs)
                 else:
                     value = await self._in_thread(functools.partial(spec.func, *args, **kwargs))
         except Exception as exc:

@@ -2,7 +2,9 @@
 
 A server's state (topics, subscriptions, connections) belongs to its event loop's thread and is
 never locked. What other threads may do to it (:meth:`Server.publish`, a ``blocking=True``
-handler's ``progress``) hops onto the loop first, through :meth:`EventLoop.call`.
+handler's ``progress``) hops onto the loop first, through :meth:`EventLoop.call`. So does what
+the *host* loop's own code does on the loop's thread when trio runs as a guest of asyncio
+(:mod:`jrpc_unix.aio`): an asyncio task is on the right thread but outside every trio task.
 """
 
 from __future__ import annotations
@@ -34,13 +36,29 @@ class EventLoop:
         self._thread = threading.get_ident()
 
     def call(self, fn: Callable[[Unpack[Ts]], object], *args: *Ts) -> None:
-        """``fn(*args)`` on the event loop: at once on its own thread (or before it runs);
-        from another thread, waiting only for the loop to run it; nothing once the run is over."""
-        if self._token is None or threading.get_ident() == self._thread:
+        """``fn(*args)`` on the event loop: at once from one of its tasks (or before it runs);
+        from another thread, waiting only for the loop to run it; from the host loop's code on
+        its thread (an asyncio task), queued in order (waiting there would wait for itself);
+        nothing once the run is over."""
+        token = self._token
+        if token is None:
             fn(*args)
-            return
-        with contextlib.suppress(trio.RunFinishedError):
-            trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+        elif threading.get_ident() != self._thread:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(fn, *args, trio_token=token)
+        elif _in_trio_task():
+            fn(*args)
+        else:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(fn, *args)
+
+
+def _in_trio_task() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:  # the host loop's code, between two ticks of the guest run
+        return False
+    return True
 
 
 class TaskNursery:

@@ -21,7 +21,7 @@ import trio
 from .._wire.fastjson import dumps
 from .loop import TaskNursery
 from .pubsub import PROGRESS_TOPIC, Budget, Encoded, SubscriberQueue, event_bytes
-from .shared import ServeContext
+from .shared import HostedEvents, ServeContext
 from .writer import Writer
 
 __all__ = ["Outbox"]
@@ -38,6 +38,7 @@ class Outbox:
         self._tasks = tasks
         self._loop = shared.loop
         self._topics = shared.topics
+        self._shared = shared  # its own topics and how the service's async code is awaited
         self._stats = shared.stats
         self._per_uid = shared.subscriptions_per_uid
         self._uid = uid
@@ -65,6 +66,8 @@ class Outbox:
         self._per_uid[self._uid] += 1
         if events is None:  # a produced topic's events never pass through its queue
             self._topics[topic].subscribers.add(sub)
+        elif topic not in self._shared.own_topics:  # the service's producer: on its host's loop
+            events = HostedEvents(events, self._shared.await_handler)
         if topic == PROGRESS_TOPIC:
             self._progress = sub
         self._tasks.start_soon(self._pump, sub, events)

@@ -27,13 +27,13 @@ from .._service.methods import Methods, MethodSpec
 from .._service.stats import ServerStats
 from .._service.throttle import flush_all
 from .admission import Admission
-from .builtins import Operations, builtin_methods, builtin_topics, without
+from .builtins import Operations, builtin_topics
 from .builtins_health import HealthCheck
 from .connection import Connection
 from .logqueue import start_log_thread, stop_log_thread
 from .pubsub import Producer, Topic
 from .sdnotify import sd_notify
-from .shared import ConnectionSet, ServeContext
+from .shared import ServeContext
 from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
 from .slowlog import DEFAULT_THRESHOLD
 from .sockets import Listen, addresses, open_listeners
@@ -109,9 +109,10 @@ class Server:
         self.epoch = self.operations.info.epoch = secrets.token_hex(8)
         self._disabled = frozenset(disable_builtins)
         self.listen = [x if isinstance(x, Listen) else Listen(x) for x in listen]
-        self.topics: dict[str, Topic] = {t.name: t for t in builtin_topics(self.stats)}
+        own_topics = builtin_topics(self.stats)
         if "rpc.health" not in self._disabled:
-            self.topics["health"] = self.operations.health.topic()
+            own_topics.append(self.operations.health.topic())
+        self.topics: dict[str, Topic] = {t.name: t for t in own_topics}
         self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
             self.add_topic(name, producer, description, access=access)
@@ -133,6 +134,7 @@ class Server:
             slowlog=self.operations.slowlog,
             audit=self.operations.audit if self.operations.audit.enabled else None,
         )
+        self._shared.own_topics = frozenset(t.name for t in own_topics)
         self.connections, self.workers = self._shared.connections, self._shared.workers
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
@@ -144,17 +146,7 @@ class Server:
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
-
-        def connections() -> ConnectionSet:
-            return self.connections
-
-        ops = self.operations
-        core = builtin_methods(
-            self.topics, self.limits, self.stats, self.subscriptions_per_uid, connections, ops.audit
-        )
-        return without(
-            ops.methods(core, connections, self.stats), self._disabled, self.methods, self.discover, ops.info
-        )
+        return self.operations.extensions(self, self._disabled)
 
     def add_health_check(self, name: str, check: HealthCheck, *, timeout: float = 5.0) -> None:
         """Add a check to ``rpc.health`` (what it returns: specs/operations.md, "Health")."""
@@ -212,7 +204,12 @@ class Server:
         await self._stopped.wait()
 
     def stop(self) -> None:
-        """Begin a graceful stop (idempotent); call it from the server's trio thread."""
+        """Begin a graceful stop (idempotent). From another thread or from asyncio code (when
+        served by :mod:`jrpc_unix.aio`) the stop is handed to the event loop, as
+        :meth:`publish` is."""
+        self._shared.loop.call(self._stop)
+
+    def _stop(self) -> None:
         if self._shared.stopping:
             return
         self._shared.stopping = True

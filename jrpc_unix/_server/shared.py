@@ -10,9 +10,9 @@ state the same way).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -28,7 +28,36 @@ from .pubsub import Topic
 from .slowlog import SlowLog
 from .workers import WorkerThreads
 
-__all__ = ["ConnectionSet", "Member", "ServeContext"]
+__all__ = ["AwaitHandler", "ConnectionSet", "HostedEvents", "Member", "ServeContext", "await_in_trio"]
+
+#: How the server awaits an ``async def`` handler: ``(func, args, kwargs) -> result``.
+AwaitHandler = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
+
+
+async def await_in_trio(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A trio program's handlers are trio coroutines: awaited right in the call's task."""
+    return await func(*args, **kwargs)
+
+
+class HostedEvents:
+    """A service's topic producer, each event awaited as its handlers are (the host's
+    :data:`AwaitHandler`): under asyncio its async generator runs on the app's loop too."""
+
+    __slots__ = ("_await", "_events")
+
+    def __init__(self, events: AsyncIterator[Any], await_handler: AwaitHandler) -> None:
+        self._events = events
+        self._await = await_handler
+
+    def __aiter__(self) -> HostedEvents:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._await(_next_event, (self._events,), {})
+
+
+async def _next_event(events: AsyncIterator[Any]) -> Any:
+    return await anext(events)  # (a coroutine, which an asyncio task needs, around __anext__())
 
 
 class Member(Protocol):
@@ -120,6 +149,11 @@ class ServeContext:
     workers: WorkerThreads = field(init=False)
     hangups: HangupWatch = field(init=False, default_factory=HangupWatch)
     loop: EventLoop = field(init=False, default_factory=EventLoop)
+    #: How ``async def`` handlers of the service are awaited: in trio, or as tasks of the
+    #: asyncio loop the server is a guest of (:mod:`jrpc_unix.aio` sets it before serving).
+    await_handler: AwaitHandler = await_in_trio
+    #: The server's own topics (``stats``, ``progress``, ``health``): trio code under every host.
+    own_topics: frozenset[str] = frozenset()
     #: The server is stopping: no new work starts; what waits is answered -32002.
     stopping: bool = False
     #: The calls over ``slow_call_threshold`` (``rpc.slowlog``).

@@ -66,6 +66,7 @@ class Conversation:
         self._waiting: dict[int, Exchange] = {}  # call id -> its exchange
         self._orphans: set[int] = set()  # ids of rpc.subscribe calls abandoned before the answer
         self._refusal: RpcError | None = None  # the last null-id error no exchange could claim
+        self._refused: RpcError | None = None  # one that came while no exchange waited
         self.max_message_size = max_message_size
         #: Answers that matched nobody (late answers after a cancel or a timeout).
         self.dropped = 0
@@ -178,6 +179,12 @@ class Conversation:
         self._orphans.clear()
         self._splitter = LineSplitter(self.max_message_size)
         return [FeedChanged(feed) for feed in self.feeds.end_all(CLOSED)]
+
+    @property
+    def refused(self) -> RpcError | None:
+        """The error answer that came while nothing was asked: the server refused the
+        connection (an overloaded server says why, then closes)."""
+        return self._refused
 
     def closed_error(self, message: str) -> ConnectionClosedError:
         """ConnectionClosedError(``message``), quoting what the server said in an error answer
@@ -297,6 +304,8 @@ class Conversation:
         waiting = self.waiting
         if len(waiting) != 1:
             self._refusal = error
+            if not waiting:
+                self._refused = error
             return None
         exchange = waiting[0]
         for rid in exchange.ids:

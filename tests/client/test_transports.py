@@ -1,13 +1,15 @@
-"""Both transports over a byte stream that is not a socket: a ``socat`` process's stdin/stdout.
+"""The transports over a byte stream that is not a socket: a ``socat`` process's stdin/stdout.
 
 That is the shape of the ssh transport to come (issue 13: our protocol over ``ssh``'s pipes), so
 these tests hold the seams to it: the trio client runs over any ``trio.abc.Stream``
-(``client_over``), the blocking transport over any ``BlockingStream`` (its ``connect``), turn
-lock, deadlines and reconnecting included. Nothing here is a public API.
+(``client_over``), the asyncio client over any asyncio streams (its ``client_over``), the
+blocking transport over any ``BlockingStream`` (its ``connect``), turn lock, deadlines and
+reconnecting included. Nothing here is a public API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import shutil
@@ -20,6 +22,7 @@ import trio
 from helpers import TIMEOUT, DemoProcess
 
 from jrpc_unix import ConnectionClosedError
+from jrpc_unix._client.aio_client import client_over as asyncio_client_over
 from jrpc_unix._client.blocking_io import BlockingTransport
 from jrpc_unix._client.trio_client import client_over
 from jrpc_unix._wire.conversation import Conversation
@@ -108,3 +111,29 @@ async def test_the_trio_client_over_pipes(shared_demo: DemoProcess) -> None:
             await client.notify("config.set", "over", "pipes")
             assert await anext(sub) == {"key": "over", "value": "pipes", "previous": None}
     assert await proc.wait() == 0, "socat saw the stream closed and ended"
+
+
+def test_the_asyncio_transport_over_pipes_calls_subscribes_and_sees_the_end(shared_demo: DemoProcess) -> None:
+    async def main() -> None:
+        assert SOCAT is not None
+        proc = await asyncio.create_subprocess_exec(
+            SOCAT, "-", f"UNIX-CONNECT:{shared_demo.path}", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        async with asyncio.timeout(TIMEOUT):
+            async with asyncio_client_over(shared_demo.path, proc.stdout, proc.stdin) as client:
+                assert await client.call("subtract", 42, 23) == 19
+                seen: list[Any] = []
+                assert await client.call("work", 2, 0, progress=lambda *r: seen.append(r)) == {"steps": 2}
+                assert seen == [(1, 2, "step 1 of 2"), (2, 2, "step 2 of 2")]
+                call = asyncio.create_task(client.call("sleep", 5))
+                await asyncio.sleep(0)  # the call runs up to its wait: its request is written
+                proc.kill()  # the pipe's far end goes: the waiting caller learns it
+                with pytest.raises(
+                    ConnectionClosedError, match=r"closed the connection before answering 'sleep'$"
+                ):
+                    await call
+            await proc.wait()
+
+    asyncio.run(main())

@@ -7,6 +7,7 @@ Go comes from Debian's ``golang-go`` (installed by .ci/run); without ``go`` loca
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 from helpers import TIMEOUT, DemoProcess, short_tmpdir
 
 from jrpc_unix import Client, ProtocolError, RpcError, open_client
+from jrpc_unix.aio import open_client as aio_open_client
 
 GO = shutil.which("go")
 SOURCE = Path(__file__).parent / "clients" / "unixsock.go"
@@ -129,6 +131,17 @@ async def test_trio_client_speaks_unixsock_to_a_go_server(go_server: str) -> Non
         with pytest.raises(RpcError, match="boom"):
             await client.call("fail", message="boom")
         assert await client.call("echo", k="v") == '{"k":"v"}'
+
+
+def test_asyncio_client_speaks_unixsock_to_a_go_server(go_server: str) -> None:
+    async def main() -> None:
+        async with asyncio.timeout(TIMEOUT), aio_open_client(go_server, framing="unixsock") as client:
+            assert await client.call("ping") == "pong"
+            with pytest.raises(RpcError, match="boom"):
+                await client.call("fail", message="boom")
+            assert await client.call("echo", k="v") == '{"k":"v"}'
+
+    asyncio.run(main())
 
 
 def test_cli_call_framing_unixsock(go_server: str) -> None:

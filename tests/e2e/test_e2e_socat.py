@@ -16,7 +16,10 @@ from helpers import SPEC_EXAMPLES, TIMEOUT, DemoProcess, assert_answer, assert_a
 SOCAT = shutil.which("socat")
 NC = shutil.which("nc")
 
-pytestmark = pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
+pytestmark = [
+    pytest.mark.skipif(SOCAT is None, reason="socat is not installed"),
+    pytest.mark.parametrize("shared_demo", ["trio", "asyncio"], indirect=True),  # the demo's host
+]
 
 
 def socat(path: str, data: bytes, *options: str) -> bytes:

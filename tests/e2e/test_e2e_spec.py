@@ -1,6 +1,7 @@
 """Every example of section 7 of the JSON-RPC 2.0 specification, as raw bytes over a real socket.
 
-The server is the demo service (``examples/demo_server.py``) running as a subprocess. Answers are
+The server is the demo service (``examples/demo_server.py``) running as a subprocess, hosted by
+trio and as an asyncio program's guest (``jrpc_unix.aio``, on asyncio's loop and uvloop). Answers are
 compared as parsed JSON; ``data`` members are allowed where the spec shows none (it permits them);
 code, message, id and result must be exactly the documented ones. "No answer" is proven without
 sleeping: a ping follows on the same connection and must be the very next line, or (for the
@@ -18,6 +19,8 @@ ANSWERED = [(name, req, want) for name, req, want in SPEC_EXAMPLES if want is no
 SILENT = [(name, req) for name, req, want in SPEC_EXAMPLES if want is None]
 PING = b'{"jsonrpc":"2.0","method":"ping","id":"after"}\n'
 PONG = {"jsonrpc": "2.0", "result": "pong", "id": "after"}
+
+pytestmark = pytest.mark.parametrize("shared_demo", ["trio", "asyncio", "uvloop"], indirect=True)
 
 
 @pytest.mark.parametrize(("name", "req", "want"), ANSWERED, ids=[e[0] for e in ANSWERED])

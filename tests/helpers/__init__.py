@@ -11,7 +11,9 @@ One way to start each kind of test server:
   on a path of the test's choosing) or :func:`demo_server` (the demo in a fresh directory; the
   ``demo`` and ``shared_demo`` fixtures);
 * a thread of the test process: :func:`helpers.ops.served`;
-* a task in the test's own trio run: :func:`serving`.
+* a task in the test's own trio run: :func:`serving`;
+* an asyncio (or uvloop) program's guest, on a loop in a thread: :func:`helpers.aio.served_on_asyncio`
+  (``DemoProcess(..., host="asyncio")`` runs the demo that way as a process).
 
 "Figures" always means a process's RSS, descriptors and threads (:func:`helpers.ops.figures`);
 what a server counts is its :func:`server_stats`.
@@ -157,11 +159,12 @@ class DemoProcess(ServerProcess):
     (Not once the file exists: a stale file may be there before the server replaces it.)
     """
 
-    def __init__(self, path: str, log_path: str, **options: Any) -> None:
+    def __init__(self, path: str, log_path: str, host: str = "trio", **options: Any) -> None:
         self.path = path
         said = f"listening on {path}".encode()
+        flags = [] if host == "trio" else [f"--{host}"]  # --asyncio, --uvloop: jrpc_unix.aio
         super().__init__(
-            [sys.executable, str(DEMO), path],
+            [sys.executable, str(DEMO), *flags, path],
             log_path,
             lambda: said in Path(log_path).read_bytes(),
             **options,
@@ -173,9 +176,10 @@ class DemoProcess(ServerProcess):
 
 
 @contextlib.contextmanager
-def demo_server() -> Iterator[DemoProcess]:
+def demo_server(host: str = "trio") -> Iterator[DemoProcess]:
+    """The demo in a fresh directory, hosted by trio (``run``) or asyncio/uvloop (``jrpc_unix.aio``)."""
     with short_tmpdir() as d:
-        demo = DemoProcess(os.path.join(d, "demo.sock"), os.path.join(d, "demo.log"))
+        demo = DemoProcess(os.path.join(d, "demo.sock"), os.path.join(d, "demo.log"), host)
         try:
             yield demo
         finally:

@@ -25,6 +25,7 @@ from typing import Any
 import trio
 
 from helpers import TIMEOUT
+from helpers.aio import asyncio_client
 from jrpc_unix import Client, open_client
 from jrpc_unix._wire.conversation import Exchange
 from jrpc_unix._wire.messages import encode_error, encode_result
@@ -43,20 +44,24 @@ __all__ = [
     "waiting_in_connect",
 ]
 
-#: The two clients, for ``pytest.mark.parametrize("driver", DRIVERS)``.
-DRIVERS = ["blocking", "trio"]
+#: The three clients, for ``pytest.mark.parametrize("driver", DRIVERS)``.
+DRIVERS = ["blocking", "trio", "asyncio"]
 #: connect(2)'s number, for kernels that hide ``wchan``.
 _CONNECT_SYSCALL = {"x86_64": "42", "aarch64": "203"}
 
 
 @asynccontextmanager
 async def connected(driver: str, path: str) -> AsyncIterator[Any]:
-    """A client of ``driver`` ("blocking" or "trio") for ``path``, awaited the same way either way:
-    ``await c.call("ping")``, ``async with c.subscription("config") as sub: await sub.next()``.
-    The blocking client's methods run in a worker thread; closed when the block ends."""
+    """A client of ``driver`` ("blocking", "trio" or "asyncio") for ``path``, awaited the same way
+    each way: ``await c.call("ping")``, ``async with c.subscription("config") as sub: await
+    sub.next()``. The blocking client's methods run in a worker thread, the asyncio client's on an
+    asyncio loop in a thread (helpers.aio); closed when the block ends."""
     if driver == "blocking":
         with Client(path, timeout=TIMEOUT) as client:
             yield _Blocking(client)
+    elif driver == "asyncio":
+        async with asyncio_client(path) as aio_client:
+            yield aio_client
     else:
         async with open_client(path) as trio_client:
             yield _Trio(trio_client)

@@ -4,6 +4,7 @@ client's framing, limits alike, an unknown start answered -32700 and logged by i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -23,6 +24,7 @@ from jrpc_unix import Call, Client, Limits, Methods, Response, RpcError, current
 from jrpc_unix._cli.parser import FRAMINGS as CLI_FRAMINGS
 from jrpc_unix._wire.framings import NAMES
 from jrpc_unix._wire.unixsock import frame
+from jrpc_unix.aio import open_client as aio_open_client
 
 GOLDEN = Path(__file__).resolve().parents[1] / "interop" / "go-unixsock"
 FIXTURES = sorted(p.name.removesuffix(".request.bin") for p in GOLDEN.glob("0*.request.bin"))
@@ -264,6 +266,16 @@ async def test_trio_client_in_each_framing(path: str, framing: str) -> None:
     async with open_client(path, framing=framing) as client:
         assert await client.call("framing") == framing
         assert await client.call("add", 2, 2) == 4
+
+
+@pytest.mark.parametrize("framing", ["lsp", "json-seq"])
+def test_asyncio_client_in_each_framing(path: str, framing: str) -> None:
+    async def main() -> None:
+        async with asyncio.timeout(TIMEOUT), aio_open_client(path, framing=framing) as client:
+            assert await client.call("framing") == framing
+            assert await client.batch(Call("add", 2, 2), Call("framing")) == [4, framing]
+
+    asyncio.run(main())
 
 
 def test_unknown_framing_refused_by_name() -> None:
