@@ -144,6 +144,10 @@ class AsyncSubscription:
                 print(data, sub.dropped)
         # leaving the block unsubscribes
 
+    A bare ``async for data in client.subscribe(...)`` works too: it subscribes at its first
+    step and stays subscribed until the server ends the subscription, :meth:`aclose` or the
+    connection closes (a ``break`` does not unsubscribe: use the block when you may leave early).
+
     Iteration yields each event's ``data`` and stops once the subscription is closed; it raises
     ConnectionClosedError when the connection ends, since the server then ended it, not you. No
     method takes a timeout (trio's rule): bound waits with ``trio.fail_after``. Leaving the block
@@ -157,6 +161,7 @@ class AsyncSubscription:
         self._topic = topic
         self._params = params
         self._feed: Feed | None = None
+        self._entered = False
 
     @property
     def _live(self) -> Feed:
@@ -198,8 +203,9 @@ class AsyncSubscription:
         return self._feed is not None and self._feed.ended is not None
 
     async def __aenter__(self) -> AsyncSubscription:
-        if self._feed is not None:
+        if self._entered:
             raise RuntimeError("a subscription is entered once")
+        self._entered = True
         self._feed = await self._client._open_feed(self._topic, self._params)
         return self
 
@@ -213,6 +219,8 @@ class AsyncSubscription:
         return self
 
     async def __anext__(self) -> Any:
+        if self._feed is None:  # a bare `async for`: subscribe at its first step
+            await self.__aenter__()
         data = await self._client._next_event(self._live)
         if data is END:
             raise StopAsyncIteration

@@ -187,6 +187,9 @@ class Server:
         another thread it waits only for the event loop to take the event, and does nothing
         once the server has stopped.
         """
+        found = self.topics.get(topic)
+        if found is not None and not found.subscribers and found.producer is None:
+            return  # nobody listening (the common case): not even the hop onto the loop
         self._shared.loop.call(self._publish, topic, data)
 
     def _publish(self, topic: str, data: Any) -> None:

@@ -279,6 +279,36 @@ def test_publish_from_asyncio_code_reaches_subscribers(loop: str, sock_path: str
     assert got == [0, 1, 2]
 
 
+def test_a_bare_async_for_subscribes_at_its_first_step(loop: str, sock_path: str) -> None:
+    """The issue's spelling, ``async for event in c.subscribe(...)``, without the block."""
+    methods = Methods()
+    methods.add_topic("ticks", "published by the app")
+    got: list[Any] = []
+
+    async def main() -> None:
+        async with serving(sock_path, methods) as server, aio_open_client(sock_path) as client:
+
+            async def publish_once_subscribed() -> None:
+                await until(lambda: server.stats.subscriptions, "the subscription")
+                for i in range(3):
+                    server.publish("ticks", i)
+
+            task = asyncio.create_task(publish_once_subscribed())
+            sub = client.subscribe("ticks")
+            async for data in sub:
+                got.append(data)
+                if len(got) == 3:
+                    break
+            await task
+            assert not sub.closed, "a break does not unsubscribe"
+            await sub.aclose()
+            assert sub.closed
+            await until(lambda: not server.stats.subscriptions, "the unsubscribe")
+
+    run(loop, main)
+    assert got == [0, 1, 2]
+
+
 def test_a_topic_producer_is_an_asyncio_async_generator(loop: str, sock_path: str) -> None:
     """A service's producer runs on the app's loop like its handlers; the server's own ``stats``
     topic (trio code) still works beside it; unsubscribing cancels the producer."""
