@@ -188,8 +188,8 @@ class Server:
         once the server has stopped.
         """
         found = self.topics.get(topic)
-        if found is not None and not found.subscribers and found.producer is None:
-            return  # nobody listening (the common case): not even the hop onto the loop
+        if found is not None and not found.subscribers and found.kept is None and found.producer is None:
+            return  # never watched (the common case): not even the hop onto the loop
         self._shared.loop.call(self._publish, topic, data)
 
     def _publish(self, topic: str, data: Any) -> None:
