@@ -185,6 +185,34 @@ def _event_copy() -> tuple[float, float, str]:
     return copied, per_op_ns("orjson.dumps(data)", setup), "ns (the copy's cost)"
 
 
+@row("Server.publish with nobody listening: no hop onto the loop")
+def _publish_unheard() -> tuple[float, float, str]:
+    import os
+    import tempfile
+
+    import trio
+
+    from jrpc_unix import Methods, Server
+
+    methods = Methods()
+    methods.add_topic("t", "nobody listens")
+    server = Server(methods)
+    found: list[float] = []
+
+    async def measure() -> None:
+        path = os.path.join(tempfile.mkdtemp(), "s")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, path)
+            hop = server._shared.loop.call  # what publish did before: hop, then look
+            scope = {"server": server, "hop": hop}
+            found.append(per_op_ns("server.publish('t', 1)", scope=scope))
+            found.append(per_op_ns("hop(server._publish, 't', 1)", scope=scope))
+            server.stop()
+
+    trio.run(measure)
+    return found[0], found[1], "ns a publish"
+
+
 @row("rpc.stats snapshot shared by the subscribers of a tick (20 methods)")
 def _stats_snapshot() -> tuple[float, float, str]:
     setup = (

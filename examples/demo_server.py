@@ -40,16 +40,17 @@ def main(argv: list[str]) -> int:
             "usage: demo_server.py [--asyncio | --uvloop] SOCKET_PATH [--settings-file FILE]", file=sys.stderr
         )
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if settings_file is not None:
         settings.load(settings_file)
+    if host is None:
+        run(argv[0], methods)  # logs to stderr; a start-up failure: one line, exit 1
+        return 0
+    # asyncio's host has no run(): the same log format and one-line failure, by hand
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        if host is None:
-            run(argv[0], methods)
-        else:
-            serve_on_asyncio(argv[0], uvloop=host == "--uvloop")
+        serve_on_asyncio(argv[0], uvloop=host == "--uvloop")
     except JrpcUnixError as exc:  # e.g. another server is live on the path: say so, exit 1
-        print(f"demo_server.py: {exc}", file=sys.stderr)
+        print(f"jrpc-unix: cannot serve on {argv[0]}: {exc}", file=sys.stderr)
         return 1
     return 0
 

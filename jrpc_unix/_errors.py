@@ -127,7 +127,15 @@ class TransportError(JrpcUnixError):
 
 
 class ConnectError(TransportError):
-    """Cannot connect to the socket; the message names the path and the reason."""
+    """Cannot connect to the socket; the message names the path and the reason.
+
+    ``not_up``: nothing listens there yet (no socket file, or nobody accepting on it), which a
+    caller starting a service may wait out (``Client.connect(wait=...)``).
+    """
+
+    def __init__(self, message: str, *, not_up: bool = False) -> None:
+        super().__init__(message)
+        self.not_up = not_up
 
 
 class ConnectionClosedError(TransportError):

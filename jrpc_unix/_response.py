@@ -32,7 +32,7 @@ class Status(enum.Enum):
 OK: Final = Status.OK
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Response:
     """What a handler answers; see the module docstring for the wire mapping.
 
@@ -69,3 +69,10 @@ class Response:
     @classmethod
     def fail(cls, error: str, *, code: int = DEFAULT_FAIL_CODE, data: Any = None) -> Response:
         return cls(Status.FAIL, data, error, code)
+
+    def __repr__(self) -> str:
+        """As it would be built: an OK answer has no error code to show."""
+        if self.status is OK:
+            return f"Response.ok({self.payload!r})"
+        data = "" if self.payload is None else f", data={self.payload!r}"
+        return f"Response.fail({self.error!r}, code={self.code!r}{data})"

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._client.blocking import Client
 from .._errors import RpcError
 from .._wire.requests import Call
+from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .ops import OPS_COMMANDS, print_openmetrics, resume_params, tell_resumed, tell_where
 from .params import UsageError, batch_item, parse_params
@@ -29,17 +29,24 @@ else:
 __all__ = ["COMMANDS", "Terminated"]
 
 
-def _client(args: Args) -> Client:
-    return Client(args.socket, timeout=args.timeout)
-
-
 def cmd_call(args: Args) -> int:
-    """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile."""
+    """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile.
+    ``--raw`` prints the answer line as received, an error answer's too (then exit 1)."""
     params = parse_params(args.params, args.style)
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    with Client(args.socket, timeout=args.timeout, framing=args.framing) as client:
+    lines: list[bytes] = []
+
+    def keep(way: str, line: bytes) -> None:
+        if way == "recv":
+            lines.append(line)
+
+    with open_client(args, keep if args.raw else None) as client:
         try:
             result, raw = client.call_raw(args.method, params, progress=bar)
+        except RpcError:
+            if args.raw and lines:
+                print_raw(lines[-1])
+            raise
         finally:
             if bar is not None:
                 bar.clear()
@@ -54,7 +61,7 @@ def cmd_call(args: Args) -> int:
 
 def cmd_notify(args: Args) -> int:
     params = parse_params(args.params, args.style)
-    with _client(args) as client:
+    with open_client(args) as client:
         client.send(args.method, params, respond=False)
     return EXIT_OK
 
@@ -76,7 +83,7 @@ def cmd_batch(args: Args) -> int:
         if way == "recv":
             lines.append(line)
 
-    with Client(args.socket, timeout=args.timeout, trace=keep) as client:
+    with open_client(args, keep) as client:
         results = client.batch(*items)
     if args.raw:
         for line in lines:
@@ -100,7 +107,7 @@ def cmd_batch(args: Args) -> int:
 def cmd_methods(args: Args) -> int:
     from .text import render_method, render_methods
 
-    with _client(args) as client:
+    with open_client(args) as client:
         try:
             doc = client.call("rpc.discover")
         except RpcError as exc:
@@ -127,7 +134,7 @@ def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
     if args.openmetrics:
         return print_openmetrics(args)
-    with _client(args) as client:
+    with open_client(args) as client:
         figures = client.call("rpc.stats")
     as_json = args.json or args.pretty is not None or not (args.table or sys.stdout.isatty())
     if not as_json:
@@ -165,7 +172,7 @@ def cmd_watch(args: Args) -> int:
     except ValueError:  # not the main thread (main() called by a program): leave SIGTERM alone
         previous = None
     try:
-        with _client(args) as client, client.subscribe(args.topic, **params) as sub:
+        with open_client(args) as client, client.subscribe(args.topic, **params) as sub:
             tell_resumed(sub)
             try:
                 return _print_events(sub, args.count, bool(args.pretty))
@@ -207,6 +214,20 @@ def cmd_demo(args: Args) -> int:
     return tour(timeout=args.timeout)
 
 
+def cmd_shell(args: Args) -> int:
+    from .shell import shell_command  # readline and threading: only the shell needs them
+
+    with open_client(args) as client:
+        return shell_command(args, client)
+
+
+def cmd_completion(args: Args) -> int:
+    from .complete import SCRIPTS
+
+    sys.stdout.write(SCRIPTS[args.shell])
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Args], int]] = {
     "call": cmd_call,
     "notify": cmd_notify,
@@ -216,6 +237,8 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "watch": cmd_watch,
     "serve": cmd_serve,
     "demo": cmd_demo,
+    "shell": cmd_shell,
+    "completion": cmd_completion,
     **SETTINGS_COMMANDS,
     **OPS_COMMANDS,
 }

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED, EXIT_TRANSPORT, EXIT_USAGE
+from .target import default_target, looks_like_address
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
@@ -48,11 +49,17 @@ def _positional(word: str) -> bool:
 
 
 def quick_args(argv: list[str]) -> Args | None:
-    """``call``/``notify SOCK METHOD [PARAMS...]`` with no options, read the way argparse would
-    (tests hold the two to the same result); None for anything else, which argparse reads."""
-    if len(argv) < 3 or argv[0] not in ("call", "notify") or not all(map(_positional, argv[1:])):
+    """``call``/``notify [SOCK] METHOD [PARAMS...]`` with no options, read the way the parser
+    would (tests hold the two to the same result); None for anything else, which argparse reads."""
+    if len(argv) < 2 or argv[0] not in ("call", "notify") or not all(map(_positional, argv[1:])):
+        return None
+    target = default_target()
+    if target is not None and not looks_like_address(argv[1]):
+        argv = [argv[0], target, *argv[1:]]
+    if len(argv) < 3:
         return None
     args = SimpleNamespace(command=argv[0], timeout=30.0, socket=argv[1], style="auto")
+    args.verbose, args.connect_timeout, args.wait = 0, None, 0.0
     args.method, args.params = argv[2], argv[3:]
     if argv[0] == "call":
         args.pretty, args.raw, args.framing = None, False, "newline"
@@ -72,13 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if collecting:
             gc.enable()
+    if argv[:1] == ["__complete"]:  # what the completion scripts run on each Tab
+        from .complete import complete_main
+
+        return complete_main(argv[1:])
     args = quick_args(argv)
     if args is None:
-        from .parser import build_parser
+        from .parser import build_parser, parse
 
         parser = build_parser(serve=bool(argv) and argv[0] == "serve")
         try:
-            args = parser.parse_args(argv)
+            args = parse(parser, argv)
         except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._client.blocking import Client
+from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR
 from .params import UsageError
 from .render import json_text, pretty, print_json, visible
@@ -100,7 +100,7 @@ def _pairs(value: Any) -> str:
 
 
 def cmd_info(args: Args) -> int:
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         _show(args, client.call("rpc.info"), _pairs)
     return EXIT_OK
 
@@ -123,7 +123,7 @@ def _health_code(health: Any) -> int:
 
 def cmd_health(args: Args) -> int:
     """Exit 0 if serving, 1 otherwise; with --watch, print each change (exit: the last one's)."""
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         if not args.watch:
             health = client.call("rpc.health")
             _show(args, health, _health_text)
@@ -141,7 +141,7 @@ def cmd_health(args: Args) -> int:
 
 def cmd_log(args: Args) -> int:
     columns = [("logger", "logger"), ("level", "level"), ("effective", "effective"), ("ttl_s", "ttl s")]
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         if args.logger is None:
             _show(args, client.call("rpc.log.levels"), lambda rows: table(rows, columns))
             return EXIT_OK
@@ -155,13 +155,13 @@ def cmd_log(args: Args) -> int:
 def cmd_inflight(args: Args) -> int:
     columns = [("connection", "conn"), ("id", "id"), ("method", "method"), ("age_s", "age s")]
     columns += [("last_progress_s", "progress s ago"), ("peer", "peer")]
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         _show(args, client.call("rpc.inflight"), lambda rows: table(rows, columns))
     return EXIT_OK
 
 
 def cmd_connections(args: Args) -> int:
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         if args.kill is not None:
             gone = client.call("rpc.disconnect", id=args.kill)
             print_json(gone, False)
@@ -181,7 +181,7 @@ def cmd_connections(args: Args) -> int:
 def cmd_slowlog(args: Args) -> int:
     columns = [("time", "time"), ("method", "method"), ("duration_ms", "ms"), ("connection", "conn")]
     columns.append(("peer", "peer"))
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         log = client.call("rpc.slowlog", limit=args.limit)
 
     def text(value: Any) -> str:
@@ -195,7 +195,7 @@ def cmd_slowlog(args: Args) -> int:
 def cmd_audit(args: Args) -> int:
     columns = [("time", "time"), ("peer", "peer"), ("method", "method"), ("outcome", "outcome")]
     columns += [("duration_ms", "ms"), ("params", "params")]
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         _show(args, client.call("rpc.audit", limit=args.limit), lambda rows: table(rows, columns))
     return EXIT_OK
 
@@ -234,7 +234,7 @@ def tell_where(sub: Subscription) -> None:
 
 def print_openmetrics(args: Args) -> int:
     """``stats --openmetrics``: the text as the server renders it, for a textfile collector."""
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         text = client.call("rpc.metrics")
     if not isinstance(text, str):
         raise UsageError("the server's rpc.metrics did not answer text")

@@ -2,6 +2,9 @@
 
 lightning-cli's habits: one JSON array/object, or ``key=value`` pairs, or plain words; a value
 is its JSON value when it parses as JSON (``5``, ``true``, ``[1]``), else the string itself.
+curl's: ``@FILE`` (or ``-``, or ``@-``: stdin) is the whole params as JSON, read from there;
+``key=@FILE`` one value, read the same way as a word (its JSON value, else its text). A word
+that must start with ``@`` is written as JSON: ``'"@x"'``.
 """
 
 from __future__ import annotations
@@ -45,12 +48,26 @@ def _json_params(text: str, where: str) -> Params:
     return value or None
 
 
+def _read(source: str, stdin: IO[str] | None) -> tuple[str, str]:
+    """The text of ``@FILE`` / ``@-`` / ``-`` and how to name it in an error."""
+    if source in ("-", "@-"):
+        return (stdin or sys.stdin).read(), "params read from stdin"
+    path = source[1:]
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read(), f"params read from {path}"
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read {source}: {reason}") from None
+
+
 def parse_params(words: list[str], style: str = "auto", stdin: IO[str] | None = None) -> Params:
-    """PARAMS words -> JSON-RPC params: one JSON array/object, ``-`` (stdin), key=value, words."""
+    """PARAMS words -> JSON-RPC params: one JSON array/object (given, or read from ``@FILE`` or
+    ``-``), key=value (``key=@FILE``), words."""
     if not words:
         return None
-    if words == ["-"]:
-        return _json_params((stdin or sys.stdin).read(), "params read from stdin")
+    if words == ["-"] or (len(words) == 1 and words[0].startswith("@") and style != "ordered"):
+        return _json_params(*_read(words[0], stdin))
     if len(words) == 1 and words[0].lstrip().startswith(("[", "{")) and style == "auto":
         return _json_params(words[0], "PARAMS")
     named = [_is_pair(w) for w in words]
@@ -58,7 +75,7 @@ def parse_params(words: list[str], style: str = "auto", stdin: IO[str] | None = 
         if not all(named):
             raise UsageError(f"params must be key=value pairs here, not {words[named.index(False)]!r}")
         pairs = [w.split("=", 1) for w in words]
-        return {key: _word(value) for key, value in pairs}
+        return {key: _word(_read(v, stdin)[0]) if v.startswith("@") else _word(v) for key, v in pairs}
     if style == "auto" and any(named):
         raise UsageError("params are all key=value or all positional; use -o to send 'a=b' words as strings")
     return [_word(w) for w in words]
@@ -87,7 +104,7 @@ def batch_item(line: str, style: str = "auto") -> Call | None:
         words = shlex.split(text)
     except ValueError as exc:
         raise UsageError(f"cannot split {text[:60]!r}: {exc}") from None
-    if words[1:] == ["-"]:
+    if words[1:] in (["-"], ["@-"]) or any(w.endswith("=@-") for w in words[1:]):
         raise UsageError("'-' (params from stdin) cannot be used inside a batch")
     return Call.with_params(words[0], parse_params(words[1:], style))
 

@@ -96,9 +96,13 @@ def print_line(line: bytes) -> None:
 
 
 def print_rpc_error(exc: RpcError, prefix: str = "") -> None:
-    """``error [code] message`` and, when there is data, ``  data: <JSON>`` on stderr."""
+    """``error [code] message`` and, when there is data, ``  data: <JSON>`` on stderr; for an
+    unknown method with close names (-32601's ``did_you_mean``), ``  did you mean: a, b?``."""
     print(f"{prefix}error [{exc.code}] {visible(exc.message)}", file=sys.stderr)
-    if exc.data is not None:
+    close = exc.data.get("did_you_mean") if isinstance(exc.data, dict) and exc.code == -32601 else None
+    if isinstance(close, list) and close:
+        print(f"  did you mean: {visible(', '.join(map(str, close)))}?", file=sys.stderr)
+    elif exc.data is not None:
         print(f"  data: {json_text(exc.data)}", file=sys.stderr)
 
 

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from .._service.access import Access, Policy
 from .._service.limits import Limits
+from .._service.methods import Methods
 from .exits import EXIT_OK
 from .params import UsageError
 
@@ -95,6 +97,23 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info"
     )
+    access = parser.add_argument_group(
+        "who may connect, and at what level (see jrpc_unix.Policy; an @name address needs one)"
+    )
+    access.add_argument("--allow-user", action="append", metavar="USER", help="admit USER (repeatable)")
+    access.add_argument("--allow-group", action="append", metavar="GROUP", help="admit GROUP (repeatable)")
+    levels = "read, operate or admin"
+    access.add_argument(
+        "--grant-user", action="append", default=[], metavar="USER=LEVEL", help=f"USER's level: {levels}"
+    )
+    access.add_argument(
+        "--grant-group", action="append", default=[], metavar="GROUP=LEVEL", help=f"GROUP's level: {levels}"
+    )
+    access.add_argument(
+        "--default-access",
+        choices=["read", "operate", "admin"],
+        help="the level of every other admitted caller (default read)",
+    )
     limits = parser.add_argument_group("limits (see jrpc_unix.Limits)")
     defaults = Limits()
     for f in fields(Limits):
@@ -138,16 +157,21 @@ def load_target(spec: str) -> Any:
             raise TargetError(f"cannot load {module_name} as a Python module")
         module = importlib.util.module_from_spec(loader_spec)
         sys.path.insert(0, os.path.dirname(path))
-        loader_spec.loader.exec_module(module)
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:  # the application's own error: one line, not its traceback
+            raise TargetError(f"cannot load {module_name}: {_why(exc)}") from None
     else:
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the current directory
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            raise TargetError(f"cannot import {module_name!r}: no module named {exc.name!r}") from None
+            if exc.name is not None and module_name.startswith(exc.name):
+                raise TargetError(f"cannot import {module_name!r}: no module named {exc.name!r}") from None
+            raise TargetError(f"cannot import {module_name!r}: {_why(exc)}") from None
+        except Exception as exc:
+            raise TargetError(f"cannot import {module_name!r}: {_why(exc)}") from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -156,13 +180,51 @@ def load_target(spec: str) -> Any:
             raise TargetError(f"{module_name!r} has no attribute {attr!r}") from None
     if not isinstance(obj, Mapping):
         raise TargetError(f"{spec} is a {type(obj).__name__}, not a Methods object or a mapping")
-    return obj
+    try:
+        return Methods.coerce(obj)
+    except (TypeError, ValueError) as exc:  # a value that is not callable, a reserved name...
+        raise TargetError(f"{spec}: {exc}") from None
+
+
+def _why(exc: Exception) -> str:
+    """``SyntaxError: invalid syntax (app.py, line 3)``: what went wrong, in one line."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _who(name: str) -> str | int:
+    return int(name) if name.isdigit() else name
+
+
+def _grants(pairs: list[str], option: str) -> dict[str | int, Access]:
+    grants: dict[str | int, Access] = {}
+    for pair in pairs:
+        who, _, level = pair.partition("=")
+        if not who or level.upper() not in Access.__members__:
+            raise UsageError(f"{option} {pair!r}: expected NAME=LEVEL, LEVEL one of read, operate, admin")
+        grants[_who(who)] = Access[level.upper()]
+    return grants
+
+
+def policy_of(args: argparse.Namespace) -> Policy | None:
+    """The Policy the access options describe; None when none was given."""
+    given = (args.allow_user, args.allow_group, args.grant_user, args.grant_group, args.default_access)
+    if not any(given):
+        return None
+    try:
+        return Policy(
+            allow_users=None if args.allow_user is None else [_who(u) for u in args.allow_user],
+            allow_groups=None if args.allow_group is None else [_who(g) for g in args.allow_group],
+            grant_users=_grants(args.grant_user, "--grant-user"),
+            grant_groups=_grants(args.grant_group, "--grant-group"),
+            default=Access[(args.default_access or "read").upper()],
+        )
+    except ValueError as exc:  # an unknown user or group name
+        raise UsageError(str(exc)) from None
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import logging
-
-    from .._server.server import run
+    from .._server.logqueue import default_logging
+    from .._server.server import run_or_raise as run
 
     try:
         methods = load_target(args.target)
@@ -174,7 +236,7 @@ def serve_command(args: argparse.Namespace) -> int:
         limits = Limits(**given)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    default_logging(args.log_level.upper())
     options: dict[str, Any] = {"limits": limits, "mode": args.mode, "socket_mode": args.socket_mode}
     if args.socket_group is not None:
         options["socket_group"] = int(args.socket_group) if args.socket_group.isdigit() else args.socket_group
@@ -182,6 +244,14 @@ def serve_command(args: argparse.Namespace) -> int:
         options["topics"] = dict(t.partition("=")[::2] for t in args.topic)
     if not args.discover:
         options["discover"] = False
+    policy = policy_of(args)
+    if policy is not None:
+        options["policy"] = policy
+    elif args.socket.startswith("@"):
+        raise UsageError(
+            f"{args.socket} is an abstract address: it has no file permissions, so say who may "
+            "connect (--allow-user USER, --allow-group GROUP)"
+        )
     options.update(listen=args.listen, name=args.name, version=args.service_version)
     try:  # a setup failure (ServerSetupError) reaches main() as itself: run() unwraps the group
         run(args.socket, methods, **options)

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._client.blocking import Client
 from .._errors import RpcError
+from .connecting import open_client
 from .exits import EXIT_OK, EXIT_RPC_ERROR
 from .params import UsageError, _is_pair, _word
 from .render import json_text, pretty, print_json, print_rpc_error, visible
@@ -63,7 +63,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_settings(args: Args) -> int:
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         if args.diff or args.log or args.describe:
             if args.log:
                 result = client.call("settings.log", limit=args.limit)
@@ -114,7 +114,7 @@ def cmd_set(args: Args) -> int:
     params: dict[str, Any] = {"values": values, "dry_run": args.dry_run, "persist": args.persist}
     if args.expect_version is not None:
         params["expected_version"] = args.expect_version
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         try:
             result = client.call("settings.set", **params)
         except RpcError as exc:
@@ -124,7 +124,7 @@ def cmd_set(args: Args) -> int:
 
 
 def cmd_revert(args: Args) -> int:
-    with Client(args.socket, timeout=args.timeout) as client:
+    with open_client(args) as client:
         result = client.call("settings.revert", version=args.version, persist=args.persist)
     print_json(result, pretty(args.pretty))
     return EXIT_OK

@@ -24,11 +24,13 @@ from .._errors import ConnectionClosedError, TransportError
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchange, Progress
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
 from .._wire.requests import Notification, Params, make_params, seed_params
+from .._wire.stdjson import loads
 from .blocking_io import BlockingTransport
+from .connect import UnixSocketStream
 
 if TYPE_CHECKING:
     from .._response import Response
-    from .blocking_io import Trace
+    from .blocking_io import Connect, Trace
 
 __all__ = ["Client", "Subscription"]
 
@@ -41,6 +43,7 @@ class Client:
     for the turn, connecting, writing and reading; it may be changed between calls. After a
     timeout the connection is closed (a late answer cannot confuse the next call), ending its
     subscriptions; the next call reconnects. ``trace(way, line)`` sees every message.
+    ``connect_timeout`` bounds connecting alone (waiting in a full accept queue), within ``timeout``.
     ``framing`` is how messages are cut on the wire (specs/protocol.md, "Framings"): our server
     reads any; ``"unixsock"`` speaks to a server of the Go original.
     """
@@ -53,17 +56,25 @@ class Client:
         max_message_size: int = DEFAULT_MAX_ANSWER,
         trace: Trace | None = None,
         framing: str = "newline",
+        connect_timeout: float | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self._conv = Conversation(max_message_size)
-        if framing == "newline":
-            self._transport = BlockingTransport(self.path, self._conv, trace=trace)
-        else:  # (imported only then: the command line's cold start)
+        connect: Connect = UnixSocketStream.connect
+        if framing != "newline":  # (imported only then: the command line's cold start)
             from .framed import framed_connect
 
             connect = framed_connect(framing, max_message_size)
-            self._transport = BlockingTransport(self.path, self._conv, trace=trace, connect=connect)
+        self._transport = BlockingTransport(
+            self.path, self._conv, trace=trace, connect=connect, connect_timeout=connect_timeout
+        )
+
+    def connect(self, wait: float = 0.0) -> None:
+        """Connect now rather than on first use, waiting up to ``wait`` seconds for a server
+        that is not up yet (a script that starts a service, then configures it); else
+        ConnectError. Each attempt is bounded by the timeout; the calls' count from here."""
+        self._transport.in_turn(lambda _deadline: self._transport.open(wait, self.timeout), None)
 
     def call(self, method: str, /, *args: Any, progress: Progress | None = None, **kwargs: Any) -> Any:
         """Call ``method`` and return its result; raises RpcError if the server answers an error.
@@ -74,10 +85,27 @@ class Client:
         return self._call(method, make_params(args, kwargs), progress).result()
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
-        """Send a notification; returns once it is written (no answer ever comes)."""
-        self._transport.exchange(
-            lambda: (None, self._conv.notify(method, make_params(args, kwargs))), self.timeout
-        )
+        """Send a notification; returns once the server has admitted the connection.
+
+        No answer ever comes to a notification, so on a new connection a cheap call
+        (``rpc.topics``) follows it: its answer says the server took the connection. A server
+        that refused it (-32006 overloaded, -32003 access denied) raises that RpcError here
+        instead of the notification vanishing unnoticed.
+        """
+        self._notify(method, make_params(args, kwargs))
+
+    def _notify(self, method: str, params: Params) -> None:
+        def build() -> tuple[Exchange | None, bytes]:
+            data = self._conv.notify(method, params)
+            if self._transport.admitted and self._transport.connected:  # admitted already
+                return None, data
+            probe, probe_data = self._conv.call("rpc.topics")
+            return probe, data + probe_data
+
+        probe = self._transport.exchange(build, self.timeout)
+        answer = loads(probe.raw[0]) if probe is not None and probe.raw else None
+        if isinstance(answer, dict) and answer.get("id", 0) is None:
+            probe.result()  # an error no request of ours caused: the refusal; raise it
 
     def batch(self, *items: Call) -> list[Any]:
         """Send calls and notifications as one message; results in call order.
@@ -92,7 +120,7 @@ class Client:
         """The Go original's ``Send``: a Response for a call, None for ``respond=False``."""
         params = seed_params(args)
         if not respond:
-            self._transport.exchange(lambda: (None, self._conv.notify(cmd, params)), self.timeout)
+            self._notify(cmd, params)
             return None
         return self._call(cmd, params, None).response()
 

@@ -17,7 +17,7 @@ import _thread
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ConnectionClosedError, ProtocolError, RpcTimeoutError
+from .._errors import ConnectError, ConnectionClosedError, ProtocolError, RpcTimeoutError
 from .._wire.events import Answered, MustSend
 from .connect import UnixSocketStream
 
@@ -49,12 +49,16 @@ class BlockingTransport:
         *,
         trace: Trace | None = None,
         connect: Connect = UnixSocketStream.connect,
+        connect_timeout: float | None = None,
     ) -> None:
         self.address = address
+        self.connect_timeout = connect_timeout
         self.conversation = conversation
         self.trace = trace
         self._connect = connect
         self._stream: BlockingStream | None = None
+        #: The server answered on this connection, so it admitted it (a refusal is sent first).
+        self.admitted = False
         self._lock = _thread.allocate_lock()  # threading.Lock without importing threading
         self._closed = False
         self._op_timeout: float | None = None  # the running operation's, for its timeout message
@@ -95,6 +99,7 @@ class BlockingTransport:
             exchange = self._write(first, build, deadline)
             if exchange is not None:
                 self._wait_answer(exchange, deadline)
+                self.admitted = True
         except BaseException:
             self._disconnect()  # also after Ctrl-C mid-write: the stream may hold half a line
             raise
@@ -105,6 +110,21 @@ class BlockingTransport:
         if self._stream is not None and not self._stream.still_open():
             self._disconnect()
         self._connected(deadline)
+
+    def open(self, wait: float, timeout: float | None) -> None:
+        """Be connected, waiting up to ``wait`` seconds for a server that is not up yet (no
+        socket file, or nobody listening), each attempt bounded by ``timeout``; the caller holds
+        the turn. Polls every 20 ms: a starting service's socket appears with nothing to wait on."""
+        until = time.monotonic() + wait
+        while True:
+            try:
+                self.ensure_open(None if timeout is None else time.monotonic() + timeout)
+                return
+            except ConnectError as exc:
+                left = until - time.monotonic()
+                if not exc.not_up or left <= 0:
+                    raise
+                time.sleep(min(0.02, left))
 
     def close(self) -> None:
         """Close the connection (idempotent), waking a thread that waits on it."""
@@ -233,7 +253,11 @@ class BlockingTransport:
 
     def _connected(self, deadline: float | None) -> BlockingStream:
         if self._stream is None:
+            if self.connect_timeout is not None:  # the sooner of the two
+                by = time.monotonic() + self.connect_timeout
+                deadline = by if deadline is None else min(deadline, by)
             self._stream = self._connect(self.address, deadline)
+            self.admitted = False
         return self._stream
 
     def _disconnect(self) -> None:

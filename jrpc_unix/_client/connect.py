@@ -42,11 +42,12 @@ def connect_error(path: str, exc: OSError, waited: float | None = None) -> Conne
             is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
         except OSError:
             is_socket = True
-        reason = (
-            "connection refused (a stale socket file: no server is listening on it)"
-            if is_socket or is_abstract(path)
-            else "it is not a socket"
-        )
+        if is_abstract(path):
+            reason = "connection refused (no server is listening on this abstract name)"
+        elif is_socket:
+            reason = "connection refused (a stale socket file: no server is listening on it)"
+        else:
+            reason = "it is not a socket"
     elif code == errno.ENOTDIR:
         reason = "a component of the path is not a directory"
     elif code == errno.EAGAIN:
@@ -55,7 +56,8 @@ def connect_error(path: str, exc: OSError, waited: float | None = None) -> Conne
         reason += " (it is overloaded or stuck)"
     else:
         reason = exc.strerror or str(exc)
-    return ConnectError(f"cannot connect to {path}: {reason}")
+    not_up = code == errno.ENOENT or (code == errno.ECONNREFUSED and reason != "it is not a socket")
+    return ConnectError(f"cannot connect to {path}: {reason}", not_up=not_up)
 
 
 def remaining(deadline: float | None) -> float | None:

@@ -204,7 +204,11 @@ def _short(directory: str, name: str, dir_fd: int) -> str:
     for candidate in (f"{directory}/{name}", f"/proc/self/fd/{dir_fd}/{name}"):
         if len(os.fsencode(candidate)) <= MAX_PATH_BYTES:
             return candidate
-    raise ServerSetupError(f"socket file name is too long for the kernel: {name}")
+    size = len(os.fsencode(f"/proc/self/fd/{dir_fd}/{name}"))
+    raise ServerSetupError(
+        f"socket file name is too long for the kernel: {name} "
+        f"({size} bytes through /proc/self/fd; the kernel allows at most {MAX_PATH_BYTES})"
+    )
 
 
 @contextlib.contextmanager

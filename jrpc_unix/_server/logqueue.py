@@ -18,7 +18,20 @@ import contextlib
 import logging
 import threading
 
-__all__ = ["start_log_thread", "stop_log_thread"]
+__all__ = ["LOG_FORMAT", "default_logging", "start_log_thread", "stop_log_thread"]
+
+#: ``time level logger message``: what ``run()`` and ``jrpc-unix serve`` print on stderr.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def default_logging(level: int | str = logging.INFO) -> None:
+    """Log to stderr as :data:`LOG_FORMAT` at ``level`` unless the application has configured
+    logging (a handler on the root logger or on ``jrpc_unix``): a process that just calls
+    ``run()`` should say where it listens, and not only its warnings."""
+    if logging.getLogger().handlers or logging.getLogger("jrpc_unix").handlers:
+        return
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
 
 CAPACITY = 1000
 #: How long a stopping server waits for the handlers to take the records still queued.

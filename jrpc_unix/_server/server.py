@@ -13,13 +13,14 @@ import contextlib
 import logging
 import os
 import secrets
+import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, Literal, Unpack
 
 import trio
 
-from .._errors import sole_exception
+from .._errors import ServerSetupError, sole_exception
 from .._service.access import Access, Peer, Policy, group_id
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits, raise_fd_limit
@@ -30,7 +31,8 @@ from .admission import Admission
 from .builtins import Operations, builtin_topics
 from .builtins_health import HealthCheck
 from .connection import Connection
-from .logqueue import start_log_thread, stop_log_thread
+from .logqueue import default_logging, start_log_thread, stop_log_thread
+from .options import ServerOptions
 from .pubsub import Producer, Topic
 from .sdnotify import sd_notify
 from .shared import ServeContext
@@ -41,28 +43,6 @@ from .sockets import Listen, addresses, open_listeners
 __all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
 log = logging.getLogger("jrpc_unix.server")
-
-
-class ServerOptions(TypedDict, total=False):
-    """:class:`Server`'s keyword options, as :func:`serve`, :func:`run` and
-    :func:`~jrpc_unix.serve_in_thread` pass them on."""
-
-    limits: Limits | None
-    mode: Literal["concurrent", "serial"]
-    socket_mode: int
-    socket_group: int | str | None
-    policy: Policy | None
-    topics: Mapping[str, str] | None
-    fast_path: bool
-    discover: bool
-    method_stats: bool
-    name: str | None
-    version: str | None
-    slow_call_threshold: float | None
-    disable_builtins: Collection[str]
-    audit: bool | None
-    listen: Sequence[Listen]
-    topic_history: int
 
 
 class Server:
@@ -284,7 +264,10 @@ class Server:
                         for b in bound:
                             b.sockfile.remove()  # while still listening: see _listener
                             await b.listener.aclose()
-                        log.info("stopped accepting; removed %s", paths)
+                        had_file = any(
+                            b.sockfile.path is not None for b in bound
+                        )  # not abstract, nor systemd's
+                        log.info("stopped accepting%s %s", "; removed" if had_file else " on", paths)
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             self._admission.close()
@@ -331,9 +314,24 @@ def run(
 ) -> None:
     """Serve in the foreground until SIGTERM/SIGINT/SIGHUP/SIGQUIT, then stop gracefully and return.
 
-    Raises what stopped the server (e.g. :class:`AddressInUseError`), not an ExceptionGroup.
-    SIGUSR1/SIGUSR2 log the server's figures.
+    For a process that is just this service: unless the application configured logging, log
+    to stderr (``time level logger message``, INFO). A start-up failure (address in use, path
+    too long, permission denied) prints one line on stderr and exits 1 (SystemExit), not a
+    traceback. SIGUSR1/SIGUSR2 log the server's figures. :func:`run_or_raise` raises instead.
     """
+    default_logging()
+    try:
+        run_or_raise(path, methods, **options)
+    except (ServerSetupError, OSError) as exc:
+        print(f"jrpc-unix: cannot serve on {path}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def run_or_raise(
+    path: str, methods: Methods | Mapping[str, Callable[..., Any]], **options: Unpack[ServerOptions]
+) -> None:
+    """:func:`run` without its logging set-up; raises what stopped the server (e.g.
+    :class:`AddressInUseError`), not an ExceptionGroup."""
     server = Server(methods, **options)
     raise_fd_limit(server.limits)  # the process is ours: the limits get their descriptors
     try:

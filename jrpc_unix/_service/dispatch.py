@@ -188,7 +188,23 @@ class Dispatcher:
         # values with no public accessor; the <6 pin in pyproject.toml holds this coupling.
         error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
         data = NO_DATA if error.data is NODATA else error.data
+        if error.code == ErrorCode.METHOD_NOT_FOUND:
+            data = self._did_you_mean(req.method, data)
         return self._error(req.method, req.id, req.is_notification, error.code, error.message, data)
+
+    def _did_you_mean(self, name: str, data: Any) -> Any:
+        """-32601's ``data``: the name, as jsonrpcserver says; or, when some known names are
+        close to it, ``{"method": name, "did_you_mean": [up to 3 names, closest first]}``.
+
+        Only where the API is public (``rpc.discover`` served, which lists every name anyway):
+        a server that hides its API does not spell it out to whoever guesses near it.
+        """
+        if "rpc.discover" not in self._specs or len(name) > 200:  # difflib is quadratic
+            return data
+        import difflib  # only a typo pays for it
+
+        close = difflib.get_close_matches(name, self._specs, n=3, cutoff=0.6)
+        return {"method": name, "did_you_mean": close} if close else data
 
     def answer(self, method: str, rid: Any, notification: bool, value: Any) -> Answer:
         """The outcome of a handler that returned ``value`` (a FAIL Response is an error).

@@ -141,6 +141,11 @@ class MethodSpec:
         sig = inspect.signature(func)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"method {name!r}: timeout must be positive, not {timeout!r}")
+        if timeout is not None and mode is RunMode.SYNC:
+            raise ValueError(
+                f"method {name!r}: timeout= cannot be enforced on a plain function (it runs on the "
+                "server's loop and cannot be interrupted); make it async, or blocking=True"
+            )
         types = ParamTypes.of(sig, hints_of(func))
         secret = frozenset(secret)
         if unknown := secret - sig.parameters.keys():
@@ -190,16 +195,19 @@ class Methods(Mapping[str, Handler]):
         """Accept a Methods, or any name -> function mapping (jsonrpcserver's registry too)."""
         return methods if isinstance(methods, Methods) else cls(methods)
 
-    def register(self, name: str, func: Handler, **options: Any) -> MethodSpec:
+    def register(self, name: str, func: Handler, *, replace: bool = False, **options: Any) -> MethodSpec:
         """Register ``func`` as method ``name``; names starting ``rpc.`` are reserved.
 
         ``options`` are :meth:`MethodSpec.build`'s: ``blocking``, ``access``, ``timeout``,
-        ``run_to_completion``.
+        ``run_to_completion``. A name registered already raises ValueError unless
+        ``replace=True``: two handlers for one name is a mistake far more often than a wish.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"method name must be a non-empty string, not {name!r}")
         if name.startswith("rpc."):
             raise ValueError(f"method name {name!r}: names starting with 'rpc.' are reserved")
+        if name in self._specs and not replace:
+            raise ValueError(f"method {name!r} is registered already (replace=True to replace it)")
         spec = MethodSpec.build(name, func, **options)
         self._specs[name] = spec
         return spec
@@ -216,7 +224,8 @@ class Methods(Mapping[str, Handler]):
 
         Options: ``blocking`` (run in a worker thread), ``access`` (the :class:`Access` level
         needed), ``timeout`` (seconds), ``run_to_completion`` (survive the caller's disconnect),
-        ``secret`` (parameter names the audit log redacts).
+        ``secret`` (parameter names the audit log redacts),
+        ``replace`` (replace a method of that name instead of raising).
         """
         if callable(name):
             self.register(name.__name__, name)

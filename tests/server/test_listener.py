@@ -40,6 +40,7 @@ from helpers.ops import (
 from jrpc_unix import AddressInUseError, Policy, ServerSetupError, run, serve_in_thread
 from jrpc_unix._address import MAX_PATH_BYTES, socket_name
 from jrpc_unix._server.listener import open_unix_listener
+from jrpc_unix._server.server import run_or_raise
 
 NOGROUP = 65534
 
@@ -212,7 +213,7 @@ def test_live_server_is_never_stolen_by_a_second_process(sock_dir: str) -> None:
             # A clear message, one line, and a non-zero exit (no traceback).
             assert second.returncode == 1
             assert second.stderr.decode().strip().splitlines()[-1] == (
-                f"demo_server.py: another server is already listening on {path}"
+                f"jrpc-unix: cannot serve on {path}: another server is already listening on {path}"
             )
             assert "Traceback" not in second.stderr.decode()
             # The first server is untouched: same file, same process, the held connection works.
@@ -252,9 +253,14 @@ def test_live_server_is_never_stolen_in_process(sock_path: str) -> None:
         assert ping(sock_path)
 
 
-def test_run_raises_address_in_use_itself(sock_path: str) -> None:
+def test_run_raises_address_in_use_itself(sock_path: str, capsys: pytest.CaptureFixture[str]) -> None:
     with served(sock_path, basic_methods()), pytest.raises(AddressInUseError):
-        run(sock_path, basic_methods())  # fails at setup, before waiting for any signal
+        run_or_raise(sock_path, basic_methods())  # fails at setup, before waiting for any signal
+    with served(sock_path, basic_methods()), pytest.raises(SystemExit, match=r"^1$"):
+        run(sock_path, basic_methods())  # run(): one line, exit 1
+    assert capsys.readouterr().err == (
+        f"jrpc-unix: cannot serve on {sock_path}: another server is already listening on {sock_path}\n"
+    )
 
 
 def test_live_server_with_a_full_backlog_is_not_stolen_and_start_does_not_hang(sock_path: str) -> None:
