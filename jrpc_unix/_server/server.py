@@ -38,7 +38,7 @@ from .sdnotify import sd_notify
 from .shared import ServeContext
 from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
 from .slowlog import DEFAULT_THRESHOLD
-from .sockets import Listen, addresses, open_listeners
+from .sockets import Listen, accept_all, addresses, open_listeners, stop_listening
 
 __all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
@@ -252,21 +252,9 @@ class Server:
                         log.info("listening on %s", paths)
                         sd_notify("READY=1", f"STATUS=listening on {paths}", f"MAINPID={os.getpid()}")
                         with self._accept_scope:
-                            async with trio.open_nursery() as accepting:
-                                for b in bound:
-                                    serve = self._serve_connection
-                                    accepting.start_soon(
-                                        self._admission.accept, b.listener, serve, nursery, b.gate
-                                    )
+                            await accept_all(bound, self._admission.accept, self._serve_connection, nursery)
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
-                        # Stop listening now: a newcomer is refused at once instead of waiting
-                        # out the grace, and a new server may take the path while we drain.
-                        for b in bound:
-                            b.sockfile.remove()  # while still listening: see _listener
-                            await b.listener.aclose()
-                        had_file = any(
-                            b.sockfile.path is not None for b in bound
-                        )  # not abstract, nor systemd's
+                        had_file = await stop_listening(bound)
                         log.info("stopped accepting%s %s", "; removed" if had_file else " on", paths)
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:

@@ -125,10 +125,12 @@ async def accept_all(bound: list[Bound], accept: Accept, serve: Serve, nursery: 
             accepting.start_soon(accept, b.listener, serve, nursery, b.gate)
 
 
-async def stop_listening(bound: list[Bound]) -> None:
+async def stop_listening(bound: list[Bound]) -> bool:
     """Stop listening now: a newcomer is refused at once instead of waiting out the grace, and
     a new server may take a path while we drain. Each file goes while still listening (see
-    :mod:`.listener`)."""
+    :mod:`.listener`). True if any was a file (not abstract, nor systemd's)."""
+    had_file = any(b.sockfile.path is not None for b in bound)
     for b in bound:
         b.sockfile.remove()
         await b.listener.aclose()
+    return had_file
