@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports each name on first use
     from ._client.blocking import Client as Client
     from ._client.blocking import Subscription as Subscription
+    from ._client.fleet import Fleet as Fleet
+    from ._client.fleet import Outcome as Outcome
+    from ._client.fleet import expand_targets as expand_targets
+    from ._client.fleet_trio import AsyncFleet as AsyncFleet
     from ._client.trio_client import AsyncClient as AsyncClient
     from ._client.trio_client import AsyncSubscription as AsyncSubscription
     from ._client.trio_client import open_client as open_client
@@ -55,6 +59,10 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports eac
 _EXPORTS: dict[str, str] = {
     "Client": "_client.blocking",
     "Subscription": "_client.blocking",
+    "Fleet": "_client.fleet",
+    "Outcome": "_client.fleet",
+    "expand_targets": "_client.fleet",
+    "AsyncFleet": "_client.fleet_trio",
     "AsyncClient": "_client.trio_client",
     "AsyncSubscription": "_client.trio_client",
     "open_client": "_client.trio_client",

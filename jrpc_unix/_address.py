@@ -8,9 +8,11 @@
     A Linux abstract address (``\\0name`` to the kernel): no file.
 ``systemd``, ``systemd:NAME``
     Only for a server: the listening socket systemd passed.
+``ssh://[user@]host[:port]/abs/path.sock``
+    Only for a client: the socket ``/abs/path.sock`` on ``host``, reached through the system's
+    ``ssh`` (:mod:`._client.ssh`; specs/remote.md). :func:`parse_ssh` reads it.
 
-Standard library only: the blocking client and the command line import it. (An ``ssh://``
-address, issue 13, is for the clients to recognise before they reach for a local socket.)
+Standard library only: the blocking client and the command line import it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, NamedTuple
 
-__all__ = ["MAX_PATH_BYTES", "is_abstract", "socket_name"]
+__all__ = ["MAX_PATH_BYTES", "SSH_SCHEME", "SshAddress", "is_abstract", "is_ssh", "parse_ssh", "socket_name"]
+
+SSH_SCHEME: Final = "ssh://"
 
 #: sun_path holds 108 bytes on Linux, including the terminating NUL.
 MAX_PATH_BYTES: Final = 107
@@ -29,6 +33,53 @@ MAX_PATH_BYTES: Final = 107
 
 def is_abstract(address: str) -> bool:
     return address.startswith("@")
+
+
+def is_ssh(address: str) -> bool:
+    return address.startswith(SSH_SCHEME)
+
+
+class SshAddress(NamedTuple):
+    """The parts of ``ssh://[user@]host[:port]/abs/path.sock``."""
+
+    user: str | None
+    host: str
+    port: int | None
+    path: str
+
+
+def parse_ssh(address: str) -> SshAddress:
+    """Read an ``ssh://`` address; ValueError saying what is wrong with it.
+
+    The host may be an alias of ``~/.ssh/config`` or ``[v6 address]``; the path must be absolute
+    (``/@name`` names an abstract socket on the remote host).
+    """
+    rest = address[len(SSH_SCHEME) :] if is_ssh(address) else ""
+    authority, slash, path = rest.partition("/")
+    user, at, hostport = authority.rpartition("@")
+    host, port = hostport, ""
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        port = after.removeprefix(":")
+    elif ":" in hostport:
+        host, _, port = hostport.rpartition(":")
+    problem = (
+        "it does not start with ssh://"
+        if not is_ssh(address)
+        else "no host"
+        if not host or host.startswith("-")
+        else "no socket path after the host (ssh://host/abs/path.sock)"
+        if not slash or not path
+        else "an empty user name"
+        if at and not user
+        else f"the port {port!r} is not a number from 1 to 65535"
+        if port and not (port.isdecimal() and 0 < int(port) < 65536)
+        else None
+    )
+    if problem is not None:
+        raise ValueError(f"bad ssh address {address!r}: {problem}")
+    path = path if path.startswith("@") else "/" + path
+    return SshAddress(user or None, host, int(port) if port else None, path)
 
 
 @contextlib.contextmanager

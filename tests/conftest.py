@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import DemoProcess, demo_server, short_tmpdir
+from helpers.sshd import Sshd, start_sshd
+from helpers.sshd import available as sshd_unavailable
 
 
 @pytest.fixture
@@ -36,3 +39,17 @@ def demo() -> Iterator[DemoProcess]:
     """A fresh demo service for one test."""
     with demo_server() as d:
         yield d
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    """A real sshd on 127.0.0.1 for the session (helpers.sshd); skipped where it cannot run."""
+    why = sshd_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    with short_tmpdir() as d:
+        server = start_sshd(Path(d))
+        try:
+            yield server
+        finally:
+            server.stop()

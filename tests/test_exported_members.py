@@ -20,12 +20,12 @@ import jrpc_unix
 from jrpc_unix import Methods
 
 PUBLIC = {
-    "Access", "AddressInUseError", "AsyncClient", "AsyncSubscription", "Call", "Client",
-    "ConnectError", "ConnectionClosedError", "ErrorCode", "JrpcUnixError", "Limits", "Listen", "Methods",
-    "Notify",
+    "Access", "AddressInUseError", "AsyncClient", "AsyncFleet", "AsyncSubscription", "Call", "Client",
+    "ConnectError", "ConnectionClosedError", "ErrorCode", "Fleet", "JrpcUnixError", "Limits", "Listen",
+    "Methods", "Notify", "Outcome",
     "Peer", "Policy", "ProtocolError", "RequestContext", "Response", "RpcError", "RpcTimeoutError",
     "Server", "ServerSetupError", "ServerThread", "Settings", "Status", "Subscription", "TransportError",
-    "current_context", "open_client", "run", "serve", "serve_in_thread", "setting",
+    "current_context", "expand_targets", "open_client", "run", "serve", "serve_in_thread", "setting",
 }  # fmt: skip
 
 

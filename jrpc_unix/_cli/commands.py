@@ -16,6 +16,7 @@ from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
 from .ops import OPS_COMMANDS, print_openmetrics, resume_params, tell_resumed, tell_where
 from .params import UsageError, batch_item, parse_params
+from .remote import fan_out, fan_out_targets
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 from .settings import SETTINGS_COMMANDS
 
@@ -32,7 +33,10 @@ __all__ = ["COMMANDS", "Terminated"]
 def cmd_call(args: Args) -> int:
     """Print the result; on a terminal, draw the call's progress reports on stderr meanwhile.
     ``--raw`` prints the answer line as received, an error answer's too (then exit 1)."""
+    targets = fan_out_targets(args)
     params = parse_params(args.params, args.style)
+    if targets is not None:
+        return fan_out(args, targets, lambda client: client.call_raw(args.method, params)[0])
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     lines: list[bytes] = []
 
@@ -60,13 +64,17 @@ def cmd_call(args: Args) -> int:
 
 
 def cmd_notify(args: Args) -> int:
+    targets = fan_out_targets(args)
     params = parse_params(args.params, args.style)
+    if targets is not None:
+        return fan_out(args, targets, lambda client: client.send(args.method, params, respond=False))
     with open_client(args) as client:
         client.send(args.method, params, respond=False)
     return EXIT_OK
 
 
 def cmd_batch(args: Args) -> int:
+    targets = fan_out_targets(args)
     items: list[Call] = []
     for number, line in enumerate(sys.stdin, 1):
         try:
@@ -77,6 +85,10 @@ def cmd_batch(args: Args) -> int:
             items.append(item)
     if not items:
         raise UsageError("no requests on stdin (one per line: METHOD [PARAMS], or a JSON request)")
+    if targets is not None:
+        return fan_out(
+            args, targets, lambda client: [_answer(i, v) for i, v in enumerate(client.batch(*items), 1)]
+        )
     lines: list[bytes] = []
 
     def keep(way: str, line: bytes) -> None:
@@ -93,15 +105,19 @@ def cmd_batch(args: Args) -> int:
         if isinstance(value, RpcError):
             status = EXIT_RPC_ERROR
             print_rpc_error(value, prefix=f"call {rid}: ")
-            error = {"code": value.code, "message": value.message}
-            if value.data is not None:
-                error["data"] = value.data
-            answer: dict[str, Any] = {"jsonrpc": "2.0", "error": error, "id": rid}
-        else:
-            answer = {"jsonrpc": "2.0", "result": value, "id": rid}
         if not args.raw:
-            print_json(answer, False)
+            print_json(_answer(rid, value), False)
     return status
+
+
+def _answer(rid: int, value: Any) -> dict[str, Any]:
+    """A batch place as the JSON-RPC answer it was (ids counted from 1 in call order)."""
+    if isinstance(value, RpcError):
+        error = {"code": value.code, "message": value.message}
+        if value.data is not None:
+            error["data"] = value.data
+        return {"jsonrpc": "2.0", "error": error, "id": rid}
+    return {"jsonrpc": "2.0", "result": value, "id": rid}
 
 
 def cmd_methods(args: Args) -> int:
@@ -134,6 +150,9 @@ def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
     if args.openmetrics:
         return print_openmetrics(args)
+    targets = fan_out_targets(args)
+    if targets is not None:
+        return fan_out(args, targets, lambda client: client.call("rpc.stats"))
     with open_client(args) as client:
         figures = client.call("rpc.stats")
     as_json = args.json or args.pretty is not None or not (args.table or sys.stdout.isatty())
@@ -208,6 +227,12 @@ def cmd_serve(args: Args) -> int:
     return serve_command(args)
 
 
+def cmd_bridge(args: Args) -> int:
+    from .._client.relay import relay
+
+    return relay(args.path)
+
+
 def cmd_demo(args: Args) -> int:
     from .tour import tour  # the server, trio and threads: only the demo needs them
 
@@ -239,6 +264,7 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "demo": cmd_demo,
     "shell": cmd_shell,
     "completion": cmd_completion,
+    "bridge": cmd_bridge,
     **SETTINGS_COMMANDS,
     **OPS_COMMANDS,
 }

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._client.blocking import Client
 from .params import UsageError
-from .render import visible
+from .render import say, visible
 
 if TYPE_CHECKING:
     from argparse import Namespace as Args
@@ -28,7 +28,13 @@ def open_client(args: Args, keep: Callable[[str, bytes], None] | None = None) ->
         raise UsageError("SOCK is empty: give a socket path or @name (or set $JRPC_UNIX_SOCKET)")
     trace = keep
     if args.verbose:
-        kind = "abstract socket" if args.socket.startswith("@") else "unix socket"
+        kind = (
+            "ssh"
+            if args.socket.startswith("ssh://")
+            else "abstract socket"
+            if args.socket.startswith("@")
+            else "unix socket"
+        )
         print(f"jrpc-unix: connecting to {kind} {visible(args.socket)}", file=sys.stderr, flush=True)
 
         def trace(way: str, line: bytes) -> None:
@@ -43,6 +49,7 @@ def open_client(args: Args, keep: Callable[[str, bytes], None] | None = None) ->
         connect_timeout=args.connect_timeout,
         trace=trace,
         framing=getattr(args, "framing", "newline"),  # call --framing
+        log=say if args.verbose else None,  # ssh: which remote side ran
     )
     try:
         client.connect(wait=args.wait)

@@ -60,6 +60,7 @@ def quick_args(argv: list[str]) -> Args | None:
         return None
     args = SimpleNamespace(command=argv[0], timeout=30.0, socket=argv[1], style="auto")
     args.verbose, args.connect_timeout, args.wait = 0, None, 0.0
+    args.targets, args.parallel, args.max_fail, args.serial = None, 16, None, None  # no fan-out options
     args.method, args.params = argv[2], argv[3:]
     if argv[0] == "call":
         args.pretty, args.raw, args.framing = None, False, "newline"
@@ -86,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     args = quick_args(argv)
     if args is None:
         from .parser import build_parser, parse
+        from .remote import names_targets
 
-        parser = build_parser(serve=bool(argv) and argv[0] == "serve")
+        parser = build_parser(serve=bool(argv) and argv[0] == "serve", targets=names_targets(argv))
         try:
             args = parse(parser, argv)
         except SystemExit as exc:  # --help, --version, or a usage error argparse has printed

@@ -56,6 +56,7 @@ class Shared:
     commands: argparse._SubParsersAction[argparse.ArgumentParser]
     common: argparse.ArgumentParser  # -v, --timeout, --connect-timeout, --wait
     sock: argparse.ArgumentParser  # common + SOCK
+    fan: argparse.ArgumentParser  # common + SOCK (one target or several) + the fan-out options
     output: argparse.ArgumentParser  # --pretty / --compact
     style: argparse.ArgumentParser  # -k / -o
 
@@ -74,7 +75,7 @@ class Shared:
         )
 
 
-def _shared(parser: argparse.ArgumentParser) -> Shared:
+def _shared(parser: argparse.ArgumentParser, targets: bool) -> Shared:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-v",
@@ -108,7 +109,8 @@ def _shared(parser: argparse.ArgumentParser) -> Shared:
     sock.add_argument(
         "socket",
         metavar="SOCK",
-        help="the server's socket path or @name; may be left out when $JRPC_UNIX_SOCKET is set",
+        help="the server's socket path, @name or ssh://[user@]host[:port]/path; may be left out "
+        "when $JRPC_UNIX_SOCKET is set",
     )
     output = argparse.ArgumentParser(add_help=False)
     shape = output.add_mutually_exclusive_group()
@@ -134,25 +136,29 @@ def _shared(parser: argparse.ArgumentParser) -> Shared:
         help="params are positional words, even if they contain '='",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    return Shared(commands, common, sock, output, style)
+    from .remote import fan_out_parent
+
+    fan = fan_out_parent(common, sock=not targets)
+    return Shared(commands, common, sock, fan, output, style)
 
 
-def build_parser(serve: bool = True) -> argparse.ArgumentParser:
+def build_parser(serve: bool = True, targets: bool = False) -> argparse.ArgumentParser:
     """The parser; ``args.command`` names the command. ``serve=False`` leaves out serve's
-    many options (they import the server's Limits)."""
+    many options (they import the server's Limits); ``targets=True``: the fan-out commands take
+    ``--targets FILE`` instead of SOCK."""
     parser = argparse.ArgumentParser(
         prog="jrpc-unix",
         description="Talk JSON-RPC 2.0 to a service on a UNIX socket, or serve one.",
         epilog=EXIT_CODES + " Options go anywhere after the command; -- ends them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    shared = _shared(parser)
-    sock, output, style, add = shared.sock, shared.output, shared.style, shared.add
+    shared = _shared(parser, targets)
+    sock, fan, output, style, add = shared.sock, shared.fan, shared.output, shared.style, shared.add
 
     sub = add(
         "call",
         "call METHOD and print its result",
-        [sock, output, style],
+        [fan, output, style],
         (
             "jrpc-unix call /run/app.sock subtract 42 23",
             "JRPC_UNIX_SOCKET=/run/app.sock jrpc-unix call config.set key=level value=debug",
@@ -172,7 +178,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub = add(
         "notify",
         "send a notification (no answer); exit 1 if the server refused the connection",
-        [sock, style],
+        [fan, style],
         ("jrpc-unix notify /run/app.sock reload", "jrpc-unix notify @app log.rotate keep=3"),
     )
     sub.add_argument("method", metavar="METHOD")
@@ -181,7 +187,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub = add(
         "batch",
         "send stdin's requests (one per line) as one batch",
-        [sock, style],
+        [fan, style],
         ("printf 'ping\\nsubtract 5 3\\n' | jrpc-unix batch /run/app.sock",),
     )
     sub.add_argument("--raw", action="store_true", help="print the batch answer as received")
@@ -198,7 +204,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     sub = add(
         "stats",
         "the server's live figures (rpc.stats): a table on a terminal, else JSON",
-        [sock, output],
+        [fan, output],
         ("jrpc-unix stats /run/app.sock", "jrpc-unix stats /run/app.sock --json | jq .server"),
     )
     form = sub.add_mutually_exclusive_group()
@@ -223,7 +229,7 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
 
     from .settings import add_settings_commands
 
-    add_settings_commands(add, sock, output)
+    add_settings_commands(add, sock, output, fan)
 
     from .ops import add_ops_commands
 
@@ -258,6 +264,9 @@ def build_parser(serve: bool = True) -> argparse.ArgumentParser:
     waits = argparse.ArgumentParser(add_help=False)
     waits.add_argument("--timeout", type=parse_timeout, default=30.0, metavar="SECONDS", help="default 30")
     add("demo", "start the demo service, drive it, show what happened", [waits], ("jrpc-unix demo",))
+    from .remote import add_remote_commands
+
+    add_remote_commands(add)
     return parser
 
 

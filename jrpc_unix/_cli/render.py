@@ -29,6 +29,7 @@ __all__ = [
     "print_line",
     "print_raw",
     "print_rpc_error",
+    "say",
     "visible",
 ]
 
@@ -104,6 +105,11 @@ def print_rpc_error(exc: RpcError, prefix: str = "") -> None:
         print(f"  did you mean: {visible(', '.join(map(str, close)))}?", file=sys.stderr)
     elif exc.data is not None:
         print(f"  data: {json_text(exc.data)}", file=sys.stderr)
+
+
+def say(line: str) -> None:
+    """``jrpc-unix: LINE`` on stderr (what ``-v`` tells)."""
+    print(f"jrpc-unix: {visible(line)}", file=sys.stderr, flush=True)
 
 
 def _number(value: Any) -> str:

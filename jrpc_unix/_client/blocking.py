@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._address import is_ssh
 from .._errors import ConnectionClosedError, TransportError
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Exchange, Progress
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
@@ -31,12 +32,17 @@ from .connect import UnixSocketStream
 if TYPE_CHECKING:
     from .._response import Response
     from .blocking_io import Connect, Trace
+    from .ssh import Log
 
 __all__ = ["Client", "Subscription"]
 
 
 class Client:
     """A blocking JSON-RPC client for the server at ``path``; a context manager.
+
+    ``path`` is a socket path, ``@name``, or ``ssh://[user@]host[:port]/abs/path.sock``: the
+    socket on another host, reached through the system's ssh (specs/remote.md); ``log(line)``
+    is then told how.
 
     It connects on first use and reconnects when the server closed an idle connection before a
     request was written. ``timeout`` (seconds, None for none) bounds each whole call: waiting
@@ -57,15 +63,20 @@ class Client:
         trace: Trace | None = None,
         framing: str = "newline",
         connect_timeout: float | None = None,
+        log: Log | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.timeout = timeout
         self._conv = Conversation(max_message_size)
         connect: Connect = UnixSocketStream.connect
-        if framing != "newline":  # (imported only then: the command line's cold start)
+        if is_ssh(self.path):  # (imported only then, as framed below: the command line's cold start)
+            from .ssh import SshStream
+
+            connect = SshStream.connecting(log)
+        if framing != "newline":
             from .framed import framed_connect
 
-            connect = framed_connect(framing, max_message_size)
+            connect = framed_connect(framing, max_message_size, connect)
         self._transport = BlockingTransport(
             self.path, self._conv, trace=trace, connect=connect, connect_timeout=connect_timeout
         )

@@ -15,12 +15,13 @@ if TYPE_CHECKING:
 __all__ = ["FramedBlockingStream", "framed_connect"]
 
 
-def framed_connect(framing: str, max_message_size: int) -> Connect:
-    """The blocking transport's ``connect`` for ``framing`` (a fresh translator per connection)."""
+def framed_connect(framing: str, max_message_size: int, over: Connect = UnixSocketStream.connect) -> Connect:
+    """The blocking transport's ``connect`` for ``framing`` (a fresh translator per connection),
+    over the streams ``over`` opens (a UNIX socket's, or ssh's)."""
     ClientFraming(framing, max_message_size)  # ValueError now for a framing that does not exist
 
     def connect(address: str, deadline: float | None) -> BlockingStream:
-        stream = UnixSocketStream.connect(address, deadline)
+        stream = over(address, deadline)
         return FramedBlockingStream(stream, ClientFraming(framing, max_message_size))
 
     return connect

@@ -10,14 +10,14 @@ All transports drive the same sans-IO :class:`~.._wire.conversation.Conversation
 events it returns; the clients build requests with it and read answers from its exchanges.
 
 * A :class:`BlockingStream` is the blocking client's byte pipe. :class:`~.connect.UnixSocketStream`
-  is the one over a UNIX socket; another (the stdin/stdout of an ``ssh`` process, issue 13) plugs
-  into :class:`~.blocking_io.BlockingTransport` through its ``connect`` argument, keeping the turn
-  lock, the deadlines, reconnecting and the read loop.
+  is the one over a UNIX socket; :class:`~.ssh.SshStream` (an ``ssh`` process's stdin/stdout, as
+  our end of a socketpair) plugs into :class:`~.blocking_io.BlockingTransport` through its
+  ``connect`` argument, keeping the turn lock, the deadlines, reconnecting and the read loop.
 * An :class:`AsyncTransport` is what :class:`~.trio_client.AsyncClient` (and its subscriptions)
   need from an event loop: :class:`~.trio_io.TrioTransport` runs a reader and a writer task over
   any ``trio.abc.Stream`` (:func:`~.trio_client.client_over`; :func:`~.trio_client.open_client`
-  gives it a UNIX socket, an ssh transport would give it ``trio.StapledStream`` over the process's
-  pipes). :class:`~.aio_io.AsyncioTransport` implements the same methods with asyncio's tasks,
+  gives it a UNIX socket, or :class:`~.ssh_trio.SshTrioStream` for an ``ssh://`` address).
+  :class:`~.aio_io.AsyncioTransport` implements the same methods with asyncio's tasks,
   events and lock (:func:`jrpc_unix.aio.open_client`), and the same ``AsyncClient`` front
   serves it. What the two event-loop transports wait for (and wake) is one piece of code,
   :class:`~.waiting.WaitingCallers`, given the loop's event type; their connect's retries while

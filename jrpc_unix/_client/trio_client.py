@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._address import is_ssh
 from .._errors import ConnectionClosedError
 from .._wire.client_framing import ClientFraming
 from .._wire.conversation import DEFAULT_MAX_ANSWER, Call, Conversation, Progress
@@ -243,16 +244,25 @@ async def open_client(
     connect_timeout: float | None = 30.0,
     max_message_size: int = DEFAULT_MAX_ANSWER,
     framing: str = "newline",
+    log: Callable[[str], None] | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """Connect to the server at ``path``; the connection closes when the block ends.
 
     While the server's accept queue is full, connecting is retried for up to ``connect_timeout``
     seconds (None: until cancelled), then raises ConnectError. ``framing`` as for
-    :class:`~jrpc_unix.Client` (``"unixsock"``: a server of the Go original).
+    :class:`~jrpc_unix.Client` (``"unixsock"``: a server of the Go original). An ``ssh://``
+    address (specs/remote.md) runs ssh with that ConnectTimeout and tells ``log(line)`` how; if
+    ssh or the remote side fails, the first call raises ConnectError quoting ssh.
     """
     address = os.fspath(path)
     translate = None if framing == "newline" else ClientFraming(framing, max_message_size)
-    stream: trio.abc.Stream = await connect_unix(address, connect_timeout)
+    stream: trio.abc.Stream
+    if is_ssh(address):
+        from .ssh_trio import SshTrioStream
+
+        stream = SshTrioStream(address, connect_timeout, log)
+    else:
+        stream = await connect_unix(address, connect_timeout)
     if translate is not None:
         stream = FramedTrioStream(stream, translate)
     async with client_over(address, stream, max_message_size) as client:
@@ -279,8 +289,11 @@ async def client_over(
                 nursery.cancel_scope.cancel()
     finally:
         transport.shut(CLIENT_CLOSED)
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        if failure is None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        else:  # trio's idiom for "no graceful cleanup": an ssh stream then ends ssh at once
+            await trio.aclose_forcefully(stream)
     if failure is not None:
         try:
             raise failure

@@ -19,7 +19,7 @@ import socket
 
 import trio
 
-from .._errors import ConnectionClosedError, ProtocolError
+from .._errors import ConnectError, ConnectionClosedError, JrpcUnixError, ProtocolError
 from .._wire.conversation import Conversation, Exchange
 from .connect import connecting
 from .waiting import CLIENT_CLOSED, WaitingCallers
@@ -123,10 +123,10 @@ class TrioTransport(WaitingCallers):
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.shut(f"reading failed ({exc or 'connection lost'})")
-        except ProtocolError as exc:
+        except (ProtocolError, ConnectError) as exc:  # ConnectError: ssh failed (ssh_trio.py)
             self.shut(exc)
 
-    def shut(self, reason: str | ProtocolError) -> None:
+    def shut(self, reason: str | JrpcUnixError) -> None:
         """The connection is over: fail every waiting caller, reader and queued write."""
         self._end(reason)
         self._send_queue.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .._errors import ConnectionClosedError, JrpcUnixError, ProtocolError, RpcError
+from .._errors import ConnectionClosedError, JrpcUnixError, RpcError
 from .._wire.conversation import Conversation, Exchange, Notification
 from .._wire.events import Answered, FeedChanged, MustSend, NotificationArrived, ReportsArrived
 from .._wire.feeds import END, UNSUBSCRIBED, Feed
@@ -36,7 +36,9 @@ class WaitingCallers:
         self._new_event = new_event
         self._waiters: dict[Exchange, LoopEvent] = {}
         self._feed_waiters: dict[Feed, LoopEvent] = {}
-        self._closed: str | ProtocolError | None = None  # why the connection is over
+        #: why the connection is over: words, or the error to raise again (a ProtocolError, or
+        #: the ConnectError of a stream that failed before it carried anything, as ssh's does)
+        self._closed: str | JrpcUnixError | None = None
         self._write_failed: str | None = None  # why nothing more can be sent
         self._arrived = new_event()
 
@@ -112,8 +114,8 @@ class WaitingCallers:
         reason, refused = self._closed, self.conversation.refused
         if refused is not None:  # refused before anything was asked: say why, whenever asked
             return RpcError(refused.code, refused.message, refused.data)
-        if isinstance(reason, ProtocolError):
-            return ProtocolError(str(reason))
+        if isinstance(reason, JrpcUnixError):
+            return type(reason)(str(reason))
         if label is not None:
             return self.conversation.closed_error(f"{self.address}: {reason} before answering {label}")
         if reason == CLIENT_CLOSED:
@@ -141,7 +143,7 @@ class WaitingCallers:
             self._arrived.set()
             self._arrived = self._new_event()
 
-    def _end(self, reason: str | ProtocolError) -> None:
+    def _end(self, reason: str | JrpcUnixError) -> None:
         """The connection is over: wake every waiting caller, reader and notification waiter."""
         if self._closed is None:
             self._closed = reason
