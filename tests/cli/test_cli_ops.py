@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -66,7 +67,7 @@ def test_tables_on_a_terminal(sock_path: str) -> None:
         assert b"status: serving" in out
         code, out, _ = on_terminal("connections", sock_path, stdout=True)
         assert code == 0
-        assert b"id  peer" in out
+        assert re.search(rb"^id +peer +access +age s", out, re.M)
         assert b"access" in out
         code, out, _ = on_terminal("slowlog", sock_path, stdout=True)
         assert code == 0
