@@ -108,7 +108,12 @@ class UnixSocketStream:
     """The blocking client's connection to a UNIX socket (a :class:`~._client.transport.BlockingStream`)."""
 
     def __init__(self, sock: socket.socket) -> None:
+        # Non-blocking for good: CPython's timeouts would switch the mode (an ioctl) and poll
+        # before each send; we poll only when the kernel says EAGAIN (specs/performance.md).
+        sock.setblocking(False)
         self._sock = sock
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
 
     @classmethod
     def connect(cls, address: str, deadline: float | None) -> UnixSocketStream:
@@ -129,8 +134,15 @@ class UnixSocketStream:
     def send_all(self, data: bytes, deadline: float | None) -> None:
         """Write ``data`` whole; TimeoutError past ``deadline``; BrokenPipeError or
         ConnectionResetError if the server has closed."""
-        self._sock.settimeout(remaining(deadline))
-        self._sock.sendall(data)
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except BlockingIOError:  # the server is not reading: wait for room, up to the deadline
+                writable = select.poll()  # (rare: made when needed)
+                writable.register(self._sock, select.POLLOUT)
+                if not _poll(writable, deadline):
+                    raise TimeoutError("timed out sending") from None
 
     def wait_readable(self, deadline: float | None) -> bool:
         """Wait until there is something to read (or EOF); False when the deadline passed.
@@ -138,21 +150,14 @@ class UnixSocketStream:
         Waiting in poll rather than in a blocking recv means Ctrl-C interrupts the wait, never a
         read that already took bytes off the socket, so the client's stream stays in step.
         """
-        poller = select.poll()
-        poller.register(self._sock, select.POLLIN)
-        if deadline is None:
-            return bool(poller.poll())
-        left = deadline - time.monotonic()
-        return left > 0 and bool(poller.poll(math.ceil(left * 1000)))
+        return _poll(self._poller, deadline)
 
     def receive_some(self) -> bytes:
         """What is there to read, never blocking (BlockingIOError: nothing); b"" at EOF."""
-        self._sock.settimeout(0.0)
         return self._sock.recv(65536)
 
     def still_open(self) -> bool:
         """False if the peer has closed (EOF waiting) or reset the connection; never blocks."""
-        self._sock.settimeout(0.0)  # with a timeout set, CPython would first wait for readability
         try:
             return self._sock.recv(1, socket.MSG_PEEK) != b""
         except BlockingIOError:
@@ -167,6 +172,14 @@ class UnixSocketStream:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _poll(poller: select.poll, deadline: float | None) -> bool:
+    """Wait for what ``poller`` watches; False once ``deadline`` (None: no limit) has passed."""
+    if deadline is None:
+        return bool(poller.poll())
+    left = deadline - time.monotonic()
+    return left > 0 and bool(poller.poll(math.ceil(left * 1000)))
 
 
 def _connect_waiting(sock: socket.socket, name: str, deadline: float | None) -> None:
