@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports eac
     from ._server.server import Server as Server
     from ._server.server import run as run
     from ._server.server import serve as serve
+    from ._server.sockets import Listen as Listen
     from ._server.thread import ServerThread as ServerThread
     from ._server.thread import serve_in_thread as serve_in_thread
     from ._service.access import Access as Access
@@ -80,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "Server": "_server.server",
     "run": "_server.server",
     "serve": "_server.server",
+    "Listen": "_server.sockets",
     "ServerThread": "_server.thread",
     "serve_in_thread": "_server.thread",
     "Access": "_service.access",

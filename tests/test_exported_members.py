@@ -21,8 +21,8 @@ from jrpc_unix import Methods
 
 PUBLIC = {
     "Access", "AddressInUseError", "AsyncClient", "AsyncFleet", "AsyncSubscription", "Call", "Client",
-    "ConnectError", "ConnectionClosedError", "ErrorCode", "Fleet", "JrpcUnixError", "Limits", "Methods",
-    "Notify", "Outcome",
+    "ConnectError", "ConnectionClosedError", "ErrorCode", "Fleet", "JrpcUnixError", "Limits", "Listen",
+    "Methods", "Notify", "Outcome",
     "Peer", "Policy", "ProtocolError", "RequestContext", "Response", "RpcError", "RpcTimeoutError",
     "Server", "ServerSetupError", "ServerThread", "Settings", "Status", "Subscription", "TransportError",
     "current_context", "expand_targets", "open_client", "run", "serve", "serve_in_thread", "setting",

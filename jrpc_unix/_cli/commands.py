@@ -14,6 +14,7 @@ from .._errors import RpcError
 from .._wire.requests import Call
 from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
+from .ops import OPS_COMMANDS, print_openmetrics, resume_params, tell_resumed, tell_where
 from .params import UsageError, batch_item, parse_params
 from .remote import fan_out, fan_out_targets
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
@@ -147,6 +148,8 @@ def cmd_methods(args: Args) -> int:
 
 def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
+    if args.openmetrics:
+        return print_openmetrics(args)
     targets = fan_out_targets(args)
     if targets is not None:
         return fan_out(args, targets, lambda client: client.call("rpc.stats"))
@@ -182,18 +185,23 @@ def cmd_watch(args: Args) -> int:
 
     params = parse_params(args.params, "keywords")
     assert not isinstance(params, list)
+    params = {**(params or {}), **resume_params(args)}
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (main() called by a program): leave SIGTERM alone
         previous = None
     try:
-        with open_client(args) as client, client.subscribe(args.topic, **(params or {})) as sub:
+        with open_client(args) as client, client.subscribe(args.topic, **params) as sub:
+            tell_resumed(sub)
             try:
                 return _print_events(sub, args.count, bool(args.pretty))
             except Terminated:
                 return EXIT_TERMINATED
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED
+            finally:
+                if args.since is not None:
+                    tell_where(sub)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -258,4 +266,5 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "completion": cmd_completion,
     "bridge": cmd_bridge,
     **SETTINGS_COMMANDS,
+    **OPS_COMMANDS,
 }

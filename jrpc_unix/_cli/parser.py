@@ -210,6 +210,7 @@ def build_parser(serve: bool = True, targets: bool = False) -> argparse.Argument
     form = sub.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="JSON even on a terminal")
     form.add_argument("--table", action="store_true", help="a table even when piped")
+    form.add_argument("--openmetrics", action="store_true", help="OpenMetrics text (rpc.metrics)")
 
     sub = add(
         "watch",
@@ -223,11 +224,16 @@ def build_parser(serve: bool = True, targets: bool = False) -> argparse.Argument
     sub.add_argument("topic", metavar="TOPIC", help="stats, progress, or one the service declares")
     sub.add_argument("params", metavar="PARAMS", nargs="*", help="the topic's params, key=value")
     sub.add_argument("--count", type=int, metavar="N", help="stop after N events (default: never)")
+    sub.add_argument("--since", type=int, metavar="SEQ", help="first the kept events after SEQ (resume)")
+    sub.add_argument("--epoch", metavar="EPOCH", help="the epoch SEQ was seen in (a restart is then told)")
 
     from .settings import add_settings_commands
 
     add_settings_commands(add, sock, output, fan)
 
+    from .ops import add_ops_commands
+
+    add_ops_commands(add, sock, output)
     sub = add(
         "serve",
         "serve a Methods object until SIGTERM/SIGINT",

@@ -79,6 +79,16 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
         help="declare a topic the methods publish to (repeatable)",
     )
     parser.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        type=_listen,
+        metavar="PATH[,mode=OCTAL][,group=G][,ceiling=LEVEL]",
+        help="listen on this address too, e.g. /run/app/ro.sock,mode=0666,ceiling=read (repeatable)",
+    )
+    parser.add_argument("--name", help="the service's name (rpc.info, rpc.discover)")
+    parser.add_argument("--service-version", metavar="VERSION", help="the service's version (rpc.info)")
+    parser.add_argument(
         "--no-discover",
         dest="discover",
         action="store_false",
@@ -115,6 +125,15 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
             default=argparse.SUPPRESS,
             help=f"default {getattr(defaults, f.name)}",
         )
+
+
+def _listen(text: str) -> Any:
+    from .._server.sockets import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class TargetError(Exception):
@@ -233,6 +252,7 @@ def serve_command(args: argparse.Namespace) -> int:
             f"{args.socket} is an abstract address: it has no file permissions, so say who may "
             "connect (--allow-user USER, --allow-group GROUP)"
         )
+    options.update(listen=args.listen, name=args.name, version=args.service_version)
     try:  # a setup failure (ServerSetupError) reaches main() as itself: run() unwraps the group
         run(args.socket, methods, **options)
     except ValueError as exc:  # a bad option value the server refused (unknown group, ...)

@@ -142,11 +142,13 @@ class Client:
         exchange = self._call(method, params, progress)
         return exchange.result(), exchange.raw[0]
 
-    def subscribe(self, topic: str, /, **params: Any) -> Subscription:
+    def subscribe(self, topic: str, /, *, resume: bool = False, **params: Any) -> Subscription:
         """Subscribe to ``topic`` (with its params, and ``queue_size``); iterate the result for
-        each event's data. It lasts until closed (``with`` or ``close()``) or the connection ends.
+        each event's data. It lasts until closed (``with`` or ``close()``) or the connection ends;
+        with ``resume`` (a published topic), a lost connection is reopened and the subscription
+        resumed after the last event read (specs/protocol.md §10) instead.
         """
-        return Subscription(self, self._open_feed(topic, params))
+        return Subscription(self, self._open_feed(topic, params), params if resume else None)
 
     def wait_notification(self, timeout: float | EllipsisType | None = ...) -> Notification:
         """The next notification the server sent that no :meth:`subscribe` claimed.
@@ -258,9 +260,10 @@ class Subscription:
     connection alone), or by ``sub.events(timeout=...)``'s.
     """
 
-    def __init__(self, client: Client, feed: Feed) -> None:
+    def __init__(self, client: Client, feed: Feed, resume: dict[str, Any] | None = None) -> None:
         self._client = client
         self._feed = feed
+        self._resume = resume  # the params to subscribe again with, after a lost connection
 
     @property
     def id(self) -> str:
@@ -278,6 +281,22 @@ class Subscription:
         return self._feed.dropped
 
     @property
+    def seq(self) -> int | None:
+        """The ``seq`` of the newest event received from a published topic (None before one):
+        ``client.subscribe(topic, since=sub.seq, epoch=sub.epoch)`` resumes after it."""
+        return self._feed.seq
+
+    @property
+    def epoch(self) -> str | None:
+        """The server's epoch those events carried (a new one at each server start)."""
+        return self._feed.epoch
+
+    @property
+    def resumed(self) -> dict[str, Any] | None:
+        """Subscribed with ``since``: the answer's ``truncated``, ``oldest``, ``restarted``, ..."""
+        return self._feed.resumed
+
+    @property
     def closed(self) -> bool:
         """True once no more events can come (closed here, or the connection ended)."""
         return self._feed.ended is not None
@@ -287,15 +306,29 @@ class Subscription:
 
     def __next__(self) -> Any:
         """The next event's data, waiting up to the client's timeout."""
-        data = self._client._next_event(self._feed)
+        data = self._next(...)
         if data is END:
             raise StopIteration
         return data
 
     def events(self, timeout: float | None) -> Iterator[Any]:
         """Each event's data, waiting up to ``timeout`` seconds for each (None: forever)."""
-        while (data := self._client._next_event(self._feed, timeout)) is not END:
+        while (data := self._next(timeout)) is not END:
             yield data
+
+    def _next(self, timeout: float | EllipsisType | None) -> Any:
+        while True:
+            try:
+                return self._client._next_event(self._feed, timeout)
+            except ConnectionClosedError:
+                feed = self._feed
+                if self._resume is None or feed.seq is None or feed.ended == UNSUBSCRIBED:
+                    raise
+                # Every event received was read (they come before the error): resume after it.
+                resumed = {**self._resume, "since": feed.seq, "epoch": feed.epoch}
+                self._feed = self._client._open_feed(feed.topic, resumed)
+                if self._feed.seq is None:  # (a resumed answer leaves it to the events)
+                    self._feed.seq, self._feed.epoch = feed.seq, feed.epoch
 
     def close(self) -> None:
         """Unsubscribe (idempotent); events not yet read are discarded."""

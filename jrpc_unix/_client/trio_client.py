@@ -180,6 +180,19 @@ class AsyncSubscription:
         return self._topic
 
     @property
+    def seq(self) -> int | None:
+        """As :attr:`jrpc_unix.Subscription.seq`: resume with ``since=sub.seq, epoch=sub.epoch``."""
+        return self._live.seq
+
+    @property
+    def epoch(self) -> str | None:
+        return self._live.epoch
+
+    @property
+    def resumed(self) -> dict[str, Any] | None:
+        return self._live.resumed
+
+    @property
     def dropped(self) -> int:
         """Events lost so far: the counts of the server's ``rpc.dropped`` notices (it drops
         the oldest when this reader falls behind), plus any past the client's 10,000 kept."""

@@ -104,9 +104,16 @@ class Admission:
         self.stats.connection_limits = (self.shared, self.reserved)
         self._open_spare()
 
-    async def accept(self, listener: trio.SocketListener, serve: Serve, nursery: trio.Nursery) -> None:
+    async def accept(
+        self,
+        listener: trio.SocketListener,
+        serve: Serve,
+        nursery: trio.Nursery,
+        gate: tuple[Policy | None, Access] | None = None,
+    ) -> None:
         """The accept loop: admit or refuse each newcomer right here, before any task exists
         (a refusal costs no task and no wait); ``serve`` each admitted one in ``nursery``.
+        ``gate``: this socket's own (policy, ceiling), for a server on several sockets.
 
         Not ``trio.serve_listeners``: it starts a task per connection before anyone could
         refuse it, and meets EMFILE by waiting, where we tell the waiting peers why.
@@ -123,7 +130,7 @@ class Admission:
                         await self.out_of_fds(listener, exc.errno)
                         continue
                     peer = read_peer(stream)
-                    level = self.enter(stream, peer)
+                    level = self.enter(stream, peer, gate)
                     if level is not None:
                         nursery.start_soon(serve, stream, peer, level)
         finally:
@@ -137,9 +144,9 @@ class Admission:
             os.close(self._spare)
             self._spare = None
 
-    def refusal(self, peer: Peer | None) -> tuple[ErrorCode, str, str] | None:
+    def refusal(self, peer: Peer | None, policy: Policy | None) -> tuple[ErrorCode, str, str] | None:
         """Why this peer may not have a connection now (code, stats key, text), or None."""
-        if self.policy is not None and not self.policy.admits(peer):
+        if policy is not None and not policy.admits(peer):
             who = f"uid {peer.uid} gid {peer.gid}" if peer else "a peer without credentials"
             return ErrorCode.ACCESS_DENIED, "access_denied", f"{who} may not use this socket"
         if self.open >= self.shared:
@@ -157,9 +164,12 @@ class Admission:
             return ErrorCode.OVERLOADED, "max_connections_per_uid", text
         return None
 
-    def enter(self, stream: trio.SocketStream, peer: Peer | None) -> Access | None:
+    def enter(
+        self, stream: trio.SocketStream, peer: Peer | None, gate: tuple[Policy | None, Access] | None = None
+    ) -> Access | None:
         """Count ``peer`` in and return its access level, or refuse it right here (None)."""
-        refusal = self.refusal(peer)
+        policy, ceiling = (self.policy, Access.ADMIN) if gate is None else gate
+        refusal = self.refusal(peer, policy)
         if refusal is not None:
             code, key, text = refusal
             self.stats.rejected_connections[key] += 1
@@ -168,9 +178,9 @@ class Admission:
             return None
         self.open += 1
         self.per_uid[peer.uid if peer is not None else -1] += 1
-        if self.policy is not None and peer is not None:
-            return self.policy.level(peer)
-        return Access.ADMIN
+        if policy is not None and peer is not None:
+            return min(policy.level(peer), ceiling)
+        return ceiling
 
     def leave(self, peer: Peer | None) -> None:
         uid = peer.uid if peer is not None else -1

@@ -107,7 +107,12 @@ class Calls:
         self._writer = writer
         self._deliver = writer.deliver
         self._outbox = outbox
-        self._fast_specs = shared.dispatcher.fast_specs(handle.level)
+        self._slowlog = shared.slowlog
+        self._slow_ns = shared.slowlog.threshold_ns
+        self._audit = shared.audit
+        self._audited = shared.audit.audited if shared.audit is not None else frozenset()
+        fast = shared.audit.fast_specs if shared.audit is not None else shared.dispatcher.fast_specs
+        self._fast_specs = fast(handle.level)  # (audited methods take the general path)
         self._immediate = shared.dispatcher.immediate
         self._inline = inline_slot()
         executor = Executor(shared, handle)
@@ -200,7 +205,10 @@ class Calls:
             m.calls += 1
             self._outbox.before_answer()
         if start:
-            m.latency.add(time.perf_counter_ns() - start)
+            elapsed = time.perf_counter_ns() - start
+            m.latency.add(elapsed)
+            if elapsed > self._slow_ns:
+                self._slowlog.add(name, elapsed, self._handle.peer, self._handle.id)
         if isinstance(answer, bytes):
             self._deliver(answer)
         elif answer is not None:  # an ErrorAnswer
@@ -228,6 +236,8 @@ class Calls:
             throttled_log.warning(
                 "access_denied", "denied %s to %s: %s", short(req.method), peer, short(data)
             )
+            if self._audit is not None:
+                self._audit.denied(req.method, req.params, peer, self._handle.id, data)
             code = ErrorCode.ACCESS_DENIED
             self.reject(
                 sink, error_answer(req.id, req.is_notification, code, data=data, reason="access_denied")
@@ -254,8 +264,15 @@ class Calls:
         else:
             m.calls += 1
             self._outbox.before_answer()
+        elapsed = 0
         if start:
-            m.latency.add(time.perf_counter_ns() - start)
+            elapsed = time.perf_counter_ns() - start
+            m.latency.add(elapsed)
+            if elapsed > self._slow_ns:
+                self._slowlog.add(req.method, elapsed, self._handle.peer, self._handle.id)
+        if req.method in self._audited:
+            assert self._audit is not None
+            self._audit.call(req, answer, elapsed, self._handle.peer, self._handle.id)
         if isinstance(answer, ErrorAnswer):
             m.errors += 1
             stats.errors += 1

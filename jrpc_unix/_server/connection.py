@@ -17,10 +17,12 @@ cancelled, except notifications and run-to-completion calls, which finish in the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import select
 import socket as stdsocket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
@@ -40,6 +42,7 @@ __all__ = ["Connection"]
 log = logging.getLogger("jrpc_unix.server")
 throttled_log = Throttle(log)  # log lines any client can cause
 _TICKS = 4  # idle_timeout is checked every quarter of it
+_ids = itertools.count(1)
 
 
 class Connection:
@@ -53,6 +56,8 @@ class Connection:
         self, shared: ServeContext, stream: trio.SocketStream, peer: Peer | None, level: Access
     ) -> None:
         self._shared = shared
+        self.id = next(_ids)  # what rpc.connections shows and rpc.disconnect/rpc.cancel name
+        self.opened = self.active = time.monotonic()  # (active: the last read, for rpc.connections)
         self.server = shared.server
         self.stream = stream
         self.peer = peer
@@ -87,8 +92,10 @@ class Connection:
     def subscription_count(self) -> int:
         return len(self.outbox.subscriptions)
 
-    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> str:
-        return self.outbox.subscribe(topic, events, queue_size).id
+    def subscribe(
+        self, topic: str, events: AsyncIterator[Any] | None, queue_size: int, backlog: Sequence[bytes] = ()
+    ) -> str:
+        return self.outbox.subscribe(topic, events, queue_size, backlog).id
 
     def unsubscribe(self, subscription: str) -> bool:
         return self.outbox.unsubscribe(subscription)
@@ -98,7 +105,15 @@ class Connection:
         return self.calls.schedule.cancel(request_id)
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
+        self.calls.schedule.executor.running.touch(request_id)  # (rpc.inflight's last progress)
         self.outbox.report_progress(request_id, done, total, message)
+
+    def disconnect(self) -> bool:
+        """rpc.disconnect: close now, as if the peer had left; False if it had already."""
+        if self.gone:
+            return False
+        self._gone()
+        return True
 
     # -- life ------------------------------------------------------------------------------
 
@@ -129,6 +144,7 @@ class Connection:
                 self._gone()
                 return None
             self.reads += 1
+            self.active = time.monotonic()
             first = self._first = self._first + data
             name = detect(first) if data else UNKNOWN
             if name is None:
@@ -178,6 +194,7 @@ class Connection:
                 self._gone()
                 return
             self.reads += 1
+            self.active = time.monotonic()
             if not data:
                 await self._at_eof(splitter)
                 return

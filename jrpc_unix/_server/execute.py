@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import trio
@@ -40,12 +42,15 @@ class RunningCall:
     """A call that runs where it can be cancelled: its scope, and whether it outlives its
     caller's disconnect (run-to-completion calls and notifications do)."""
 
-    __slots__ = ("key", "scope", "survives_disconnect")
+    __slots__ = ("key", "method", "progressed", "scope", "started", "survives_disconnect")
 
-    def __init__(self, key: Any, survives_disconnect: bool) -> None:
+    def __init__(self, key: Any, survives_disconnect: bool, method: str = "") -> None:
         self.key = key
         self.scope = trio.CancelScope()
         self.survives_disconnect = survives_disconnect
+        self.method = method  # for rpc.inflight, as are the times (time.monotonic())
+        self.started = time.monotonic()
+        self.progressed: float | None = None
 
 
 class CancelRegistry:
@@ -66,7 +71,7 @@ class CancelRegistry:
         # Notifications are not rpc.cancel's to find (their key is no id) and survive a
         # disconnect; only the shutdown deadline cancels them.
         key = _NOTIFICATION if req.is_notification else req.id
-        running = RunningCall(key, invocation.spec.run_to_completion or req.is_notification)
+        running = RunningCall(key, invocation.spec.run_to_completion or req.is_notification, req.method)
         self._running.setdefault(key, []).append(running)
         return running
 
@@ -75,6 +80,15 @@ class CancelRegistry:
         calls.remove(running)
         if not calls:
             del self._running[running.key]
+
+    def __iter__(self) -> Iterator[RunningCall]:
+        for calls in list(self._running.values()):
+            yield from calls
+
+    def touch(self, request_id: Any) -> None:
+        """The call(s) with this id reported progress (from any thread: one float stored)."""
+        for running in self._running.get(request_id, ()):
+            running.progressed = time.monotonic()
 
     def cancel(self, request_id: Any) -> bool:
         """Cancel the running call(s) with this request id; True if there was one."""

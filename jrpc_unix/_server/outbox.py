@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
@@ -48,9 +48,19 @@ class Outbox:
         self._progress: SubscriberQueue | None = None
         self._flush_planned = False
 
-    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> SubscriberQueue:
-        """Start delivering ``topic``'s events (for a produced topic: ``events``) here."""
+    @property
+    def queued_bytes(self) -> int:
+        """What the subscriptions' queues hold (``rpc.connections``)."""
+        return self._budget.bytes
+
+    def subscribe(
+        self, topic: str, events: AsyncIterator[Any] | None, queue_size: int, backlog: Sequence[bytes] = ()
+    ) -> SubscriberQueue:
+        """Start delivering ``topic``'s events (for a produced topic: ``events``) here, after
+        the ``backlog`` of kept events a resumed subscription replays."""
         sub = SubscriberQueue(topic, queue_size, self._budget)
+        for entry in backlog:  # (sent after the subscribe answer: the pump starts later)
+            self._stats.events_dropped += sub.push(entry)
         self.subscriptions[sub.id] = sub
         self._stats.subscriptions += 1
         self._per_uid[self._uid] += 1

@@ -5,6 +5,9 @@ the same connection as notifications until ``rpc.unsubscribe`` or disconnect::
 
     {"jsonrpc":"2.0","method":"rpc.event","params":{"subscription":"s1","topic":"stats","data":…}}
 
+A published topic's events also carry ``"epoch"`` (the server's, new at each start) and
+``"seq"`` (1, 2, ... per topic), and a subscription may resume after a seq (see :class:`Topic`).
+
 A topic is either pushed to (``Server.publish``; the ``progress`` topic, which carries progress
 reports of the subscriber's own calls) or produced per subscription: its producer takes the
 subscription's params and returns an async iterator of events (an async generator function
@@ -140,9 +143,25 @@ class SubscriberQueue:
 
 
 class Topic:
-    """A named stream of events, who may subscribe to it, and who is subscribed."""
+    """A named stream of events, who may subscribe to it, and who is subscribed.
 
-    __slots__ = ("access", "description", "name", "producer", "subscribers")
+    A published topic numbers its events (``seq``, from 1, with the server's ``epoch``) and,
+    from its first subscription on, keeps the last ``history`` of them, so a subscriber that
+    reconnects can resume after the last seq it saw (``rpc.subscribe(topic, since=SEQ)``).
+    """
+
+    __slots__ = (
+        "_tail",
+        "access",
+        "description",
+        "epoch",
+        "history",
+        "kept",
+        "name",
+        "producer",
+        "seq",
+        "subscribers",
+    )
 
     def __init__(
         self,
@@ -150,16 +169,41 @@ class Topic:
         producer: Producer | None = None,
         description: str = "",
         access: Access = Access.OPERATE,
+        *,
+        epoch: str = "",
+        history: int = 0,
     ) -> None:
         self.name = name
         self.producer = producer
         self.description = description
         self.access = Access(access)
         self.subscribers: set[SubscriberQueue] = set()
+        self.seq = 0
+        self.history = history
+        #: (seq, queued bytes) of the last ``history`` events; None until the first subscription.
+        self.kept: collections.deque[tuple[int, bytes]] | None = None
+        self.epoch = epoch
+        self._tail = b',"epoch":' + dumps(epoch) + b',"seq":'
+
+    def keep_history(self) -> None:
+        """Start keeping the last events (at the first subscription: until then, publishing to
+        a topic nobody ever watched costs nothing)."""
+        if self.kept is None and self.history and self.producer is None:
+            self.kept = collections.deque(maxlen=self.history)
 
     def publish(self, data: Any) -> int:
         """Queue ``data`` for every subscriber (encoded once); returns how many were dropped."""
-        if not self.subscribers:
+        if not self.subscribers and self.kept is None:
             return 0
-        encoded = event_bytes(data)
-        return sum(sub.push(encoded) for sub in self.subscribers)
+        self.seq += 1
+        entry = dumps(data) + self._tail + b"%d" % self.seq  # (a new bytes of its exact size)
+        if self.kept is not None:
+            self.kept.append((self.seq, entry))
+        return sum(sub.push(entry) for sub in self.subscribers)
+
+    def after(self, since: int) -> tuple[list[bytes], int, bool]:
+        """The kept events after seq ``since``, the oldest seq kept (the next one if none is),
+        and whether events after ``since`` were lost (older than what is kept)."""
+        kept = self.kept or ()
+        oldest = kept[0][0] if kept else self.seq + 1
+        return [entry for seq, entry in kept if seq > since], oldest, since + 1 < oldest

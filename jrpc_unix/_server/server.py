@@ -9,53 +9,44 @@ answered), close every connection, then wait up to ``Limits.thread_grace`` for w
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import secrets
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypedDict, Unpack
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Literal, Unpack
 
 import trio
 
 from .._errors import ServerSetupError, sole_exception
 from .._service.access import Access, Peer, Policy, group_id
-from .._service.discover import add_discover
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits, raise_fd_limit
 from .._service.methods import Methods, MethodSpec
 from .._service.stats import ServerStats
 from .._service.throttle import flush_all
 from .admission import Admission
-from .builtins import builtin_methods, builtin_topics
+from .builtins import Operations, builtin_topics
+from .builtins_health import HealthCheck
 from .connection import Connection
-from .listener import is_abstract, listening, open_unix_listener
 from .logqueue import default_logging, start_log_thread, stop_log_thread
+from .options import ServerOptions
 from .pubsub import Producer, Topic
+from .sdnotify import sd_notify
 from .shared import ServeContext
 from .signals import STATS_SIGNALS, STOP_SIGNALS, relay_signals
+from .slowlog import DEFAULT_THRESHOLD
+from .sockets import Listen, accept_all, addresses, open_listeners, stop_listening
 
 __all__ = ["Server", "ServerOptions", "run", "serve", "serve_until_signalled"]
 
 log = logging.getLogger("jrpc_unix.server")
 
 
-class ServerOptions(TypedDict, total=False):
-    """:class:`Server`'s keyword options, as :func:`serve`, :func:`run` and
-    :func:`~jrpc_unix.serve_in_thread` pass them on."""
-
-    limits: Limits | None
-    mode: Literal["concurrent", "serial"]
-    socket_mode: int
-    socket_group: int | str | None
-    policy: Policy | None
-    topics: Mapping[str, str] | None
-    fast_path: bool
-    discover: bool
-    method_stats: bool
-
-
 class Server:
-    """A JSON-RPC 2.0 service over a UNIX socket. One Server serves one socket, once."""
+    """A JSON-RPC 2.0 service over UNIX sockets (one, or more: ``listen``); it serves once."""
 
     def __init__(
         self,
@@ -70,7 +61,17 @@ class Server:
         fast_path: bool = True,
         discover: bool = True,
         method_stats: bool = True,
+        name: str | None = None,
+        version: str | None = None,
+        slow_call_threshold: float | None = DEFAULT_THRESHOLD,
+        disable_builtins: Collection[str] = (),
+        audit: bool | None = None,
+        listen: Sequence[Listen] = (),
+        topic_history: int = 100,
     ) -> None:
+        """The options: specs/protocol.md, specs/security.md; specs/operations.md for ``name``,
+        ``version`` (rpc.info), ``slow_call_threshold`` (seconds; None: off), ``disable_builtins``,
+        ``audit`` (default: on with a policy), ``listen`` (more sockets), ``topic_history``."""
         if mode not in ("concurrent", "serial"):
             raise ValueError(f"mode must be 'concurrent' or 'serial', not {mode!r}")
         self.methods = Methods.coerce(methods)
@@ -81,7 +82,16 @@ class Server:
         self.policy = policy
         self.discover = discover  # answer rpc.discover (jrpc_unix._service.discover)
         self.stats = ServerStats(per_method=method_stats)
+        self._history = topic_history
+        audited = policy is not None if audit is None else audit
+        self.operations = Operations(name, version, slow_call_threshold, audited, lambda: self.stopping)
+        # New at each start: a resumed watch sees the restart (specs/protocol.md §10).
+        self.epoch = self.operations.info.epoch = secrets.token_hex(8)
+        self._disabled = frozenset(disable_builtins)
+        self.listen = [x if isinstance(x, Listen) else Listen(x) for x in listen]
         own_topics = builtin_topics(self.stats)
+        if "rpc.health" not in self._disabled:
+            own_topics.append(self.operations.health.topic())
         self.topics: dict[str, Topic] = {t.name: t for t in own_topics}
         self.subscriptions_per_uid: Counter[int] = Counter()  # for Limits.max_subscriptions_per_uid
         for name, (description, producer, access) in self.methods.topics.items():
@@ -90,6 +100,7 @@ class Server:
             if name not in self.topics:  # declared by the methods too: one topic
                 self.add_topic(name, description=description)
         self.dispatcher = Dispatcher(self.methods, extensions=self._extensions(), fast_path=fast_path)
+        self.operations.audit.bind(self.dispatcher)
         self._admission = Admission(self.limits, policy, self.stats)
         self._shared = ServeContext(
             self,
@@ -100,20 +111,26 @@ class Server:
             self.subscriptions_per_uid,
             self.serial,
             leave=self._admission.leave,
+            slowlog=self.operations.slowlog,
+            audit=self.operations.audit if self.operations.audit.enabled else None,
         )
         self._shared.own_topics = frozenset(t.name for t in own_topics)
         self.connections, self.workers = self._shared.connections, self._shared.workers
         self._accept_scope = trio.CancelScope()
         self._work_scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
+        self._keeper_scope = trio.CancelScope()  # the log levels' ttl keeper
         self._stopped = trio.Event()
         self._stop_requested = trio.Event()
         self._started = False
 
     def _extensions(self) -> dict[str, MethodSpec]:
         """The service's own methods, under the ``rpc.`` names the spec reserves for them."""
-        own = builtin_methods(self.topics, self.limits, self.stats, self.subscriptions_per_uid)
-        return add_discover(own, self.methods) if self.discover else own
+        return self.operations.extensions(self, self._disabled)
+
+    def add_health_check(self, name: str, check: HealthCheck, *, timeout: float = 5.0) -> None:
+        """Add a check to ``rpc.health`` (what it returns: specs/operations.md, "Health")."""
+        self.operations.health.add(name, check, timeout)
 
     @property
     def stopping(self) -> bool:
@@ -141,7 +158,7 @@ class Server:
         if name in self.topics:
             raise ValueError(f"topic {name!r} exists already")
         level = self.methods.topic_access() if access is None else Access(access)
-        self.topics[name] = Topic(name, producer, description, level)
+        self.topics[name] = Topic(name, producer, description, level, epoch=self.epoch, history=self._history)
 
     def publish(self, topic: str, data: Any) -> None:
         """Send ``data`` to every subscriber of ``topic``; never waits for a subscriber.
@@ -151,8 +168,8 @@ class Server:
         once the server has stopped.
         """
         found = self.topics.get(topic)
-        if found is not None and not found.subscribers and found.producer is None:
-            return  # nobody listening (the common case): not even the hop onto the loop
+        if found is not None and not found.subscribers and found.kept is None and found.producer is None:
+            return  # never watched (the common case): not even the hop onto the loop
         self._shared.loop.call(self._publish, topic, data)
 
     def _publish(self, topic: str, data: Any) -> None:
@@ -162,7 +179,7 @@ class Server:
             raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
         if found.producer is not None:
             raise ValueError(f"topic {topic!r} has a producer, which makes its events")
-        if found.subscribers:  # nobody listening (the common case): not even a call
+        if found.subscribers or found.kept is not None:  # never watched (common): not even a call
             self.stats.events_dropped += found.publish(data)
 
     async def wait_stopped(self) -> None:
@@ -179,8 +196,10 @@ class Server:
         if self._shared.stopping:
             return
         self._shared.stopping = True
+        sd_notify("STOPPING=1", "STATUS=stopping: finishing the calls that run")
         self._accept_scope.cancel()
         self._watchdog_scope.cancel()
+        self._keeper_scope.cancel()
         self._stop_requested.set()  # _shutdown takes it from here
         for conn in self.connections.everyone():
             conn.wake_for_stop()
@@ -207,39 +226,36 @@ class Server:
         if self._started:
             raise RuntimeError("a Server serves once; create a new one")
         self._started = True
-        if is_abstract(path) and self.policy is None:
-            raise ServerSetupError(
-                f"{path} is an abstract address: it has no file permissions, so it needs a policy "
-                "(Server(..., policy=Policy(allow_users=...)))"
-            )
+        wanted = addresses(path, self.socket_mode, self.socket_gid, self.policy, self.listen)
         self._shared.loop.enter()
         start_log_thread()
         self._admission.start()
+        stack = contextlib.AsyncExitStack()
         try:
-            listener, sockfile = await open_unix_listener(path, mode=self.socket_mode, gid=self.socket_gid)
+            bound = await open_listeners(stack, wanted)
         except BaseException:
             self._admission.close()
             stop_log_thread()
             raise
+        paths = ", ".join(b.path for b in bound)
         try:
-            async with listening(listener, sockfile):  # the file goes first, on every way out
+            async with stack:  # the files go first, on every way out
                 with self._work_scope:
                     async with self._shared.hangups.running(), trio.open_nursery() as nursery:
                         if self.limits.idle_timeout is not None:
                             period, scope = self.limits.idle_timeout / 4, self._watchdog_scope
                             nursery.start_soon(self.connections.watch_idle, period, scope)
                         nursery.start_soon(self._shutdown)
+                        nursery.start_soon(self.operations.log_levels.keep, self._keeper_scope)
+                        self.operations.info.addresses.extend(b.path for b in bound)
                         task_status.started(self)
-                        log.info("listening on %s", path)
+                        log.info("listening on %s", paths)
+                        sd_notify("READY=1", f"STATUS=listening on {paths}", f"MAINPID={os.getpid()}")
                         with self._accept_scope:
-                            await self._admission.accept(listener, self._serve_connection, nursery)
+                            await accept_all(bound, self._admission.accept, self._serve_connection, nursery)
                         self.stop()  # accept loop ended: stop gracefully (no-op if stopping)
-                        # Stop listening now: a newcomer is refused at once instead of waiting
-                        # out the grace, and a new server may take the path while we drain.
-                        had_file = sockfile.path is not None  # not abstract, nor systemd's
-                        sockfile.remove()  # while still listening: see _listener
-                        await listener.aclose()
-                        log.info("stopped accepting%s %s", "; removed" if had_file else " on", path)
+                        had_file = await stop_listening(bound)
+                        log.info("stopped accepting%s %s", "; removed" if had_file else " on", paths)
                 await self.workers.wait_returned(self.limits.thread_grace)
         finally:
             self._admission.close()

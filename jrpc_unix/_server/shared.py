@@ -21,9 +21,11 @@ from .._service.context import ServerHandle
 from .._service.dispatch import Dispatcher
 from .._service.limits import Limits
 from .._service.stats import ServerStats
+from .audit import Audit
 from .hangup import HangupWatch
 from .loop import EventLoop
 from .pubsub import Topic
+from .slowlog import SlowLog
 from .workers import WorkerThreads
 
 __all__ = ["AwaitHandler", "ConnectionSet", "HostedEvents", "Member", "ServeContext", "await_in_trio"]
@@ -150,10 +152,14 @@ class ServeContext:
     #: How ``async def`` handlers of the service are awaited: in trio, or as tasks of the
     #: asyncio loop the server is a guest of (:mod:`jrpc_unix.aio` sets it before serving).
     await_handler: AwaitHandler = await_in_trio
-    #: The server's own topics (``stats``, ``progress``): trio code under every host.
+    #: The server's own topics (``stats``, ``progress``, ``health``): trio code under every host.
     own_topics: frozenset[str] = frozenset()
     #: The server is stopping: no new work starts; what waits is answered -32002.
     stopping: bool = False
+    #: The calls over ``slow_call_threshold`` (``rpc.slowlog``).
+    slowlog: SlowLog = field(default_factory=SlowLog)
+    #: The audit trail (``rpc.audit``); None: nothing is audited.
+    audit: Audit | None = None
 
     def __post_init__(self, leave: Callable[[Peer | None], None]) -> None:
         self.connections = ConnectionSet(self.limits, self.stats, leave)

@@ -11,7 +11,7 @@ built if asked for, so the common call pays nothing for a context it does not us
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,6 +40,11 @@ class ConnectionHandle(Protocol):
     """What a handler may do with the connection its request came on (``rpc.*`` methods do)."""
 
     @property
+    def id(self) -> int:
+        """The server's number for it (``rpc.connections``)."""
+        ...
+
+    @property
     def peer(self) -> Peer | None: ...
     @property
     def level(self) -> Access: ...
@@ -53,8 +58,11 @@ class ConnectionHandle(Protocol):
         "unknown"); None until its first bytes came (specs/protocol.md, "Framings")."""
         ...
 
-    def subscribe(self, topic: str, events: AsyncIterator[Any] | None, queue_size: int) -> str:
-        """Deliver ``topic``'s events here (``events``: a produced topic's); the subscription id."""
+    def subscribe(
+        self, topic: str, events: AsyncIterator[Any] | None, queue_size: int, backlog: Sequence[bytes] = ()
+    ) -> str:
+        """Deliver ``topic``'s events here (``events``: a produced topic's), after ``backlog``
+        (kept events replayed); the subscription id."""
         ...
 
     def unsubscribe(self, subscription: str) -> bool: ...

@@ -155,11 +155,14 @@ def _errors() -> dict[str, dict[str, Any]]:
     return errors
 
 
-def openrpc_document(specs: list[MethodSpec], *, fallback: bool = False) -> dict[str, Any]:
-    """The OpenRPC document for ``specs``, in the order given."""
+def openrpc_document(
+    specs: list[MethodSpec], *, fallback: bool = False, title: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """The OpenRPC document for ``specs``, in the order given; ``info`` names the service
+    (the library's name and version when it has none)."""
     from .._version import __version__
 
-    info: dict[str, Any] = {"title": "jrpc-unix service", "version": __version__}
+    info: dict[str, Any] = {"title": title or "jrpc-unix service", "version": version or __version__}
     if fallback:
         info["description"] = "Method names not listed here go to a generic handler."
     return {
@@ -170,7 +173,9 @@ def openrpc_document(specs: list[MethodSpec], *, fallback: bool = False) -> dict
     }
 
 
-def add_discover(extensions: dict[str, MethodSpec], methods: Methods) -> dict[str, MethodSpec]:
+def add_discover(
+    extensions: dict[str, MethodSpec], methods: Methods, title: str | None = None, version: str | None = None
+) -> dict[str, MethodSpec]:
     """Add ``rpc.discover`` to a server's ``rpc.*`` extensions; its document covers both.
 
     The document is built on the first call and kept: a server's methods are fixed once it runs.
@@ -181,7 +186,10 @@ def add_discover(extensions: dict[str, MethodSpec], methods: Methods) -> dict[st
         """This service's OpenRPC document: its methods, their parameters and its error codes."""
         if not cache:
             specs = [*methods.specs(), *(s for s in extensions.values())]
-            cache.append(openrpc_document(specs, fallback=methods.handler is not None))
+            document = openrpc_document(
+                specs, fallback=methods.handler is not None, title=title, version=version
+            )
+            cache.append(document)
         return cache[0]
 
     extensions["rpc.discover"] = MethodSpec.build("rpc.discover", discover, access=Access.READ)

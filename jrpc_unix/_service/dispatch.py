@@ -152,6 +152,14 @@ class Dispatcher:
             spec = self._fallback
         return None if spec is None else spec.access
 
+    def spec(self, name: str) -> MethodSpec | None:
+        """The registered method or ``rpc.*`` extension called ``name``, or None."""
+        return self._specs.get(name)
+
+    def specs(self) -> list[MethodSpec]:
+        """Every registered method and ``rpc.*`` extension."""
+        return list(self._specs.values())
+
     def knows(self, name: str) -> bool:
         """Is ``name`` a registered method (not the seed-style fallback)?"""
         return name in self._specs

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -116,6 +116,8 @@ class MethodSpec:
     immediate: bool = False
     #: The type checks of its annotated parameters; None when it has none (all free).
     types: ParamTypes | None = None
+    #: Parameters the audit log shows as ``"***"`` (passwords, tokens): specs/operations.md.
+    secret: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -128,6 +130,7 @@ class MethodSpec:
         timeout: float | None = None,
         run_to_completion: bool = False,
         immediate: bool = False,
+        secret: Iterable[str] = (),
     ) -> MethodSpec:
         if not callable(func):
             raise TypeError(f"method {name!r}: {func!r} is not callable")
@@ -144,6 +147,9 @@ class MethodSpec:
                 "server's loop and cannot be interrupted); make it async, or blocking=True"
             )
         types = ParamTypes.of(sig, hints_of(func))
+        secret = frozenset(secret)
+        if unknown := secret - sig.parameters.keys():
+            raise ValueError(f"method {name!r}: secret names no parameter: {', '.join(sorted(unknown))}")
         return cls(
             name,
             func,
@@ -155,6 +161,7 @@ class MethodSpec:
             run_to_completion,
             immediate,
             types,
+            secret,
         )
 
 
@@ -217,6 +224,7 @@ class Methods(Mapping[str, Handler]):
 
         Options: ``blocking`` (run in a worker thread), ``access`` (the :class:`Access` level
         needed), ``timeout`` (seconds), ``run_to_completion`` (survive the caller's disconnect),
+        ``secret`` (parameter names the audit log redacts),
         ``replace`` (replace a method of that name instead of raising).
         """
         if callable(name):

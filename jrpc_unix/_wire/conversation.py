@@ -262,6 +262,9 @@ class Conversation:
                 call.reports.append(data)
                 events.append(ReportsArrived(call))
         if feed.keeps_events:
+            seq, epoch = params.get("seq"), params.get("epoch")
+            if type(seq) is int and type(epoch) is str:
+                feed.seq, feed.epoch = seq, epoch
             feed.add(data)
             events.append(FeedChanged(feed))
         return True

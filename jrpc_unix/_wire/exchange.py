@@ -94,6 +94,10 @@ class Exchange:
         result = self.result()
         if self.feed is None:
             raise ProtocolError(f"rpc.subscribe answered without a subscription id: {result!r:.200}")
+        if isinstance(result, dict) and "truncated" in result:  # a resumed subscription
+            self.feed.resumed = {k: v for k, v in result.items() if k not in ("subscription", "topic")}
+        elif isinstance(result, dict) and type(result.get("seq")) is int and type(result.get("epoch")) is str:
+            self.feed.seq, self.feed.epoch = result["seq"], result["epoch"]  # (a published topic)
         return self.feed
 
     def hand_on_reports(self) -> None:

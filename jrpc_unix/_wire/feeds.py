@@ -38,7 +38,7 @@ class Feed:
     events may still come, else :data:`UNSUBSCRIBED` or :data:`CLOSED`.
     """
 
-    __slots__ = ("dropped", "ended", "events", "id", "keeps_events", "topic")
+    __slots__ = ("dropped", "ended", "epoch", "events", "id", "keeps_events", "resumed", "seq", "topic")
 
     def __init__(self, sub_id: str, topic: str, keeps_events: bool = True) -> None:
         self.id = sub_id
@@ -47,6 +47,12 @@ class Feed:
         self.events: collections.deque[Any] = collections.deque()
         self.dropped = 0
         self.ended: str | None = None
+        #: The ``seq`` and ``epoch`` of the newest event received (published topics number
+        #: their events), from which a new subscription can resume: ``since=seq, epoch=epoch``.
+        self.seq: int | None = None
+        self.epoch: str | None = None
+        #: A resumed subscription's answer: ``truncated``, ``oldest``, ``restarted``, ...
+        self.resumed: dict[str, Any] | None = None
 
     def add(self, data: Any) -> None:
         if len(self.events) >= MAX_KEPT_EVENTS:

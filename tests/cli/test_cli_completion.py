@@ -28,7 +28,7 @@ def cache(sock_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_commands_options_and_choices(cache: str) -> None:
     parser = build_parser()
-    assert candidates(parser, ["c"]) == ["call", "completion"]
+    assert candidates(parser, ["c"]) == ["call", "completion", "connections"]
     assert "--connect-timeout" in candidates(parser, ["call", "--c"])
     assert candidates(parser, ["serve", "x", "y", "--mode", ""]) == ["concurrent", "serial"]
     assert candidates(parser, ["completion", ""]) == ["bash", "zsh", "fish"]

@@ -229,7 +229,10 @@ def test_did_you_mean(shared_demo: DemoProcess, capsys: pytest.CaptureFixture[st
     assert err == "error [-32601] Method not found\n  did you mean: subtract?\n"
     with Client(shared_demo.path) as client, pytest.raises(RpcError) as info:
         client.call("config.sett")
-    assert info.value.data == {"method": "config.sett", "did_you_mean": ["config.set", "config.get"]}
+    assert info.value.data == {
+        "method": "config.sett",
+        "did_you_mean": ["config.set", "config.get", "rpc.log.set"],
+    }
     with pytest.raises(RpcError) as info, Client(shared_demo.path) as client:
         client.call("zzzzzz")
     assert info.value.data == "zzzzzz"  # nothing close: jsonrpcserver's data, the name

@@ -196,3 +196,21 @@ def test_ctrl_c_during_a_call_exits_130_and_the_server_cancels_it(demo: DemoProc
         "the server to cancel the call",
     )
     assert server_stats(demo.path)["server"]["in_flight"] == 0
+
+
+def test_watch_since_replays_what_the_topic_kept(bursting: ServerThread, sock_path: str) -> None:
+    with Client(sock_path, timeout=TIMEOUT) as client, client.subscribe("t") as sub:
+        assert client.call("burst", 3) == 3
+        assert [next(sub) for _ in range(3)] == [0, 1, 2]
+        last, epoch = sub.seq, sub.epoch
+    assert (last, epoch) == (3, bursting.server.epoch)
+    with Client(sock_path, timeout=TIMEOUT) as client:
+        assert client.call("burst", 2) == 2  # seq 4 and 5, while nobody watches
+    code, out, err = finish(spawn("watch", sock_path, "t", "--since", "3", "--epoch", epoch, "--count", "2"))
+    assert (code, out) == (0, b"0\n1\n")
+    assert err == f"jrpc-unix: last seq 5; resume with --since 5 --epoch {epoch}\n".encode()
+    code, out, err = finish(spawn("watch", sock_path, "t", "--since", "3", "--epoch", "0ld", "--count", "1"))
+    assert (code, out) == (0, b"0\n")  # the oldest kept: seq 1, the first burst's 0
+    assert err.startswith(b"jrpc-unix: the server restarted since; replaying what it kept\n")
+    code, _, err = finish(spawn("watch", sock_path, "t", "--epoch", epoch))
+    assert (code, err) == (2, b"jrpc-unix watch: --epoch goes with --since\n")

@@ -159,14 +159,21 @@ async def test_a_subscription_brings_its_events_until_closed(driver: str, demo: 
 
 async def test_notifications_no_subscription_claimed_are_waited_for(driver: str, demo: DemoProcess) -> None:
     async with connected(driver, demo.path) as client:
-        config = (await client.call("rpc.subscribe", topic="config"))["subscription"]
+        subscribed = await client.call("rpc.subscribe", topic="config")
+        config = subscribed["subscription"]
         progress = (await client.call("rpc.subscribe", topic="progress"))["subscription"]
         assert await client.call("config.set", "level", "debug") == "info"
         note = await client.wait_notification()
         change = {"key": "level", "value": "debug", "previous": "info"}
         assert (note.method, note.params) == (
             "rpc.event",
-            {"subscription": config, "topic": "config", "data": change},
+            {
+                "subscription": config,
+                "topic": "config",
+                "data": change,
+                "epoch": note.params["epoch"],
+                "seq": 1,
+            },
         )
         assert await client.call("work", 3, 0.001) == {"steps": 3}  # its reports arrive before its answer
         reports = [await client.wait_notification() for _ in range(3)]

@@ -31,8 +31,6 @@ from jrpc_unix import (
     current_context,
     open_client,
 )
-from jrpc_unix._server import server as server_module
-from jrpc_unix._service.methods import MethodSpec
 from jrpc_unix.aio import open_client as aio_open_client
 from jrpc_unix.aio import serve, serving
 
@@ -411,24 +409,17 @@ async def test_the_trio_client_against_an_asyncio_hosted_server(loop: str, sock_
                     assert await anext(sub) == "from another thread"
 
 
-def test_the_servers_own_async_methods_stay_trio_code(
-    loop: str, sock_path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Only the service's ``async def`` handlers are asyncio's: an ``rpc.*`` one (a built-in to
-    come) is still awaited by trio under the asyncio host."""
-    real = server_module.builtin_methods
-
-    async def nap() -> str:
-        await trio.lowlevel.checkpoint()
-        return "trio"
-
-    def with_nap(*args: Any) -> dict[str, MethodSpec]:
-        return {**real(*args), "rpc.nap": MethodSpec.build("rpc.nap", nap)}
-
-    monkeypatch.setattr(server_module, "builtin_methods", with_nap)
+def test_the_servers_own_async_methods_stay_trio_code(loop: str, sock_path: str) -> None:
+    """Only the service's ``async def`` handlers are asyncio's: an ``rpc.*`` one (``rpc.health``,
+    which runs its checks with trio's nursery, timeout and worker thread) is still awaited by
+    trio under the asyncio host."""
 
     async def main() -> None:
-        async with serving(sock_path, Methods()), aio_open_client(sock_path) as client:
-            assert await client.call("rpc.nap") == "trio"
+        async with serving(sock_path, Methods()) as server, aio_open_client(sock_path) as client:
+            server.add_health_check("plain", lambda: "ok")
+            assert await client.call("rpc.health") == {
+                "status": "serving",
+                "checks": {"plain": {"status": "serving", "detail": "ok"}},
+            }
 
     run(loop, main)

@@ -60,5 +60,5 @@ def test_a_topic_encodes_an_event_once_for_all_its_subscribers() -> None:
     assert topic.publish({"n": 2}) == 0
     assert topic.publish({"n": 3}) == 3  # each queue of 2 drops its oldest
     firsts = [sub.queue[0] for sub in subs]
-    assert firsts[0] == b'{"n":2}'
+    assert firsts[0] == b'{"n":2},"epoch":"","seq":2'  # what follows "data": in rpc.event
     assert all(f is firsts[0] for f in firsts), "one encoding, shared"

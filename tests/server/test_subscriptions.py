@@ -205,8 +205,10 @@ def test_back_pressure_holds_events_in_the_queue_and_drops_exactly(sock_path: st
             "params": {"subscription": sub, "topic": "t", "count": 26},
         }
         events = [raw.read_json() for _ in range(4)]
+        epoch = handle.server.epoch
         assert [e["params"] for e in events] == [
-            {"subscription": sub, "topic": "t", "data": i} for i in range(26, 30)
+            {"subscription": sub, "topic": "t", "data": i, "epoch": epoch, "seq": i + 1}
+            for i in range(26, 30)
         ]
         stats = raw.call("rpc.stats", rid=3)
         assert stats["id"] == 3, "nothing else came before the next answer"
@@ -214,6 +216,7 @@ def test_back_pressure_holds_events_in_the_queue_and_drops_exactly(sock_path: st
 
 
 def test_the_raw_wire_of_a_drop(threaded: ServerThread, sock_path: str) -> None:
+    epoch = threaded.server.epoch
     with LineClient(sock_path) as raw:
         sub = raw.call("rpc.subscribe", {"topic": "t", "queue_size": 2})["result"]["subscription"]
         assert raw.call("burst", [5], rid=2) == {"jsonrpc": "2.0", "result": 5, "id": 2}
@@ -227,12 +230,12 @@ def test_the_raw_wire_of_a_drop(threaded: ServerThread, sock_path: str) -> None:
             {
                 "jsonrpc": "2.0",
                 "method": "rpc.event",
-                "params": {"subscription": sub, "topic": "t", "data": 3},
+                "params": {"subscription": sub, "topic": "t", "data": 3, "epoch": epoch, "seq": 4},
             },
             {
                 "jsonrpc": "2.0",
                 "method": "rpc.event",
-                "params": {"subscription": sub, "topic": "t", "data": 4},
+                "params": {"subscription": sub, "topic": "t", "data": 4, "epoch": epoch, "seq": 5},
             },
         ]
         assert raw.call("ping", rid=3) == {"jsonrpc": "2.0", "result": "pong", "id": 3}
@@ -412,7 +415,7 @@ async def test_raw_rpc_subscribe_keeps_using_wait_notification(server: Server, s
         await client.call("burst", n=1, start=5)
         with trio.fail_after(TIMEOUT):
             note = await client.wait_notification()
-        assert note.params == {"subscription": sub, "topic": "t", "data": 5}
+        assert note.params == {"subscription": sub, "topic": "t", "data": 5, "epoch": server.epoch, "seq": 1}
 
 
 def test_sync_events_from_a_produced_topic(sock_path: str) -> None:

@@ -68,7 +68,12 @@ def test_a_read_caller_may_not_subscribe_to_config(shared_dir: str) -> None:
         denied(answers[2], 2, "topic 'config' needs operate access; you have read")
         assert answers[3]["result"]["topic"] == "stats"  # the built-in topics stay read
         assert answers[4]["result"]["topic"] == "progress"
-        assert [t["topic"] for t in answers[5]["result"]] == ["stats", "progress", "settings"]  # not config
+        assert [t["topic"] for t in answers[5]["result"]] == [
+            "stats",
+            "progress",
+            "health",
+            "settings",
+        ]  # not config
         assert handle.server.stats.rejected_requests["access_denied"] == 2
 
 
@@ -107,9 +112,9 @@ def leveled_methods() -> Methods:
 @pytest.mark.parametrize(
     ("grant", "visible"),
     [
-        (Access.READ, ["news", "stats", "progress"]),
-        (Access.OPERATE, ["news", "ops", "stats", "progress", "added"]),
-        (Access.ADMIN, ["news", "ops", "keys", "stats", "progress", "added"]),
+        (Access.READ, ["news", "stats", "progress", "health"]),
+        (Access.OPERATE, ["news", "ops", "stats", "progress", "health", "added"]),
+        (Access.ADMIN, ["news", "ops", "keys", "stats", "progress", "health", "added"]),
     ],
 )
 def test_each_topic_has_a_level_and_rpc_topics_shows_the_callers(
@@ -153,6 +158,7 @@ def test_the_default_level_is_that_of_the_most_guarded_method(sock_path: str) ->
     assert levels == {
         "stats": Access.READ,
         "progress": Access.READ,
+        "health": Access.READ,
         "news": Access.READ,
         "ops": Access.ADMIN,
         "keys": Access.ADMIN,
@@ -169,7 +175,7 @@ def test_an_unknown_topic_lists_only_the_callers_topics(shared_dir: str) -> None
     with demo_for_others(path, READ):
         answer = as_nobody(path, req("rpc.subscribe", {"topic": "nope"}, rid=1))["lines"][0]
         assert answer["error"]["code"] == -32602
-        assert answer["error"]["data"] == "no topic 'nope'; topics: progress, settings, stats"
+        assert answer["error"]["data"] == "no topic 'nope'; topics: health, progress, settings, stats"
 
 
 # -- access before params: a refused caller learns nothing about a method's params ----------------
