@@ -7,6 +7,7 @@ Clients run as ``nobody`` (``setpriv``) against a real server whose policy gives
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,6 +40,18 @@ def by_id(path: str, payload: bytes, expect: int) -> dict[Any, dict[str, Any]]:
 def shared_dir(sock_dir: str) -> str:
     open_for_others(sock_dir)
     return sock_dir
+
+
+@pytest.fixture(autouse=True)
+def _demo_config_restored() -> Iterator[None]:
+    """The in-process demo keeps its config in ``jrpc_unix.demo.config``: put it back, so a
+    later test of the demo (the CLI's in-process tour) sees the service as it starts."""
+    from jrpc_unix import demo
+
+    saved = dict(demo.config)
+    yield
+    demo.config.clear()
+    demo.config.update(saved)
 
 
 def demo_for_others(path: str, policy: Policy) -> Any:
