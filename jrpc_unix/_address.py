@@ -21,7 +21,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import Final, NamedTuple
+from typing import Final
 
 __all__ = ["MAX_PATH_BYTES", "SSH_SCHEME", "SshAddress", "is_abstract", "is_ssh", "parse_ssh", "socket_name"]
 
@@ -39,13 +39,31 @@ def is_ssh(address: str) -> bool:
     return address.startswith(SSH_SCHEME)
 
 
-class SshAddress(NamedTuple):
-    """The parts of ``ssh://[user@]host[:port]/abs/path.sock``."""
+class SshAddress(tuple[str | None, str, int | None, str]):
+    """``(user, host, port, path)`` of an ssh address. A tuple subclass with named properties,
+    not a NamedTuple: building one at import is a measurable share of a CLI start
+    (specs/performance.md, as for ``_wire.requests.Notification``)."""
 
-    user: str | None
-    host: str
-    port: int | None
-    path: str
+    __slots__ = ()
+
+    def __new__(cls, user: str | None, host: str, port: int | None, path: str) -> SshAddress:
+        return super().__new__(cls, (user, host, port, path))
+
+    @property
+    def user(self) -> str | None:
+        return self[0]
+
+    @property
+    def host(self) -> str:
+        return self[1]
+
+    @property
+    def port(self) -> int | None:
+        return self[2]
+
+    @property
+    def path(self) -> str:
+        return self[3]
 
 
 def parse_ssh(address: str) -> SshAddress:

@@ -36,14 +36,27 @@ __all__ = [
 
 # -- control characters from the server ----------------------------------------------------------
 
-#: C0 controls (tab aside), DEL, C1 controls, and lone surrogates (which cannot even be written
-#: as UTF-8); with newlines kept, newline aside too.
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROLS_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-#: What JSON text may still hold raw: DEL, C1 controls, lone surrogates (JSON escapes C0 itself).
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\ud800-\udfff]")
-#: A raw answer line: C0 controls too (CR is JSON whitespace), tab aside; it is valid UTF-8.
-_RAW_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: Compiled on first use (compiling these classes is a measurable share of a CLI start, and a
+#: plain ASCII answer needs none of them): C0 controls (tab aside), DEL, C1 controls and lone
+#: surrogates (which cannot even be written as UTF-8), newline aside in ``but_newline``; what
+#: JSON text may still hold raw (DEL, C1, lone surrogates: JSON escapes C0 itself); what a raw
+#: answer line may hold (C0 too, tab aside; CR is JSON whitespace; it is valid UTF-8).
+_SOURCES = {
+    "controls": r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]",
+    "but_newline": r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]",
+    "json_unsafe": r"[\x7f-\x9f\ud800-\udfff]",
+    "raw_unsafe": r"[\x00-\x08\x0a-\x1f\x7f-\x9f]",
+}
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    found = _COMPILED.get(name)
+    if found is None:
+        found = _COMPILED[name] = re.compile(_SOURCES[name])
+    return found
+
+
 _NAMED = {"\n": "\\n", "\r": "\\r"}
 
 
@@ -59,7 +72,7 @@ def _json_escape(match: re.Match[str]) -> str:
 def visible(text: str, newlines: bool = False) -> str:
     r"""``text`` with every control character shown as an escape (``\x1b``, ``\r``); tabs stay,
     and newlines too when ``newlines`` (a multi-line rendering of our own)."""
-    return (_CONTROLS_BUT_NEWLINE if newlines else _CONTROLS).sub(_escape, text)
+    return _pattern("but_newline" if newlines else "controls").sub(_escape, text)
 
 
 def json_text(value: Any, indent: bool = False) -> str:
@@ -68,7 +81,9 @@ def json_text(value: Any, indent: bool = False) -> str:
         text = json.dumps(value, indent=2, ensure_ascii=False)
     else:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return _JSON_UNSAFE.sub(_json_escape, text)
+    if text.isascii() and "\x7f" not in text:
+        return text  # (the common case: nothing unsafe can be in it)
+    return _pattern("json_unsafe").sub(_json_escape, text)
 
 
 # -- output ------------------------------------------------------------------------------
@@ -85,7 +100,7 @@ def print_json(value: Any, pretty: bool) -> None:
 def print_raw(line: bytes) -> None:
     """An answer line as the server sent it; on a terminal, its control characters escaped."""
     if sys.stdout.isatty():
-        line = _RAW_UNSAFE.sub(_json_escape, line.decode(errors="replace")).encode()
+        line = _pattern("raw_unsafe").sub(_json_escape, line.decode(errors="replace")).encode()
     print_line(line)
 
 
