@@ -191,9 +191,14 @@ class Topic:
         if self.kept is None and self.history and self.producer is None:
             self.kept = collections.deque(maxlen=self.history)
 
+    @property
+    def watched(self) -> bool:
+        """Whether an event published now goes anywhere: to a subscriber, or into the history."""
+        return bool(self.subscribers) or self.kept is not None
+
     def publish(self, data: Any) -> int:
         """Queue ``data`` for every subscriber (encoded once); returns how many were dropped."""
-        if not self.subscribers and self.kept is None:
+        if not self.watched:
             return 0
         self.seq += 1
         entry = dumps(data) + self._tail + b"%d" % self.seq  # (a new bytes of its exact size)

@@ -168,7 +168,7 @@ class Server:
         once the server has stopped.
         """
         found = self.topics.get(topic)
-        if found is not None and not found.subscribers and found.kept is None and found.producer is None:
+        if found is not None and not found.watched and found.producer is None:
             return  # never watched (the common case): not even the hop onto the loop
         self._shared.loop.call(self._publish, topic, data)
 
@@ -179,8 +179,7 @@ class Server:
             raise KeyError(f"no topic {topic!r}; declare it with Server.add_topic") from None
         if found.producer is not None:
             raise ValueError(f"topic {topic!r} has a producer, which makes its events")
-        if found.subscribers or found.kept is not None:  # never watched (common): not even a call
-            self.stats.events_dropped += found.publish(data)
+        self.stats.events_dropped += found.publish(data)
 
     async def wait_stopped(self) -> None:
         """Return once :meth:`serve` has finished."""
