@@ -25,7 +25,7 @@ from typing import Final, Protocol
 
 from .framing import TOO_LONG, BadFrame, Frame
 
-__all__ = ["NAMES", "UNKNOWN", "Framer", "JsonSeqFramer", "LspFramer", "detect", "first_bytes"]
+__all__ = ["Dropping", "NAMES", "UNKNOWN", "Framer", "JsonSeqFramer", "LspFramer", "detect", "first_bytes"]
 
 #: The framings by name: what ``detect`` returns, ``framing=`` and ``--framing`` accept
 #: (:func:`~.unixsock.make_framer` makes the server's framer for each).
@@ -81,6 +81,30 @@ def first_bytes(prefix: bytes) -> str:
     return " ".join(f"{b:02x}" for b in prefix[:8])
 
 
+class Dropping:
+    """The rest of a length-prefixed message over the size limit, dropped as it arrives and never
+    held (the LSP and the Go original's framers share it)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = 0  # bytes still to drop
+
+    def start(self, buf: bytearray, length: int) -> None:
+        """Drop ``length`` bytes: those ``buf`` holds now, the rest from what arrives later."""
+        n = min(length, len(buf))
+        del buf[:n]
+        self.left = length - n
+
+    def past(self, data: bytes) -> bytes:
+        """``data`` less what is still to be dropped."""
+        if not self.left:
+            return data
+        n = min(self.left, len(data))
+        self.left -= n
+        return data[n:]
+
+
 class LspFramer:
     """``Content-Length: N\\r\\n`` (other headers ignored) ``\\r\\n`` then N bytes of JSON."""
 
@@ -90,23 +114,19 @@ class LspFramer:
         self.max_size = max_size
         self._buf = bytearray()
         self._body: int | None = None  # the length of the body being read, after its headers
-        self._skip = 0  # bytes still to drop of a body over the limit
+        self._dropping = Dropping()  # a body over the limit
         self.ended = False
 
     @property
     def mid_line(self) -> bool:
-        return bool(self._buf) or self._body is not None or self._skip > 0
+        return bool(self._buf) or self._body is not None or self._dropping.left > 0
 
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
         if self.ended:
             return out
-        if self._skip:
-            n = min(self._skip, len(data))
-            self._skip -= n
-            data = data[n:]
         buf = self._buf
-        buf += data
+        buf += self._dropping.past(data)
         while buf:
             if self._body is None:
                 end = buf.find(b"\r\n\r\n")
@@ -121,9 +141,7 @@ class LspFramer:
                     break
                 if length > self.max_size:  # dropped as it comes, never held
                     out.append(TOO_LONG)
-                    n = min(length, len(buf))
-                    del buf[:n]
-                    self._skip = length - n
+                    self._dropping.start(buf, length)
                     continue
                 self._body = length
             if len(buf) < self._body:
@@ -142,7 +160,7 @@ class LspFramer:
         out: list[Frame] = []
         if self._buf.strip() or self._body is not None:
             self._broken(out, "the connection ended inside a message")
-        self._skip = 0
+        self._dropping.left = 0
         return out
 
     @staticmethod

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._errors import ErrorCode
 from .fastjson import dumps, loads
 from .framing import TOO_LONG, BadFrame, Frame, LineSplitter
-from .framings import JsonSeqFramer, LspFramer
+from .framings import Dropping, JsonSeqFramer, LspFramer
 
 if TYPE_CHECKING:
     from .framings import Framer
@@ -74,25 +74,21 @@ class UnixsockFramer:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._buf = bytearray()
-        self._skip = 0  # bytes still to drop of a frame over the limit
+        self._dropping = Dropping()  # a frame over the limit
         self._waiting: dict[int, _Envelope] = {}  # by the JSON-RPC id given to its request
         self._next_id = 0
         self.ended = False
 
     @property
     def mid_line(self) -> bool:
-        return bool(self._buf) or self._skip > 0
+        return bool(self._buf) or self._dropping.left > 0
 
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
         if self.ended:
             return out
-        if self._skip:
-            n = min(self._skip, len(data))
-            self._skip -= n
-            data = data[n:]
         buf = self._buf
-        buf += data
+        buf += self._dropping.past(data)
         while len(buf) >= 5 and not self.ended:
             if buf[4] != 0x3A:
                 out.append(BadFrame(f"unixsock framing: byte 5 is {buf[4]:#04x}, not ':'"))
@@ -102,9 +98,7 @@ class UnixsockFramer:
             (length,) = _HEAD.unpack_from(buf)
             if length > self.max_size:  # dropped as it comes, never held
                 out.append(TOO_LONG)
-                n = min(length + 5, len(buf))
-                del buf[:n]
-                self._skip = length + 5 - n
+                self._dropping.start(buf, length + 5)
                 continue
             if len(buf) < length + 5:
                 break
@@ -117,7 +111,7 @@ class UnixsockFramer:
         if self._buf and not self.ended:
             out.append(BadFrame("unixsock framing: the connection ended inside a frame"))
         self._buf.clear()
-        self._skip = 0
+        self._dropping.left = 0
         return out
 
     def _request(self, body: bytes) -> Frame:
