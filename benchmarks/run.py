@@ -654,6 +654,8 @@ def bring_up(plan: Plan, load_cpu: int | None, server: Server) -> None:
     run_loadgen(plan, load_cpu, "pingpong", server.sock, "-n", str(max(200, plan.pingpong // 10)))
     run_loadgen(plan, load_cpu, "pingpong", server.sock, "-n", "100", "-s", str(plan.echo_bytes))
     run_loadgen(plan, load_cpu, "notify", server.sock, "-n", "100")
+    if server.key == "audit" and not rpc(server.sock, "rpc.audit", {"limit": 1}):
+        raise RuntimeError(f"{server.title}: the warm-up's calls left no audit record: audit is off")
 
 
 def measure(
@@ -779,7 +781,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
     p.add_argument(
         "--servers",
-        default=",".join(SERVERS),
+        default="raw,demo,naive,nostats,aio,uvloop,audit",
         help=f"comma-separated, out of {','.join(SERVERS)}",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
