@@ -1,8 +1,9 @@
 /*
  * loadgen.c - jrpc-unix's load generator: JSON-RPC 2.0 over a UNIX domain socket,
- * newline-delimited (or in one of the other framings the server detects: -f).  One thread, non-blocking sockets, poll().  Every request
- * is encoded before the clock starts, into one contiguous stream shared by all
- * connections, so sending is a memcpy-free send() of a slice of that stream.
+ * newline-delimited or in another framing the server detects (-f).  One thread,
+ * non-blocking sockets, poll().  Every request is encoded before the clock
+ * starts, into one contiguous stream shared by all connections, so sending is a
+ * memcpy-free send() of a slice of that stream.
  *
  *   loadgen [options] MODE SOCKET_PATH
  *
@@ -37,7 +38,7 @@
  *   -l TEXT  label copied into the result
  *   -f NAME  the framing of every message, both ways                  [newline]
  *            newline   one JSON text a line
- *            lsp       "Content-Length: N\r\n\r\n" then N bytes of JSON (LSP, vscode-jsonrpc)
+ *            lsp       "Content-Length: N\r\n\r\n", then N bytes of JSON (LSP)
  *            json-seq  RFC 7464: 0x1E, a JSON text, "\n"
  *            unixsock  the Go original's: each call a frame (4-byte big-endian
  *                      length, ':', an envelope with "respond":true,"close":false),
@@ -306,8 +307,8 @@ static int drain(conn_t *c) {
                 const char *v = NULL;   /* the Content-Length header's value */
                 for (char *h = p; h; ) {
                     if ((size_t)(blank - h) >= 15 && !strncasecmp(h, "Content-Length:", 15)) v = h + 15;
-                    char *nl = memchr(h, '\n', (size_t)(blank - h));
-                    h = nl ? nl + 1 : NULL;
+                    char *eol = memchr(h, '\n', (size_t)(blank - h));
+                    h = eol ? eol + 1 : NULL;
                 }
                 char *body = blank + 4;
                 if (!v) {   /* the framing is broken: nothing after it can be read */
