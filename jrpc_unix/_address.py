@@ -21,7 +21,10 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import Final
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["MAX_PATH_BYTES", "SSH_SCHEME", "SshAddress", "is_abstract", "is_ssh", "parse_ssh", "socket_name"]
 

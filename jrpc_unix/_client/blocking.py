@@ -18,7 +18,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 from types import EllipsisType, TracebackType
-from typing import TYPE_CHECKING, Any
 
 from .._address import is_ssh
 from .._errors import ConnectionClosedError, TransportError
@@ -29,7 +28,10 @@ from .._wire.stdjson import loads
 from .blocking_io import BlockingTransport
 from .connect import UnixSocketStream
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .._response import Response
     from .blocking_io import Connect, Trace
     from .ssh import Log

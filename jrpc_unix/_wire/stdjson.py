@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["UnserializableError", "dumps", "loads"]
 
