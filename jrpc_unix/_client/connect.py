@@ -134,7 +134,13 @@ class UnixSocketStream:
     def send_all(self, data: bytes, deadline: float | None) -> None:
         """Write ``data`` whole; TimeoutError past ``deadline``; BrokenPipeError or
         ConnectionResetError if the server has closed."""
-        view = memoryview(data)
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):  # (nearly always: no view, no slice)
+            return
+        view = memoryview(data)[sent:]
         while view:
             try:
                 view = view[self._sock.send(view) :]
@@ -157,7 +163,13 @@ class UnixSocketStream:
         return self._sock.recv(65536)
 
     def still_open(self) -> bool:
-        """False if the peer has closed (EOF waiting) or reset the connection; never blocks."""
+        """False if the peer has closed (EOF waiting) or reset the connection; never blocks.
+
+        Asks ``poll`` first: nothing to read (the common case, before each call) means open,
+        with no ``BlockingIOError`` raised and caught; else a peek tells data from EOF.
+        """
+        if not self._poller.poll(0):
+            return True
         try:
             return self._sock.recv(1, socket.MSG_PEEK) != b""
         except BlockingIOError:

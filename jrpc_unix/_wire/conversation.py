@@ -90,8 +90,10 @@ class Conversation:
         ``progress`` first (:meth:`subscribe_progress`).
         """
         rid = next(self._ids)
-        data = encode(request_obj(method, params, rid), repr(method))
-        return self._open(Exchange(repr(method), [rid], progress=progress)), data
+        label = repr(method)
+        data = encode(request_obj(method, params, rid), label)
+        exchange = self._waiting[rid] = Exchange(label, [rid], progress=progress)
+        return exchange, data
 
     def subscribe(
         self, topic: str, params: dict[str, Any] | None = None, *, keeps_events: bool = True
@@ -216,8 +218,17 @@ class Conversation:
                 obj = loads(line)
             except ValueError as exc:
                 raise ProtocolError(f"the server sent a line that is not JSON ({exc})") from None
-            if type(obj) is dict and "id" not in obj and "method" in obj:
-                self._notification(obj, events)
+            if type(obj) is dict:
+                if "id" not in obj and "method" in obj:
+                    self._notification(obj, events)
+                    continue
+                check_answer(obj)  # the common case, one answer: no list of the exchanges it touched
+                exchange = self._settle(obj, events)
+                if exchange is not None:
+                    exchange.raw.append(line)
+                    if exchange.done:
+                        self._forget(exchange)
+                        events.append(Answered(exchange))
                 continue
             answers = obj if type(obj) is list else [obj]
             touched: list[Exchange] = []

@@ -64,6 +64,10 @@ class Exchange:
     def done(self) -> bool:
         return len(self.outcomes) == len(self.ids)
 
+    def ready(self) -> bool:
+        """Whether its caller has something to do: every answer is in, or progress reports wait."""
+        return len(self.outcomes) == len(self.ids) or bool(self.reports)
+
     def results(self) -> list[Any]:
         """Results in call order; a failed call's place holds its RpcError (not raised)."""
         return [self.outcomes[i] for i in self.ids]
