@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     try:
         from .._errors import JrpcUnixError, RpcError
-        from .commands import COMMANDS, Terminated
+        from .commands import Terminated, command
         from .params import UsageError
         from .render import print_rpc_error, visible
     finally:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        return command(args.command)(args)
     except UsageError as exc:
         print(f"jrpc-unix {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
