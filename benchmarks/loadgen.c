@@ -1,7 +1,8 @@
 /*
  * loadgen.c - jrpc-unix's load generator: JSON-RPC 2.0 over a UNIX domain socket,
  * newline-delimited or in another framing the server detects (-f).  One thread,
- * non-blocking sockets, poll().  Every request is encoded before the clock
+ * non-blocking sockets, poll() (paced: epoll and a heap of due times, so its own
+ * cost per call does not grow with the connections).  Every request is encoded before the clock
  * starts, into one contiguous stream shared by all connections, so sending is a
  * memcpy-free send() of a slice of that stream.
  *
@@ -69,6 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -368,6 +370,93 @@ static int pump(conn_t *c, long window) {
     return 0;
 }
 
+/* paced: the connections waiting for their next call's time (none in flight), a min-heap by
+ * due(): the next due connection in O(log C), so the loop's cost does not grow with C. */
+static long *heap, heap_n;
+static conn_t *heap_conns;
+
+static int heap_before(long a, long b) { return due(&heap_conns[heap[a]]) < due(&heap_conns[heap[b]]); }
+
+static void heap_swap(long a, long b) { long t = heap[a]; heap[a] = heap[b]; heap[b] = t; }
+
+static void heap_push(long i) {
+    long k = heap_n++;
+    heap[k] = i;
+    for (; k > 0 && heap_before(k, (k - 1) / 2); k = (k - 1) / 2) heap_swap(k, (k - 1) / 2);
+}
+
+static long heap_pop(void) {
+    long top = heap[0];
+    heap[0] = heap[--heap_n];
+    for (long k = 0;;) {
+        long l = 2 * k + 1, r = l + 1, m = k;
+        if (l < heap_n && heap_before(l, m)) m = l;
+        if (r < heap_n && heap_before(r, m)) m = r;
+        if (m == k) break;
+        heap_swap(k, m);
+        k = m;
+    }
+    return top;
+}
+
+static void watch(int ep, int op, conn_t *conns, long i, uint32_t events) {
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)i};
+    if (epoll_ctl(ep, op, conns[i].fd, &ev) < 0 && op != EPOLL_CTL_DEL) die("epoll_ctl");
+}
+
+/* paced: release each connection's calls at their times, read answers as they come (epoll, and a
+ * heap of due times: the load generator's cost per call stays flat however many connections
+ * wait, so the latency measured is the server's). 1 if the deadline passed. */
+static int run_paced(conn_t *conns, long nconns, uint64_t deadline, long *active, long *broken) {
+    int ep = epoll_create1(0);
+    if (ep < 0) die("epoll_create1");
+    heap = xmalloc(sizeof *heap * (size_t)nconns);
+    heap_conns = conns;
+    for (long i = 0; i < nconns; i++) {
+        watch(ep, EPOLL_CTL_ADD, conns, i, EPOLLIN);
+        heap_push(i);
+    }
+    struct epoll_event evs[256];
+    struct pollfd wait_ep = {.fd = ep, .events = POLLIN};
+    int timed_out = 0;
+    while (*active > 0) {
+        uint64_t t = now_ns();
+        while (heap_n && due(&conns[heap[0]]) <= t) {   /* release the calls due */
+            long i = heap_pop();
+            conn_t *c = &conns[i];
+            if (pump(c, 1) < 0) { c->done = 1; (*broken)++; (*active)--; watch(ep, EPOLL_CTL_DEL, conns, i, 0); }
+            else if (c->woff < c->wend) watch(ep, EPOLL_CTL_MOD, conns, i, EPOLLIN | EPOLLOUT);   /* no room */
+        }
+        if (t >= deadline) { timed_out = 1; break; }
+        uint64_t wake = heap_n && due(&conns[heap[0]]) < deadline ? due(&conns[heap[0]]) : deadline;
+        uint64_t left = wake > t ? wake - t : 0;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        int ready = ppoll(&wait_ep, 1, &ts, NULL);   /* (ppoll: a timeout finer than epoll's ms) */
+        if (ready < 0 && errno != EINTR) die("ppoll");
+        if (ready <= 0) continue;
+        int n = epoll_wait(ep, evs, 256, 0);
+        if (n < 0 && errno != EINTR) die("epoll_wait");
+        for (int k = 0; k < n; k++) {
+            long i = (long)evs[k].data.u64;
+            conn_t *c = &conns[i];
+            if (c->done) continue;
+            int rc = 0;
+            if (evs[k].events & EPOLLOUT) {
+                rc = pump(c, 1);
+                if (rc == 0 && c->woff >= c->wend) watch(ep, EPOLL_CTL_MOD, conns, i, EPOLLIN);
+            }
+            long before = c->answered;
+            if (rc == 0 && evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) rc = drain(c);
+            if (c->answered == ncalls) { c->done = 1; (*active)--; watch(ep, EPOLL_CTL_DEL, conns, i, 0); }
+            else if (rc < 0) { c->done = 1; (*broken)++; (*active)--; watch(ep, EPOLL_CTL_DEL, conns, i, 0); }
+            else if (c->answered > before && c->answered == c->released) heap_push(i);   /* wait for its time */
+        }
+    }
+    close(ep);
+    free(heap);
+    return timed_out;
+}
+
 /* paced: one ping answered on every connection before the clock starts (the server has
  * accepted them all, and set each one up); its answer is not counted. -1 on failure. */
 static int warm_up(conn_t *conns, struct pollfd *pfd, long nconns, uint64_t deadline) {
@@ -521,8 +610,8 @@ int main(int argc, char **argv) {
     uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(timeout_s * 1e9);
     for (long i = 0; i < nconns; i++) conns[i].start = t0 + (uint64_t)i * period / (uint64_t)nconns;
     long active = nconns, broken = 0;
-    int timed_out = 0;
-    while (active > 0) {
+    int timed_out = period ? run_paced(conns, nconns, deadline, &active, &broken) : 0;
+    while (!period && active > 0) {
         for (long i = 0; i < nconns; i++) {
             conn_t *c = &conns[i];
             pfd[i].fd = -1;
@@ -532,13 +621,9 @@ int main(int argc, char **argv) {
             pfd[i].events = POLLIN | (c->woff < c->wend ? POLLOUT : 0);
         }
         if (active == 0) break;
-        uint64_t t = now_ns(), wake = deadline;
-        for (long i = 0; period && i < nconns; i++) {   /* paced: until the next call is due */
-            uint64_t d = conns[i].done || conns[i].released > conns[i].answered ? 0 : due(&conns[i]);
-            if (d && d < wake) wake = d;
-        }
+        uint64_t t = now_ns();
         if (t >= deadline) { timed_out = 1; break; }
-        uint64_t left = wake > t ? wake - t : 0;
+        uint64_t left = deadline - t;
         struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
         int ready = ppoll(pfd, (nfds_t)nconns, &ts, NULL);
         if (ready < 0 && errno != EINTR) die("poll");
