@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._errors import RpcError
 from .._wire.requests import Call
@@ -17,14 +18,12 @@ from .params import UsageError, batch_item, parse_params
 from .remote import fan_out, fan_out_targets
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
 
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
     from argparse import Namespace as Args
-    from typing import Any
 
     from .._client.blocking import Subscription
 else:
-    Args = object  # (annotations only)
+    Args = Any
 
 __all__ = ["COMMANDS", "Terminated", "command"]
 

@@ -16,15 +16,16 @@ and how to measure it again: specs/performance.md.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED, EXIT_TRANSPORT, EXIT_USAGE
 from .target import default_target, looks_like_address
 
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 else:
@@ -127,8 +128,6 @@ def run() -> None:
         code = EXIT_OK
     if sys.argv[1:2] and sys.argv[1] in _FULL_EXIT:
         sys.exit(code)
-    try:  # (not contextlib.suppress: its import is a share of this start)  # noqa: SIM105
+    with contextlib.suppress(OSError):  # stderr is a closed pipe: nothing more can be said
         sys.stderr.flush()
-    except OSError:  # stderr is a closed pipe: nothing more can be said
-        pass
     os._exit(code)

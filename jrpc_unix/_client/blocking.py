@@ -14,9 +14,11 @@ parallel, or a thread that watches events while others call, give each thread it
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from types import EllipsisType, TracebackType
+from typing import TYPE_CHECKING, Any
 
 from .._address import is_ssh
 from .._errors import ConnectionClosedError, TransportError
@@ -27,10 +29,7 @@ from .._wire.stdjson import loads
 from .blocking_io import BlockingTransport
 from .connect import UnixSocketStream
 
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
-    from typing import Any
-
     from .._response import Response
     from .blocking_io import Connect, Trace
     from .ssh import Log
@@ -222,10 +221,8 @@ class Client:
         meanwhile, so is the subscription."""
         if feed.ended is not None or self._transport.closed:
             return
-        try:  # (not contextlib.suppress: its import is a share of a CLI start)  # noqa: SIM105
+        with contextlib.suppress(TransportError):
             self._transport.exchange(lambda: (None, self._conv.unsubscribe(feed)), self.timeout)
-        except TransportError:
-            pass
 
     # -- one exchange ----------------------------------------------------------------------
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import _thread
 import time
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConnectError, ConnectionClosedError, ProtocolError, RpcTimeoutError
 from .._wire.events import Answered, MustSend
 from .connect import UnixSocketStream
 
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:  # types only: each module imported costs the command line's cold start
     from collections.abc import Callable
-    from typing import Any, TypeVar
+    from typing import TypeVar
 
     from .._wire.conversation import Conversation, Exchange
     from .transport import BlockingStream

@@ -8,6 +8,7 @@ person at a terminal: they name the address and the reason in words.
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import math
 import os
@@ -178,10 +179,8 @@ class UnixSocketStream:
 
     def interrupt(self) -> None:
         """From another thread: end a wait in :meth:`wait_readable` at once (the fd stays valid)."""
-        try:  # (not contextlib.suppress: its import is a share of a CLI start)  # noqa: SIM105
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def close(self) -> None:
         self._sock.close()

@@ -1,7 +1,7 @@
 """Sans-IO client side of a JSON-RPC 2.0 conversation: requests out as bytes, answers in as events.
 
 Every client drives the same :class:`Conversation`, so ids, matching, error mapping and what the
-server pushes behave identically. Requests are jsonrpcclient's objects (:mod:`.requests`, our ids),
+server pushes behave identically. Requests are built by jsonrpcclient (its dicts, our ids) and
 encoded by :mod:`.stdjson`. An :class:`~.exchange.Exchange` is one message that expects answers:
 a call, or a batch holding at least one call. Answers are matched by id; an answer nobody waits
 for any more (the caller was cancelled or timed out) is dropped and counted.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Iterable
+from typing import Any, Final
 
 from .._errors import ConnectionClosedError, ProtocolError, RpcError
 from .events import Answered, Event, FeedChanged, MustSend, NotificationArrived, ReportsArrived
@@ -31,10 +32,6 @@ from .feeds import CLOSED, PROGRESS, UNSUBSCRIBED, Feed, Feeds
 from .framing import TOO_LONG, LineSplitter
 from .requests import Call, Notification, Notify, Params, encode, make_params, notification_obj, request_obj
 from .stdjson import loads
-
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
-if TYPE_CHECKING:
-    from typing import Any, Final
 
 __all__ = [
     "DEFAULT_MAX_ANSWER",

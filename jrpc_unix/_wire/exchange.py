@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jsonrpcclient
 
 from .._errors import ErrorCode, ProtocolError, RpcError
 
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
-    from typing import Any, TypeAlias
-
     from .._response import Response
     from .feeds import Feed
 
 __all__ = ["Exchange", "Progress", "check_answer", "error_of"]
 
 #: Called as ``progress(done, total, message)`` for each progress report of a call.
-if TYPE_CHECKING:
-    Progress: TypeAlias = Callable[[Any, Any, Any], object]
-else:
-    Progress = Callable[[object, object, object], object]
+Progress = Callable[[Any, Any, Any], object]
 
 
 class Exchange:
@@ -120,10 +117,7 @@ class Exchange:
 
 
 def error_of(obj: dict[str, Any]) -> RpcError:
-    """The RpcError an error answer (checked by :func:`check_answer`) stands for, read by
-    jsonrpcclient (imported on the first error answer: not on a start that needs none)."""
-    import jsonrpcclient
-
+    """The RpcError an error answer (checked by :func:`check_answer`) stands for."""
     answer = jsonrpcclient.parse(obj)
     assert isinstance(answer, jsonrpcclient.Error)
     return RpcError(answer.code, answer.message, answer.data)

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-
-TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 __all__ = ["UnserializableError", "dumps", "loads"]
 
