@@ -52,7 +52,7 @@ def _raise_fd_limit(count: int) -> None:
 async def _serve_in_process(which: str, path: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     if which == "raw":
         sys.path.insert(0, str(HERE))
-        import raw_trio  # type: ignore[import-not-found]
+        import raw_trio
 
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         await sock.bind(path)
