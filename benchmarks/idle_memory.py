@@ -67,8 +67,9 @@ async def _serve_in_process(which: str, path: str, task_status: Any = trio.TASK_
         await Server(methods, limits=limits).serve(path, task_status=task_status)
 
 
-def traced(which: str, count: int, top: int) -> dict[str, Any]:
-    """tracemalloc bytes per idle connection, with the server in this process."""
+def traced(which: str, count: int, top: int, active: bool = False) -> dict[str, Any]:
+    """tracemalloc bytes per idle connection, with the server in this process; ``active``:
+    each connection answered one ping before it idles."""
     _raise_fd_limit(count)
     result: dict[str, Any] = {}
 
@@ -82,6 +83,8 @@ def traced(which: str, count: int, top: int) -> dict[str, Any]:
                 tracemalloc.start(12)
                 before = tracemalloc.take_snapshot()
                 cmd = [sys.executable, str(HERE / "run.py"), "--hold", path, str(count)]
+                if active:
+                    cmd = [sys.executable, __file__, "--hold-active", path, str(count)]
                 helper = await trio.lowlevel.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
                 assert helper.stdout is not None
                 assert helper.stdin is not None
@@ -110,6 +113,22 @@ def traced(which: str, count: int, top: int) -> dict[str, Any]:
 
     trio.run(main)
     return result
+
+
+def hold_active(path: str, count: int) -> int:
+    """Helper process: ``count`` connections that each had one ping answered, held open until
+    stdin closes (run.py's ``--hold`` opens them without a byte)."""
+    _raise_fd_limit(count)
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        sock.sendall(b'{"jsonrpc":"2.0","method":"ping","id":1}\n')
+        sock.recv(4096)
+        socks.append(sock)
+    print(json.dumps({"held": len(socks)}), flush=True)
+    sys.stdin.read()
+    return 0
 
 
 def _where(tb: tracemalloc.Traceback) -> str:
@@ -187,7 +206,11 @@ def main() -> int:
     parser.add_argument("--rss", type=int, metavar="COUNT", help="VmRSS only")
     parser.add_argument("--rounds", type=int, default=3, help="A B rounds for --rss (default 3)")
     parser.add_argument("--first-unusual", action="store_true", help="first bad-params request ms")
+    parser.add_argument("--active", action="store_true", help="traced: each connection had one ping first")
+    parser.add_argument("--hold-active", nargs=2, metavar=("SOCK", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.hold_active:
+        return hold_active(args.hold_active[0], int(args.hold_active[1]))
     if args.first_unusual:
         print(json.dumps(first_unusual()))
         return 0
@@ -198,10 +221,10 @@ def main() -> int:
             # A fresh process each: the first run's leftovers would count in the second.
             if args.which == "both":
                 cmd = [sys.executable, __file__, "--traced", str(args.traced), "--which", which]
-                cmd += ["--top", str(args.top)]
+                cmd += ["--top", str(args.top), *(["--active"] if args.active else [])]
                 subprocess.run(cmd, check=True)
                 continue
-            r = traced(which, args.traced, args.top)
+            r = traced(which, args.traced, args.top, args.active)
             print(f"{which}: {r['traced_bytes_per_conn']:.0f} B traced per idle conn ({r['held']} held)")
             for size, n, where in r["top"]:
                 print(f"  {size:6d} B {n!s:>5} blocks  {where}")
