@@ -32,7 +32,6 @@ from .._wire.messages import (
     LineTooLong,
     Request,
     error_answer,
-    is_valid_request,
     parse_json,
     parser_for,
     unparsable,
@@ -45,6 +44,9 @@ from .shared import ServeContext
 from .writer import Writer
 
 __all__ = ["Calls"]
+
+_ABSENT: Any = object()  # a member the request does not have
+_ID_TYPES = (str, int, float)  # (with None) what an id may be
 
 throttled_log = Throttle(logging.getLogger("jrpc_unix.server"))  # log lines any client can cause
 
@@ -125,13 +127,14 @@ class Calls:
         max_batch, max_size = self._limits.max_batch, self._limits.max_message_size
         parse = parser_for(lines)
         queue, writer, limit = self.schedule.queue, self._writer, self._limits.max_pending_output
+        fast = self._fast
         for line in lines:
             try:
                 obj = parse(line)
             except ValueError as exc:  # not JSON; or too long (then the framing kept no bytes)
                 message, size = unparsable(exc, max_size), 0 if isinstance(exc, LineTooLong) else len(line)
             else:
-                if isinstance(obj, dict) and not queue and writer.pending <= limit and self._fast(obj):
+                if type(obj) is dict and not queue and writer.pending <= limit and fast(obj):
                     continue
                 message = parse_json(obj, max_batch)
                 size = len(line) // len(message.items)  # (a batch's members share its bytes)
@@ -166,28 +169,43 @@ class Calls:
         every request takes this path, and each call saved shows in the benchmarks. False hands the
         request to the general path: anything unusual, anything that must wait or needs a task.
         """
-        method = obj.get("method")
-        spec = self._fast_specs.get(method) if isinstance(method, str) else None
-        if spec is None or self._shared.stopping or not is_valid_request(obj):
+        try:
+            spec = self._fast_specs[obj["method"]]
+        except (KeyError, TypeError):  # no method, not one answered here, not even a name
             return False
-        params = obj.get("params")
-        if not spec.shape.accepts(params) or (spec.types is not None and not spec.types.fits(params)):
-            return False  # (wrong types: the general path answers -32602)
+        # is_valid_request(), for an object with a method this path answers: "jsonrpc" is
+        # "2.0", "id" and "params" are optional, and with those two counted, no other member
+        rid = obj.get("id", _ABSENT)
+        params = obj.get("params", _ABSENT)
+        if (
+            obj.get("jsonrpc") != "2.0"
+            or len(obj) != 2 + (rid is not _ABSENT) + (params is not _ABSENT)
+            or (rid is not _ABSENT and rid is not None and type(rid) not in _ID_TYPES)
+            or self._shared.stopping
+        ):
+            return False
+        if params is _ABSENT:
+            params = None
+        elif type(params) is not dict and type(params) is not list:
+            return False
+        if not spec.admits(params):
+            return False  # (params that do not bind, or of the wrong types: the general path answers)
         stats = self._stats
-        notification = "id" not in obj
+        notification = rid is _ABSENT
         if notification:
             if self.schedule.in_flight:  # a barrier: it must wait for the calls before it
                 return False
             stats.notifications += 1
+            rid = None
         else:
             stats.calls += 1
-        name, rid = spec.name, obj.get("id")
+        name = spec.name
         start = time.perf_counter_ns() if self._timing else 0
         inline = self._inline  # what current_context() reads; see Executor.inline
         inline.connection, inline.method, inline.request_id = self._handle, name, rid
         inline.notification = notification
         try:
-            if isinstance(params, dict):
+            if type(params) is dict:
                 value = spec.func(**params)
             else:
                 value = spec.func(*params) if params else spec.func()
@@ -209,12 +227,14 @@ class Calls:
             m.latency.add(elapsed)
             if elapsed > self._slow_ns:
                 self._slowlog.add(name, elapsed, self._handle.peer, self._handle.id)
-        if isinstance(answer, bytes):
+        if answer is None:
+            return True
+        if type(answer) is bytes:
             self._deliver(answer)
-        elif answer is not None:  # an ErrorAnswer
+        else:  # an ErrorAnswer
             m.errors += 1
             stats.errors += 1
-            self._deliver(answer.line)
+            self._deliver(answer.line)  # type: ignore[union-attr]
         return True
 
     # -- the general path (the schedule's Outcomes) -------------------------------------------

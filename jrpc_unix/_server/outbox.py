@@ -82,7 +82,7 @@ class Outbox:
         self._stats.subscriptions += 1
         self._per_uid[self._uid] += 1
         if events is None:  # a produced topic's events never pass through its queue
-            self._topics[topic].subscribers.add(sub)
+            self._topics[topic].add_subscriber(sub)
         elif topic not in self._shared.own_topics:  # the service's producer: on its host's loop
             events = HostedEvents(events, self._shared.await_handler)
         if topic == PROGRESS_TOPIC:
@@ -94,7 +94,7 @@ class Outbox:
         sub = self.subscriptions.pop(sub_id, None)
         if sub is None:
             return False
-        self._topics[sub.topic].subscribers.discard(sub)
+        self._topics[sub.topic].remove_subscriber(sub)
         self._stats.subscriptions -= 1
         self._per_uid[self._uid] -= 1
         if not self._per_uid[self._uid]:

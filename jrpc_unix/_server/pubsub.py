@@ -161,6 +161,7 @@ class Topic:
         "producer",
         "seq",
         "subscribers",
+        "watched",
     )
 
     def __init__(
@@ -182,6 +183,9 @@ class Topic:
         self.history = history
         #: (seq, queued bytes) of the last ``history`` events; None until the first subscription.
         self.kept: collections.deque[tuple[int, bytes]] | None = None
+        #: Whether an event published now goes anywhere: to a subscriber, or into the history
+        #: (kept up to date by the three methods below: publishers read it on every event).
+        self.watched = False
         self.epoch = epoch
         self._tail = b',"epoch":' + dumps(epoch) + b',"seq":'
 
@@ -190,11 +194,15 @@ class Topic:
         a topic nobody ever watched costs nothing)."""
         if self.kept is None and self.history and self.producer is None:
             self.kept = collections.deque(maxlen=self.history)
+            self.watched = True
 
-    @property
-    def watched(self) -> bool:
-        """Whether an event published now goes anywhere: to a subscriber, or into the history."""
-        return bool(self.subscribers) or self.kept is not None
+    def add_subscriber(self, sub: SubscriberQueue) -> None:
+        self.subscribers.add(sub)
+        self.watched = True
+
+    def remove_subscriber(self, sub: SubscriberQueue) -> None:
+        self.subscribers.discard(sub)
+        self.watched = bool(self.subscribers) or self.kept is not None
 
     def publish(self, data: Any) -> int:
         """Queue ``data`` for every subscriber (encoded once); returns how many were dropped."""

@@ -102,13 +102,17 @@ _current: ContextVar[RequestContext] = ContextVar("jrpc_unix_request_context")
 class _Inline:
     """The request an inline synchronous handler is answering, on one event loop's thread."""
 
-    __slots__ = ("connection", "method", "notification", "request_id")
+    __slots__ = ("connection", "context", "method", "notification", "request_id")
 
     def __init__(self) -> None:
         self.connection: ConnectionHandle | None = None  # None: no inline handler is running
         self.method = ""
         self.request_id: Any = None
         self.notification = False
+        #: The last context current_context() made here, reused while it describes the
+        #: request (a burst of notifications to one method shares one; a context is never
+        #: changed once made).
+        self.context: RequestContext | None = None
 
 
 # One slot per event-loop thread (servers in several threads must not see each other's
@@ -134,20 +138,28 @@ def current_context() -> RequestContext:
 
     Raises LookupError outside a handler.
     """
-    ctx = _current.get(None)  # not try/except LookupError: raising costs more on every call
-    if ctx is not None:
-        return ctx
     inline = _inline_slots.get(threading.get_ident())
-    if inline is not None and inline.connection is not None:
-        conn = inline.connection
+    if inline is not None and (conn := inline.connection) is not None:  # an inline handler's
+        ctx = inline.context
+        if (
+            ctx is not None
+            and ctx.request_id is inline.request_id
+            and ctx.method is inline.method
+            and ctx.connection is conn
+            and ctx.is_notification is inline.notification
+        ):
+            return ctx
         # Filled in slot by slot: calling the class (dataclass __init__ through type.__call__)
         # costs twice as much on Python 3.11, and this runs on every call that asks.
-        ctx = _new(RequestContext)
+        ctx = inline.context = _new(RequestContext)
         ctx.method = inline.method
         ctx.request_id = inline.request_id
         ctx.is_notification = inline.notification
         ctx.peer = conn.peer
         ctx.server = conn.server
         ctx.connection = conn
+        return ctx
+    ctx = _current.get(None)  # a task's or a worker thread's (not try/except: raising costs more)
+    if ctx is not None:
         return ctx
     raise LookupError("current_context() called outside a jrpc-unix request handler")

@@ -22,11 +22,11 @@ import enum
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 from .access import Access
-from .param_types import ParamTypes
+from .param_types import ParamTypes, compile_test
 from .types import hints_of
 
 __all__ = ["MethodSpec", "Methods", "RunMode"]
@@ -96,6 +96,34 @@ class _Shape:
             return keys <= self.keyword_names
         return self.positional_only_names.isdisjoint(keys)  # bind() refuses them by name
 
+    def admits(self, types: ParamTypes | None) -> Callable[[Any], bool]:
+        """One generated test for the fast path: :meth:`accepts` and ``types.fits`` together.
+
+        True only for params (None, a list or a dict) that bind with the right types; written
+        out as one function of plain comparisons, as the two are on every request.
+        """
+        env: dict[str, Any] = {} if types is None else dict(types.env)
+        by_name, by_position = ("True", "True") if types is None else (types.by_name, types.by_position)
+        if not self.by_name:
+            dict_test = "False"
+        elif self.keyword_names is None:  # **kwargs: any name but a positional-only one
+            env["R"], env["PO"] = self.required_keywords, self.positional_only_names
+            dict_test = f"p.keys() >= R and PO.isdisjoint(p) and {by_name}"
+        else:  # each required name present; the count says no other name is (a dict lookup each)
+            required = sorted(self.required_keywords)
+            optional = sorted(self.keyword_names - self.required_keywords)
+            count = " + ".join([str(len(required)), *(f"({name!r} in p)" for name in optional)])
+            present = [f"{name!r} in p" for name in required]
+            dict_test = " and ".join([*present, f"len(p) == {count}", by_name])
+        return compile_test(
+            "admits",
+            f"    if not p:\n        return {self.accepts_none}\n"
+            f"    if type(p) is dict:\n        return {dict_test}\n"
+            f"    n = len(p)\n"
+            f"    return {self.min_positional} <= n <= {self.max_positional} and {by_position}\n",
+            env,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
@@ -118,6 +146,12 @@ class MethodSpec:
     types: ParamTypes | None = None
     #: Parameters the audit log shows as ``"***"`` (passwords, tokens): specs/operations.md.
     secret: frozenset[str] = frozenset()
+    #: Do these params (None, a list or a dict) bind, with the right types? (``shape`` and
+    #: ``types`` in one generated test, for the server's fast path.)
+    admits: Callable[[Any], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "admits", self.shape.admits(self.types))  # (frozen)
 
     @classmethod
     def build(

@@ -13,23 +13,23 @@ from typing import Any
 
 from .types import Check, compile_check
 
-__all__ = ["ParamTypes"]
+__all__ = ["ParamTypes", "compile_test"]
 
 _ABSENT = object()
 
 
-def _fits_source(
+def _terms(
     positional: list[tuple[str, Check | None]],
     named: dict[str, Check],
     var_positional: Check | None,
     env: dict[str, Any],
-) -> str:
-    """The source of ``fits(params) -> bool``, one expression per annotated parameter.
+) -> tuple[str, str]:
+    """Two expressions over params ``p`` that bind: by name (a dict) and by position (a list,
+    ``n = len(p)``), true when every annotated parameter's value has the right type.
 
-    Generated because it runs on every call to a method with hints: a scalar's check is then
-    one ``type(x) in T`` with no Python call, several times cheaper than a loop over checks
-    (specs/settings.md §7; ``benchmarks/micro.py --only "param types"``). Only for params that
-    already bind.
+    Generated code because it runs on every call to a method with hints: a scalar's check is
+    then one ``type(x) in T`` with no Python call, several times cheaper than a loop over checks
+    (specs/settings.md §7; ``benchmarks/micro.py --only "param types"``).
     """
 
     def term(check: Check, value: str, k: str) -> str:
@@ -54,14 +54,14 @@ def _fits_source(
         for i, (name, c) in enumerate(named.items())
     ]
     env["A"] = _ABSENT
-    return (
-        "def fits(p):\n"
-        "    if not p:\n        return True\n"
-        "    if type(p) is dict:\n"
-        f"        return {' and '.join(by_name) or 'True'}\n"
-        "    n = len(p)\n"
-        f"    return {' and '.join(by_position) or 'True'}\n"
-    )
+    return " and ".join(by_name) or "True", " and ".join(by_position) or "True"
+
+
+def compile_test(name: str, body: str, env: dict[str, Any]) -> Callable[[Any], bool]:
+    """``def NAME(p): BODY`` compiled in ``env``: the generated checks' one way in."""
+    exec(f"def {name}(p):\n{body}", env)
+    test: Callable[[Any], bool] = env[name]
+    return test
 
 
 class ParamTypes:
@@ -72,7 +72,16 @@ class ParamTypes:
     got string"`` (several joined by ``"; "``), or None.
     """
 
-    __slots__ = ("fits", "named", "positional", "var_keyword", "var_positional")
+    __slots__ = (
+        "by_name",
+        "by_position",
+        "env",
+        "fits",
+        "named",
+        "positional",
+        "var_keyword",
+        "var_positional",
+    )
 
     def __init__(
         self,
@@ -85,14 +94,22 @@ class ParamTypes:
         self.named = named
         self.var_positional = var_positional
         self.var_keyword = var_keyword
-        self.fits: Callable[[Any], bool]
+        #: The generated tests' names (see :func:`_terms`) and the expressions over params
+        #: ``p`` that bind: by name, and by position with ``n = len(p)``.
+        self.env: dict[str, Any] = {}
         if var_keyword is None:
-            env: dict[str, Any] = {}
             star = None if var_positional is None else var_positional[1]
-            exec(_fits_source(positional, named, star, env), env)
-            self.fits = env["fits"]
+            self.by_name, self.by_position = _terms(positional, named, star, self.env)
         else:  # **kwargs with a type: the general loop
-            self.fits = lambda params: self.problem(params) is None
+            self.env["PROBLEM"] = self.problem
+            self.by_name = self.by_position = "PROBLEM(p) is None"
+        self.fits = compile_test(
+            "fits",
+            "    if not p:\n        return True\n"
+            f"    if type(p) is dict:\n        return {self.by_name}\n"
+            f"    n = len(p)\n    return {self.by_position}\n",
+            self.env,
+        )
 
     @classmethod
     def of(cls, sig: inspect.Signature, hints: dict[str, Any]) -> ParamTypes | None:

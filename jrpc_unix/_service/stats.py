@@ -19,24 +19,37 @@ _SUB = 8  # sub-buckets per power of two
 _SLOTS = 64 * _SUB
 
 
+def _slot(ns: int) -> int:
+    """The slot of a latency: its top 4 bits (1 + 3 bits of sub-bucket), by power of two."""
+    if ns < _SUB:
+        return ns
+    exp = ns.bit_length() - 4
+    return (exp + 1) * _SUB + ((ns >> exp) & (_SUB - 1))
+
+
+# The slot of every latency from 128 ns (where a slot is 8 ns wide or more) up to 131 us, by
+# ``ns >> 3``: one lookup instead of the arithmetic, as every call is timed (16 KiB).
+_TABLE_START, _TABLE_END = 128, 1 << 17
+_SLOT_OF = bytes(_slot(ns << 3) for ns in range(_TABLE_END >> 3))
+
+
 class Histogram:
     """Log-linear latency histogram over nanoseconds."""
 
-    __slots__ = ("count", "slots", "total_ns")
+    __slots__ = ("slots", "total_ns")
 
     def __init__(self) -> None:
-        self.count = 0
         self.total_ns = 0
         self.slots = [0] * _SLOTS
 
+    @property
+    def count(self) -> int:
+        """How many latencies were added (summed when read: adding is what must be cheap)."""
+        return sum(self.slots)
+
     def add(self, ns: int) -> None:
-        self.count += 1
         self.total_ns += ns
-        if ns < _SUB:
-            self.slots[ns] += 1
-            return
-        exp = ns.bit_length() - 4  # keep the top 4 bits: 1 + 3 bits of sub-bucket
-        self.slots[(exp + 1) * _SUB + ((ns >> exp) & (_SUB - 1))] += 1
+        self.slots[_SLOT_OF[ns >> 3] if _TABLE_START <= ns < _TABLE_END else _slot(ns)] += 1
 
     @staticmethod
     def _value(slot: int) -> float:
@@ -49,9 +62,10 @@ class Histogram:
 
     def percentile(self, q: float) -> float:
         """The q-quantile (0..1) in nanoseconds; 0 when empty."""
-        if not self.count:
+        count = self.count
+        if not count:
             return 0.0
-        rank = max(1, round(q * self.count))
+        rank = max(1, round(q * count))
         seen = 0
         for slot, n in enumerate(self.slots):
             seen += n
@@ -71,13 +85,14 @@ class MethodStats:
 
     def snapshot(self) -> dict[str, Any]:
         lat = self.latency
+        count = lat.count
         return {
             "calls": self.calls,
             "notifications": self.notifications,
             "errors": self.errors,
             "latency_us": {
-                "count": lat.count,
-                "mean": round(lat.total_ns / lat.count / 1000, 1) if lat.count else 0.0,
+                "count": count,
+                "mean": round(lat.total_ns / count / 1000, 1) if count else 0.0,
                 "p50": round(lat.percentile(0.5) / 1000, 1),
                 "p99": round(lat.percentile(0.99) / 1000, 1),
             },

@@ -55,10 +55,27 @@ def test_a_topic_encodes_an_event_once_for_all_its_subscribers() -> None:
     budget = Budget(1 << 20)
     subs = [SubscriberQueue("t", queue_size=2, budget=budget) for _ in range(3)]
     assert topic.publish({"n": 1}) == 0  # nobody subscribed: nothing happens
-    topic.subscribers.update(subs)
+    for sub in subs:
+        topic.add_subscriber(sub)
     assert topic.publish({"n": 1}) == 0
     assert topic.publish({"n": 2}) == 0
     assert topic.publish({"n": 3}) == 3  # each queue of 2 drops its oldest
     firsts = [sub.queue[0] for sub in subs]
     assert firsts[0] == b'{"n":2},"epoch":"","seq":2'  # what follows "data": in rpc.event
     assert all(f is firsts[0] for f in firsts), "one encoding, shared"
+
+
+def test_a_topic_knows_whether_an_event_goes_anywhere() -> None:
+    """``watched`` is what publishers read on every event: kept true to the subscribers and history."""
+    topic = Topic("t", history=4)
+    sub = SubscriberQueue("t", queue_size=2, budget=Budget(1 << 20))
+    assert not topic.watched
+    topic.add_subscriber(sub)
+    assert topic.watched
+    topic.remove_subscriber(sub)
+    assert not topic.watched
+    topic.keep_history()  # (the first subscription with history on: events are kept from now)
+    assert topic.watched
+    topic.add_subscriber(sub)
+    topic.remove_subscriber(sub)
+    assert topic.watched, "the history still keeps events"

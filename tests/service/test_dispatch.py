@@ -176,6 +176,24 @@ def test_fast_path_answers_exactly_as_jsonrpcserver(
     assert fast == jsonrpcserver_answer(handler, obj)
 
 
+@settings(max_examples=500, deadline=None)
+@given(source=signatures(), params=params_strategy)
+def test_the_generated_admits_is_bind_exactly(source: str, params: Any) -> None:
+    """The fast path's one generated test says yes exactly when ``Signature.bind`` does."""
+    handler = make_handler(source)
+    spec = Methods({"m": handler}).spec("m")
+    assert spec is not None
+    try:
+        if isinstance(params, dict):
+            inspect.signature(handler).bind(**params)
+        else:
+            inspect.signature(handler).bind(*(params or ()))
+        binds = True
+    except TypeError:
+        binds = False
+    assert spec.admits(params) == binds == spec.shape.accepts(params)
+
+
 def test_fast_path_positional_only_default_named_with_var_keyword() -> None:
     def handler(a: int = 0, /, **kw: Any) -> Any:
         return {"a": a, "kw": kw}

@@ -120,3 +120,19 @@ def test_the_generated_fits_agrees_with_problem(handler: Any, params: Any) -> No
     types = ParamTypes.of(inspect.signature(handler), hints_of(handler))
     assert types is not None
     assert types.fits(params) == (types.problem(params) is None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    handler=st.sampled_from([_typed, _literal]),
+    params=st.lists(json_values, max_size=5)
+    | st.dictionaries(st.sampled_from(["a", "b", "c", "rest"]), json_values, max_size=3),
+)
+def test_the_generated_admits_is_bind_and_fits(handler: Any, params: Any) -> None:
+    """The fast path's one test is the shape check and the type check together."""
+    from jrpc_unix import Methods
+
+    spec = Methods({"m": handler}).spec("m")
+    assert spec is not None
+    assert spec.types is not None
+    assert spec.admits(params) == (spec.shape.accepts(params) and spec.types.fits(params))
