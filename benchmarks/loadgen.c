@@ -1,8 +1,10 @@
 /*
- * loadgen.c - jrpc-unix's load generator: newline-delimited JSON-RPC 2.0 over a
- * UNIX domain socket.  One thread, non-blocking sockets, poll().  Every request
- * is encoded before the clock starts, into one contiguous stream shared by all
- * connections, so sending is a memcpy-free send() of a slice of that stream.
+ * loadgen.c - jrpc-unix's load generator: JSON-RPC 2.0 over a UNIX domain socket,
+ * newline-delimited or in another framing the server detects (-f).  One thread,
+ * non-blocking sockets, poll() (paced: epoll and a heap of due times, so its own
+ * cost per call does not grow with the connections).  Every request is encoded before the clock
+ * starts, into one contiguous stream shared by all connections, so sending is a
+ * memcpy-free send() of a slice of that stream.
  *
  *   loadgen [options] MODE SOCKET_PATH
  *
@@ -35,14 +37,21 @@
  *   -K       keep CPUs awake: one SCHED_IDLE busy child per CPU while the load
  *            runs (on a VM a halted vCPU makes each wake-up slow and erratic)
  *   -l TEXT  label copied into the result
- *   -U       the Go original's framing (unixsock) instead of newline JSON: each
- *            call a frame (4-byte big-endian length, ':', an envelope with
- *            "respond":true,"close":false), answered in order; not with notify
+ *   -f NAME  the framing of every message, both ways                  [newline]
+ *            newline   one JSON text a line
+ *            lsp       "Content-Length: N\r\n\r\n", then N bytes of JSON (LSP)
+ *            json-seq  RFC 7464: 0x1E, a JSON text, "\n"
+ *            unixsock  the Go original's: each call a frame (4-byte big-endian
+ *                      length, ':', an envelope with "respond":true,"close":false),
+ *                      answered in order; not with notify
+ *            Not with paced (its warm-up ping is newline JSON).  The same requests,
+ *            the same checks: only the bytes around each JSON text differ.
  *
  * Each answer must be a JSON object line whose "id" is one of this connection's
  * calls in flight (any order), with no "error" and, when an expected result is
- * known, exactly that "result".  Anything else counts in "errors".  With -U: a
- * reply frame per call, in order, "status":"success", the expected "payload".
+ * known, exactly that "result".  Anything else counts in "errors".  With -f
+ * unixsock: a reply frame per call, in order, "status":"success", the expected
+ * "payload".
  *
  * Output: one JSON object on stdout.  Exit status: 0 every call answered well,
  * 1 errors, missing answers or timeout, 2 usage or connect failure.
@@ -60,6 +69,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -95,7 +106,12 @@ static uint64_t period;           /* paced: ns between one connection's calls; 0
 static const char *expect;        /* expected "result" JSON, or NULL */
 static size_t expect_len;
 static long bad_lines, error_answers, wrong_results;
-static int go_frames;             /* -U: the Go original's frames */
+enum framing { NEWLINE, LSP, JSON_SEQ, UNIXSOCK };
+static const char *const framing_names[] = {"newline", "lsp", "json-seq", "unixsock"};
+static enum framing framing;      /* -f */
+static int go_frames;             /* framing == UNIXSOCK: the Go original's frames */
+static char *text;                /* one message's JSON text, before it is framed */
+static size_t text_cap;
 static uint64_t *lat;
 static long nlat;
 
@@ -119,7 +135,8 @@ static void *xmalloc(size_t size) {
 static void usage(void) {
     fputs("usage: loadgen [-n N] [-w W] [-c C] [-m method] [-p params] [-s bytes] [-e result]\n"
           "               [-N notif_method] [-G get_method] [-k key] [-b base] [-t sec] [-K]\n"
-          "               [-r rate] [-l label] [-U] pingpong|pipeline|conns|notify|paced SOCKET\n", stderr);
+          "               [-r rate] [-l label] [-f newline|lsp|json-seq|unixsock]\n"
+          "               pingpong|pipeline|conns|notify|paced SOCKET\n", stderr);
     exit(2);
 }
 
@@ -137,6 +154,34 @@ static void emit(const char *fmt, ...) {
         if (stream_cap > MAX_STREAM) { fputs("request stream over 1 GiB: lower -n\n", stderr); exit(2); }
         stream = realloc(stream, stream_cap);
         if (!stream) die("realloc");
+    }
+}
+
+/* Append one message to the request stream: its JSON text (printf-formatted) in the framing. */
+static void message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void message(const char *fmt, ...) {
+    size_t len;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(text, text_cap, fmt, ap);
+        va_end(ap);
+        if (k < 0) die("vsnprintf");
+        len = (size_t)k;
+        if (len < text_cap) break;
+        text_cap = len + 1;
+        text = realloc(text, text_cap);
+        if (!text) die("realloc");
+    }
+    switch (framing) {
+    case NEWLINE: emit("%s\n", text); break;
+    case LSP: emit("Content-Length: %zu\r\n\r\n%s", len, text); break;
+    case JSON_SEQ: emit("\x1e%s\n", text); break;
+    case UNIXSOCK:
+        if (len > 0xffffffffu) { fputs("message too long for a Go frame\n", stderr); exit(2); }
+        emit("%c%c%c%c:%s", (int)(len >> 24 & 0xff), (int)(len >> 16 & 0xff), (int)(len >> 8 & 0xff),
+             (int)(len & 0xff), text);
+        break;
     }
 }
 
@@ -211,6 +256,11 @@ static void complain(const char *why, const char *s, size_t len, long count) {
 static void on_line(conn_t *c, const char *s, size_t len, uint64_t t) {
     while (len && (s[len - 1] == '\r' || s[len - 1] == ' ')) len--;
     if (len == 0) return;
+    if (framing == JSON_SEQ) {   /* every record begins with RS */
+        if (s[0] != 0x1e) { complain("a json-seq record without RS", s, len, ++bad_lines); return; }
+        s++, len--;
+        if (len == 0) return;
+    }
     const char *end = s + len;
     const char *v = value_of(s, end, "\"id\"", 4);
     long id = 0;
@@ -252,7 +302,27 @@ static int drain(conn_t *c) {
         uint64_t t = now_ns();
         c->rlen += (size_t)k;
         char *p = c->rbuf, *end = c->rbuf + c->rlen, *nl;
-        if (go_frames) {
+        if (framing == LSP) {
+            while (p < end) {
+                char *blank = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
+                if (!blank) break;
+                const char *v = NULL;   /* the Content-Length header's value */
+                for (char *h = p; h; ) {
+                    if ((size_t)(blank - h) >= 15 && !strncasecmp(h, "Content-Length:", 15)) v = h + 15;
+                    char *eol = memchr(h, '\n', (size_t)(blank - h));
+                    h = eol ? eol + 1 : NULL;
+                }
+                char *body = blank + 4;
+                if (!v) {   /* the framing is broken: nothing after it can be read */
+                    complain("an LSP header block without Content-Length", p, (size_t)(body - p), ++bad_lines);
+                    return -1;
+                }
+                size_t blen = (size_t)strtoul(v, NULL, 10);
+                if ((size_t)(end - body) < blen) break;
+                on_line(c, body, blen, t);
+                p = body + blen;
+            }
+        } else if (go_frames) {
             while (end - p >= 5) {
                 const unsigned char *h = (const unsigned char *)p;
                 size_t flen = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
@@ -298,6 +368,93 @@ static int pump(conn_t *c, long window) {
         c->woff += (size_t)k;
     }
     return 0;
+}
+
+/* paced: the connections waiting for their next call's time (none in flight), a min-heap by
+ * due(): the next due connection in O(log C), so the loop's cost does not grow with C. */
+static long *heap, heap_n;
+static conn_t *heap_conns;
+
+static int heap_before(long a, long b) { return due(&heap_conns[heap[a]]) < due(&heap_conns[heap[b]]); }
+
+static void heap_swap(long a, long b) { long t = heap[a]; heap[a] = heap[b]; heap[b] = t; }
+
+static void heap_push(long i) {
+    long k = heap_n++;
+    heap[k] = i;
+    for (; k > 0 && heap_before(k, (k - 1) / 2); k = (k - 1) / 2) heap_swap(k, (k - 1) / 2);
+}
+
+static long heap_pop(void) {
+    long top = heap[0];
+    heap[0] = heap[--heap_n];
+    for (long k = 0;;) {
+        long l = 2 * k + 1, r = l + 1, m = k;
+        if (l < heap_n && heap_before(l, m)) m = l;
+        if (r < heap_n && heap_before(r, m)) m = r;
+        if (m == k) break;
+        heap_swap(k, m);
+        k = m;
+    }
+    return top;
+}
+
+static void watch(int ep, int op, conn_t *conns, long i, uint32_t events) {
+    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)i};
+    if (epoll_ctl(ep, op, conns[i].fd, &ev) < 0 && op != EPOLL_CTL_DEL) die("epoll_ctl");
+}
+
+/* paced: release each connection's calls at their times, read answers as they come (epoll, and a
+ * heap of due times: the load generator's cost per call stays flat however many connections
+ * wait, so the latency measured is the server's). 1 if the deadline passed. */
+static int run_paced(conn_t *conns, long nconns, uint64_t deadline, long *active, long *broken) {
+    int ep = epoll_create1(0);
+    if (ep < 0) die("epoll_create1");
+    heap = xmalloc(sizeof *heap * (size_t)nconns);
+    heap_conns = conns;
+    for (long i = 0; i < nconns; i++) {
+        watch(ep, EPOLL_CTL_ADD, conns, i, EPOLLIN);
+        heap_push(i);
+    }
+    struct epoll_event evs[256];
+    struct pollfd wait_ep = {.fd = ep, .events = POLLIN};
+    int timed_out = 0;
+    while (*active > 0) {
+        uint64_t t = now_ns();
+        while (heap_n && due(&conns[heap[0]]) <= t) {   /* release the calls due */
+            long i = heap_pop();
+            conn_t *c = &conns[i];
+            if (pump(c, 1) < 0) { c->done = 1; (*broken)++; (*active)--; watch(ep, EPOLL_CTL_DEL, conns, i, 0); }
+            else if (c->woff < c->wend) watch(ep, EPOLL_CTL_MOD, conns, i, EPOLLIN | EPOLLOUT);   /* no room */
+        }
+        if (t >= deadline) { timed_out = 1; break; }
+        uint64_t wake = heap_n && due(&conns[heap[0]]) < deadline ? due(&conns[heap[0]]) : deadline;
+        uint64_t left = wake > t ? wake - t : 0;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        int ready = ppoll(&wait_ep, 1, &ts, NULL);   /* (ppoll: a timeout finer than epoll's ms) */
+        if (ready < 0 && errno != EINTR) die("ppoll");
+        if (ready <= 0) continue;
+        int n = epoll_wait(ep, evs, 256, 0);
+        if (n < 0 && errno != EINTR) die("epoll_wait");
+        for (int k = 0; k < n; k++) {
+            long i = (long)evs[k].data.u64;
+            conn_t *c = &conns[i];
+            if (c->done) continue;
+            int rc = 0;
+            if (evs[k].events & EPOLLOUT) {
+                rc = pump(c, 1);
+                if (rc == 0 && c->woff >= c->wend) watch(ep, EPOLL_CTL_MOD, conns, i, EPOLLIN);
+            }
+            long before = c->answered;
+            if (rc == 0 && evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) rc = drain(c);
+            if (c->answered == ncalls) { c->done = 1; (*active)--; watch(ep, EPOLL_CTL_DEL, conns, i, 0); }
+            else if (rc < 0) { c->done = 1; (*broken)++; (*active)--; watch(ep, EPOLL_CTL_DEL, conns, i, 0); }
+            else if (c->answered > before && c->answered == c->released) heap_push(i);   /* wait for its time */
+        }
+    }
+    close(ep);
+    free(heap);
+    return timed_out;
 }
 
 /* paced: one ping answered on every connection before the clock starts (the server has
@@ -348,7 +505,7 @@ int main(int argc, char **argv) {
     double timeout_s = 60;
     double rate = 10;
     int keep_awake = 0, opt;
-    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:r:Uh")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:c:m:p:s:e:N:G:k:b:t:Kl:r:f:h")) != -1) {
         switch (opt) {
         case 'n': n = atol(optarg); break;
         case 'w': window = atol(optarg); break;
@@ -365,7 +522,10 @@ int main(int argc, char **argv) {
         case 'K': keep_awake = 1; break;
         case 'l': label = optarg; break;
         case 'r': rate = atof(optarg); break;
-        case 'U': go_frames = 1; break;
+        case 'f':
+            for (framing = 0; framing <= UNIXSOCK && strcmp(optarg, framing_names[framing]); framing++) {}
+            if (framing > UNIXSOCK) usage();
+            break;
         default: usage();
         }
     }
@@ -385,7 +545,8 @@ int main(int argc, char **argv) {
         nofile.rlim_cur = nofile.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
-    if (go_frames && notify) usage();
+    go_frames = framing == UNIXSOCK;
+    if ((go_frames && notify) || (framing != NEWLINE && period)) usage();
     signal(SIGPIPE, SIG_IGN);
 
     /* Encode every request now, before the clock starts. */
@@ -403,12 +564,14 @@ int main(int argc, char **argv) {
     if (!expect && !strcmp(method, "ping") && !params) expect = "\"pong\"";
     stream_cap = 1 << 16;
     stream = xmalloc(stream_cap);
+    text_cap = 256;
+    text = xmalloc(text_cap);
     char expect_notify[32];
     if (notify) {
         for (long i = 1; i <= n; i++)
-            emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"key\":\"%s\",\"value\":%ld}}\n",
-                 nmethod, key, base + i);
-        emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"key\":\"%s\"},\"id\":1}\n", getmethod, key);
+            message("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"key\":\"%s\",\"value\":%ld}}",
+                    nmethod, key, base + i);
+        message("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"key\":\"%s\"},\"id\":1}", getmethod, key);
         snprintf(expect_notify, sizeof expect_notify, "%ld", base + n);
         expect = expect_notify;
         ncalls = 1;
@@ -420,14 +583,10 @@ int main(int argc, char **argv) {
         call_end[0] = stream_len;
     } else {
         for (long i = 0; i < ncalls; i++) {
-            if (go_frames) {   /* the length is patched in once the envelope is written */
-                size_t head = stream_len;
-                emit("LLLL:{\"cmd\":\"%s\",\"args\":%s,\"respond\":true,\"close\":false}", method,
-                     params ? params : "{}");
-                size_t body = stream_len - head - 5;
-                for (int b = 0; b < 4; b++) stream[head + (size_t)b] = (char)(body >> (24 - 8 * b) & 0xff);
-            } else if (params) emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}\n", method, params, i + 1);
-            else emit("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%ld}\n", method, i + 1);
+            if (go_frames)
+                message("{\"cmd\":\"%s\",\"args\":%s,\"respond\":true,\"close\":false}", method, params ? params : "{}");
+            else if (params) message("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":%s,\"id\":%ld}", method, params, i + 1);
+            else message("{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":%ld}", method, i + 1);
             call_end[i] = stream_len;
         }
     }
@@ -451,8 +610,8 @@ int main(int argc, char **argv) {
     uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(timeout_s * 1e9);
     for (long i = 0; i < nconns; i++) conns[i].start = t0 + (uint64_t)i * period / (uint64_t)nconns;
     long active = nconns, broken = 0;
-    int timed_out = 0;
-    while (active > 0) {
+    int timed_out = period ? run_paced(conns, nconns, deadline, &active, &broken) : 0;
+    while (!period && active > 0) {
         for (long i = 0; i < nconns; i++) {
             conn_t *c = &conns[i];
             pfd[i].fd = -1;
@@ -462,13 +621,9 @@ int main(int argc, char **argv) {
             pfd[i].events = POLLIN | (c->woff < c->wend ? POLLOUT : 0);
         }
         if (active == 0) break;
-        uint64_t t = now_ns(), wake = deadline;
-        for (long i = 0; period && i < nconns; i++) {   /* paced: until the next call is due */
-            uint64_t d = conns[i].done || conns[i].released > conns[i].answered ? 0 : due(&conns[i]);
-            if (d && d < wake) wake = d;
-        }
+        uint64_t t = now_ns();
         if (t >= deadline) { timed_out = 1; break; }
-        uint64_t left = wake > t ? wake - t : 0;
+        uint64_t left = deadline - t;
         struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
         int ready = ppoll(pfd, (nfds_t)nconns, &ts, NULL);
         if (ready < 0 && errno != EINTR) die("poll");
@@ -493,17 +648,18 @@ int main(int argc, char **argv) {
     if (timed_out) fprintf(stderr, "loadgen: timed out after %.1f s\n", elapsed);
     if (broken) fprintf(stderr, "loadgen: %ld connection(s) closed early\n", broken);
     qsort(lat, (size_t)nlat, sizeof *lat, cmp_u64);
-    printf("{\"label\":\"%s\",\"mode\":\"%s\",\"method\":\"%s\",\"payload\":%ld,\"conns\":%ld,\"window\":%ld,"
+    printf("{\"label\":\"%s\",\"mode\":\"%s\",\"framing\":\"%s\",\"method\":\"%s\",\"payload\":%ld,\"conns\":%ld,\"window\":%ld,"
            "\"calls\":%ld,\"answered\":%ld,\"errors\":%ld,\"bad_lines\":%ld,\"error_answers\":%ld,"
            "\"wrong_results\":%ld,\"missing\":%ld,\"broken\":%ld,\"timed_out\":%s,\"elapsed_s\":%.6f,"
            "\"calls_per_s\":%.1f,\"notifications\":%ld,\"notifs_per_s\":%.1f,\"cpu_s\":%.4f,"
            "\"lat_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f}}\n",
-           label, mode, notify ? getmethod : method, payload < 0 ? 0 : payload, nconns, window, calls,
+           label, mode, framing_names[framing], notify ? getmethod : method, payload < 0 ? 0 : payload, nconns, window, calls,
            answered, errors, bad_lines, error_answers, wrong_results, missing, broken,
            timed_out ? "true" : "false", elapsed, (double)answered / elapsed, notifications,
            (double)notifications / elapsed, cpu, percentile_us(0.50), percentile_us(0.90),
            percentile_us(0.99), nlat ? (double)lat[nlat - 1] / 1000.0 : 0.0);
     free(msg);
     free(expect_buf);
+    free(text);
     return (errors || missing || timed_out) ? 1 : 0;
 }

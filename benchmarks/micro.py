@@ -178,6 +178,51 @@ def _param_types() -> tuple[float, float, str]:
     return shape, alternative, "ns a call of subtract(float, float) (ping, unannotated: ~10 ns)"
 
 
+@row("MethodSpec.bind: shape and types in one generated function")
+def _bind_generated() -> tuple[float, float, str]:
+    setup = (
+        "from jrpc_unix import Methods\nm = Methods()\n"
+        "@m.add\ndef subtract(minuend: float, subtrahend: float) -> float:\n return minuend - subtrahend\n"
+        "spec = m.spec('subtract')\nassert spec is not None and spec.types is not None\n"
+        "bind, accepts, fits = spec.bind, spec.shape.accepts, spec.types.fits\n"
+        "p = {'minuend': 42, 'subtrahend': 23}"
+    )
+    return per_op_ns("bind(p)", setup), per_op_ns("accepts(p) and fits(p)", setup), "ns a named subtract call"
+
+
+@row("fast path: named params passed by position, not f(**params)")
+def _by_position() -> tuple[float, float, str]:
+    setup = "def f(key, value): pass\np = {'key': 'bench', 'value': 5}\nargs = (p['key'], p['value'])"
+    return per_op_ns("f(*args)", setup), per_op_ns("f(**p)", setup), "ns (the tuple is built by bind)"
+
+
+@row("Histogram.add: the slot from a table, not the arithmetic")
+def _histogram_table() -> tuple[float, float, str]:
+    setup = (
+        "from jrpc_unix._service.stats import Histogram\nh = Histogram()\n"
+        "class Old:\n __slots__ = ('count', 'total_ns', 'slots')\n"
+        " def __init__(self): self.count = self.total_ns = 0; self.slots = [0] * 512\n"
+        " def add(self, ns):\n  self.count += 1\n  self.total_ns += ns\n"
+        "  if ns < 8:\n   self.slots[ns] += 1\n   return\n"
+        "  exp = ns.bit_length() - 4\n  self.slots[(exp + 1) * 8 + ((ns >> exp) & 7)] += 1\n"
+        "old = Old()"
+    )
+    return per_op_ns("h.add(3000)", setup), per_op_ns("old.add(3000)", setup), "ns a 3 us latency"
+
+
+@row("current_context(): an inline context reused while it describes the request")
+def _context_reused() -> tuple[float, float, str]:
+    setup = (
+        "from jrpc_unix._service.context import current_context, inline_slot\n"
+        "class Conn:\n peer = None\n server = None\n"
+        "slot = inline_slot()\nslot.connection, slot.method, slot.request_id = Conn(), 'config.set', None\n"
+        "slot.notification = True"
+    )
+    fresh = "slot.context = None\ncurrent_context()"
+    shape = per_op_ns("slot.context\ncurrent_context()", setup)  # (the same statement count)
+    return shape, per_op_ns(fresh, setup), "ns a notification's handler asking (a burst)"
+
+
 @row("queued events copied out of orjson's buffer (pubsub.event_bytes)")
 def _event_copy() -> tuple[float, float, str]:
     setup = "import orjson\ndata = {'key': 'level', 'value': 'debug', 'previous': 'info'}"

@@ -63,6 +63,17 @@ SERVERS: dict[str, tuple[str, list[str], list[str]]] = {
         ],
         [],
     ),
+    # The demo with a Policy (every admitted caller at operate level), which turns the audit
+    # trail on: each call of an operate-level method (every demo method but settings.get and its
+    # read-level kin: ping, config.set, ...) leaves the fast path and makes a record, kept in
+    # rpc.audit's ring and logged as one JSON line on jrpc_unix.audit at serve's default level
+    # (INFO) into this server's log file. The load runs as the server's own uid, which a Policy
+    # always makes admin: a call's cost depends on the method's level, not the caller's.
+    "audit": (
+        "demo, audit on",
+        ["-m", "jrpc_unix", "serve", "jrpc_unix.demo:methods"],
+        ["--default-access", "operate"],
+    ),
 }
 BASELINE = "raw"
 MODES = (
@@ -77,21 +88,38 @@ MODES = (
     "cli",
     "go_pingpong",
     "go_pipeline",
+    "lsp_pingpong",
+    "lsp_pipeline",
+    "lsp_notify",
+    "seq_pingpong",
+    "seq_pipeline",
+    "seq_notify",
     "peers",
     "settings_get",
     "settings_set",
 )
 LONG_MODES = ("idle10k", "paced")  # ~20 s per server each: at most 3 rounds
-#: The Go original's framing (loadgen -U): only our servers read it; compare with the newline rows.
-GO_MODES = ("go_pingpong", "go_pipeline")
-GO_SERVERS = ("demo", "nostats")
+#: The other framings the server detects on a connection's first bytes (loadgen -f): mode
+#: ``PREFIX_BASE`` is mode BASE in that framing, measured right after BASE in newline JSON on
+#: the same server, so each has its ratio to newline from side-by-side runs. prefix -> (loadgen
+#: -f, row title). The Go original's frames have no notifications.
+FRAMINGS = {"go": ("unixsock", "Go frames"), "lsp": ("lsp", "LSP"), "seq": ("json-seq", "json-seq")}
+FRAMED_MODES = tuple(m for m in MODES if m.split("_", 1)[0] in FRAMINGS)
 #: The asyncio-hosted demos (issue 16) run the modes that show guest mode's cost per wake-up,
-#: not the long ones (about 20 s per server and round each) nor the Go framing's.
-AIO_SERVERS = ("aio", "uvloop")
+#: not the long ones (about 20 s per server and round each) nor the other framings'.
 AIO_MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle")
-#: The demo's typed settings (specs/settings.md): only the demo servers have them.
-SETTINGS_MODES = ("settings_get", "settings_set")
+#: The audit trail's cost shows in calls and notifications (it costs nothing per connection).
+AUDIT_MODES = ("pingpong", "pipeline", "notify")
+#: The modes some servers run only; the servers some modes run on only (the other framings and
+#: the demo's typed settings, specs/settings.md: the demo's own servers).
+SERVER_MODES = {"aio": AIO_MODES, "uvloop": AIO_MODES, "audit": AUDIT_MODES}
+MODE_SERVERS = {m: ("demo", "nostats") for m in (*FRAMED_MODES, "settings_get", "settings_set")}
 MiB = 1024 * 1024
+
+
+def runs_mode(server: str, mode: str) -> bool:
+    """Whether ``server`` runs ``mode`` (SERVER_MODES, MODE_SERVERS)."""
+    return mode in SERVER_MODES.get(server, MODES) and server in MODE_SERVERS.get(mode, SERVERS)
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,52 @@ class Row:
     get: Callable[[dict[str, Any]], float]
     fmt: str
     targets: tuple[tuple[str | None, str, float], ...] = ()  # (vs server or None=absolute, op, value)
+
+
+def framed_rows() -> list[Row]:
+    """Each other framing's rows (FRAMINGS): its figures, and its rate over newline JSON's."""
+    rows = []
+    for prefix, (_, name) in FRAMINGS.items():
+        rows += [
+            Row(
+                f"{prefix}_pingpong",
+                f"{name} ping-pong, 1 conn: calls/s",
+                lambda r: r["calls_per_s"],
+                "{:,.0f}",
+            ),
+            Row(f"{prefix}_pingpong", f"{name} ping-pong: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}"),
+            Row(f"{prefix}_pingpong", f"{name} ping-pong / newline", lambda r: r["vs_newline"], "{:.2f}x"),
+            Row(
+                f"{prefix}_pipeline",
+                f"{name} pipelined, window 64: calls/s",
+                lambda r: r["calls_per_s"],
+                "{:,.0f}",
+            ),
+            Row(f"{prefix}_pipeline", f"{name} pipelined / newline", lambda r: r["vs_newline"], "{:.2f}x"),
+        ]
+        if f"{prefix}_notify" in FRAMED_MODES:
+            rows += [
+                Row(
+                    f"{prefix}_notify",
+                    f"{name} notification burst: notifications/s",
+                    lambda r: r["notifs_per_s"],
+                    "{:,.0f}",
+                ),
+                Row(
+                    f"{prefix}_notify",
+                    f"{name} notification burst / newline",
+                    lambda r: r["vs_newline"],
+                    "{:.2f}x",
+                ),
+                Row(
+                    f"{prefix}_notify",
+                    f"{name} notifications lost",
+                    lambda r: r["lost"],
+                    "{:.0f}",
+                    ((None, "==", 0),),
+                ),
+            ]
+    return rows
 
 
 ROWS = (
@@ -206,9 +280,7 @@ ROWS = (
     Row("paced", "paced, 1 conn x 10 calls/s: p99 µs", lambda r: r["one"]["lat_us"]["p99"], "{:.1f}"),
     Row("paced", "paced, 1,000 conns x 10 calls/s: p99 µs", lambda r: r["many"]["lat_us"]["p99"], "{:.1f}"),
     Row("paced", "paced, p99 1,000 conns / 1 conn", lambda r: r["growth"], "{:.2f}x"),
-    Row("go_pingpong", "Go frames ping-pong, 1 conn: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
-    Row("go_pingpong", "Go frames ping-pong: p99 µs", lambda r: r["lat_us"]["p99"], "{:.1f}"),
-    Row("go_pipeline", "Go frames pipelined, window 64: calls/s", lambda r: r["calls_per_s"], "{:,.0f}"),
+    *framed_rows(),
 )
 
 
@@ -371,8 +443,6 @@ def mode_args(plan: Plan, mode: str) -> tuple[str, list[str]]:
         "pipeline": ("pipeline", ["-n", str(plan.pipeline), "-w", str(plan.window)]),
         "conns": ("conns", ["-n", str(plan.conn_calls), "-c", str(plan.conns)]),
         "echo": ("pingpong", ["-n", str(plan.echo), "-s", str(plan.echo_bytes)]),
-        "go_pingpong": ("pingpong", ["-U", "-n", str(plan.pingpong)]),
-        "go_pipeline": ("pipeline", ["-U", "-n", str(plan.pipeline), "-w", str(plan.window)]),
         "settings_get": ("pingpong", ["-n", str(plan.settings), "-m", "settings.get"]),
         # one key, the same value each time after the first: validation, access, the no-change
         # answer (a changing value would also log and publish each call)
@@ -392,7 +462,7 @@ def notifications_seen(sock: str) -> int | None:
     return None
 
 
-def measure_notify(plan: Plan, load_cpu: int | None, server: Server) -> dict[str, Any]:
+def measure_notify(plan: Plan, load_cpu: int | None, server: Server, *opts: str) -> dict[str, Any]:
     """A burst of config.set notifications, then config.get; ``lost`` from the server's stats.
 
     The call must read back the value the last notification set (a fresh one each run), and the
@@ -400,7 +470,9 @@ def measure_notify(plan: Plan, load_cpu: int | None, server: Server) -> dict[str
     """
     base = random.randrange(1, 1 << 40)
     before = notifications_seen(server.sock)
-    result = run_loadgen(plan, load_cpu, "notify", server.sock, "-n", str(plan.notify), "-b", str(base))
+    result = run_loadgen(
+        plan, load_cpu, "notify", server.sock, "-n", str(plan.notify), "-b", str(base), *opts
+    )
     after = notifications_seen(server.sock)
     if before is None or after is None:
         result["lost"] = 0 if result["ok"] else plan.notify
@@ -411,6 +483,33 @@ def measure_notify(plan: Plan, load_cpu: int | None, server: Server) -> dict[str
         result["ok"] = False
         result["problem"] = f"{result['lost']} notification(s) lost; {result['problem']}"
     return result
+
+
+def measure_load(plan: Plan, load_cpu: int | None, mode: str, server: Server, *opts: str) -> dict[str, Any]:
+    """One load generator mode (``opts`` added to its options: ``-f lsp``)."""
+    if mode == "notify":
+        return measure_notify(plan, load_cpu, server, *opts)
+    lg_mode, lg_opts = mode_args(plan, mode)
+    return run_loadgen(plan, load_cpu, lg_mode, server.sock, *lg_opts, *opts)
+
+
+def measure_framed(plan: Plan, load_cpu: int | None, mode: str, server: Server) -> dict[str, Any]:
+    """``PREFIX_BASE``: BASE in newline JSON, then at once in the framing; the second's figures,
+    and ``vs_newline``: its rate over the first's (side by side, so a shared machine's drift
+    mostly cancels out)."""
+    prefix, base = mode.split("_", 1)
+    newline = measure_load(plan, load_cpu, base, server)
+    framed = measure_load(plan, load_cpu, base, server, "-f", FRAMINGS[prefix][0])
+    rate = "notifs_per_s" if base == "notify" else "calls_per_s"
+    return {
+        **framed,
+        "newline": newline,
+        "vs_newline": framed[rate] / newline[rate] if newline[rate] else 0.0,
+        "ok": framed["ok"] and newline["ok"],
+        "problem": "; ".join(
+            f"{k}: {r['problem']}" for k, r in (("newline", newline), (prefix, framed)) if r["problem"]
+        ),
+    }
 
 
 def measure_idle(count: int, load_cpu: int | None, server: Server) -> dict[str, Any]:
@@ -491,6 +590,18 @@ def measure_paced(plan: Plan, load_cpu: int | None, server: Server) -> dict[str,
     }
 
 
+def dropped_log_lines(log: Path) -> int:
+    """The log records a server's bounded log queue dropped, from its ``N log records dropped``
+    warnings (jrpc_unix/_server/logqueue.py)."""
+    total = 0
+    with log.open("rb") as f:
+        for line in f:
+            if b" log records dropped" in line:
+                words = line.split(b" log records dropped", 1)[0].split()
+                total += int(words[-1]) if words and words[-1].isdigit() else 0
+    return total
+
+
 def find_cli() -> str | None:
     """The jrpc-unix console script: on PATH, or next to this interpreter (an unactivated venv)."""
     beside = Path(sys.executable).parent / "jrpc-unix"
@@ -543,6 +654,8 @@ def bring_up(plan: Plan, load_cpu: int | None, server: Server) -> None:
     run_loadgen(plan, load_cpu, "pingpong", server.sock, "-n", str(max(200, plan.pingpong // 10)))
     run_loadgen(plan, load_cpu, "pingpong", server.sock, "-n", "100", "-s", str(plan.echo_bytes))
     run_loadgen(plan, load_cpu, "notify", server.sock, "-n", "100")
+    if server.key == "audit" and not rpc(server.sock, "rpc.audit", {"limit": 1}):
+        raise RuntimeError(f"{server.title}: the warm-up's calls left no audit record: audit is off")
 
 
 def measure(
@@ -559,11 +672,10 @@ def measure(
             result = measure_idle(plan.idle if mode == "idle" else plan.idle10k, load_cpu, server)
         elif mode == "paced":
             result = measure_paced(plan, load_cpu, server)
-        elif mode == "notify":
-            result = measure_notify(plan, load_cpu, server)
+        elif mode in FRAMED_MODES:
+            result = measure_framed(plan, load_cpu, mode, server)
         else:
-            lg_mode, opts = mode_args(plan, mode)
-            result = run_loadgen(plan, load_cpu, lg_mode, server.sock, *opts)
+            result = measure_load(plan, load_cpu, mode, server)
         if result["ok"] or server.alive():
             break
         notes.append(f"{server.title} died during {when}; measured it again")
@@ -611,7 +723,7 @@ def table(series: Series, servers: list[str]) -> list[str]:
     for other in ("naive", "nostats"):
         if "demo" in servers and other in servers:
             pairs.append(("demo", other))
-    pairs += [(host, "demo") for host in ("aio", "uvloop") if host in servers and "demo" in servers]
+    pairs += [(s, "demo") for s in ("aio", "uvloop", "audit") if s in servers and "demo" in servers]
     head = [
         "metric",
         *(SERVERS[s][0] for s in servers),
@@ -669,8 +781,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
     p.add_argument(
         "--servers",
-        default="raw,demo,naive,nostats,aio,uvloop",
-        help="comma-separated, out of raw,demo,naive,nostats,aio,uvloop",
+        default="raw,demo,naive,nostats,aio,uvloop,audit",
+        help=f"comma-separated, out of {','.join(SERVERS)}",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     p.add_argument(
@@ -729,9 +841,7 @@ def main(argv: list[str]) -> int:
                 rounds = min(args.rounds, 3) if mode in LONG_MODES else args.rounds
                 for rnd in range(rounds):
                     for key in servers:  # A B A B: every server under the same conditions
-                        if mode in (*GO_MODES, *SETTINGS_MODES) and key not in GO_SERVERS:
-                            continue
-                        if key in AIO_SERVERS and mode not in AIO_MODES:
+                        if not runs_mode(key, mode):
                             continue
                         when = f"{mode} round {rnd + 1}"
                         result = measure(plan, load_cpu, mode, procs[key], notes, when)
@@ -748,6 +858,12 @@ def main(argv: list[str]) -> int:
         finally:
             for proc in procs.values():
                 proc.stop()
+            if "audit" in procs and (dropped := dropped_log_lines(procs["audit"].log)):
+                notes.append(
+                    f"{SERVERS['audit'][0]}: {dropped:,} log records dropped in all (its bounded log queue "
+                    "was full: the handlers wrote slower than calls came), so fewer audit lines were "
+                    "written than calls made"
+                )
 
     series: Series = {}
     for row in ROWS:

@@ -188,7 +188,8 @@ class Calls:
             params = None
         elif type(params) is not dict and type(params) is not list:
             return False
-        if not spec.admits(params):
+        args = spec.bind(params)
+        if args is None:
             return False  # (params that do not bind, or of the wrong types: the general path answers)
         stats = self._stats
         notification = rid is _ABSENT
@@ -205,10 +206,7 @@ class Calls:
         inline.connection, inline.method, inline.request_id = self._handle, name, rid
         inline.notification = notification
         try:
-            if type(params) is dict:
-                value = spec.func(**params)
-            else:
-                value = spec.func(*params) if params else spec.func()
+            value = spec.func(**args) if type(args) is dict else spec.func(*args)
         except Exception as exc:
             answer: Answer = self._dispatcher.answer_exception(name, rid, notification, exc)
         else:

@@ -36,6 +36,10 @@ def default_logging(level: int | str = logging.INFO) -> None:
 CAPACITY = 1000
 #: How long a stopping server waits for the handlers to take the records still queued.
 STOP_WAIT = 1.0
+#: How long the thread, woken by a first record, lets more gather before handing them on: one
+#: wake-up of the thread for a burst instead of one a record (with the audit trail at INFO, a
+#: record a call: specs/performance.md). A log line is that much later, at most.
+GATHER = 0.01
 
 
 class _Offload(logging.Filter):
@@ -55,7 +59,9 @@ class _Offload(logging.Filter):
                 self.dropped += 1
             else:
                 self._records.append(record)
-                self._cv.notify()
+                waiting = len(self._records)
+                if waiting == 1 or waiting == CAPACITY // 2:  # wake it; or end its gathering
+                    self._cv.notify()
         return False  # handled: the logger calls no handler itself
 
     def close(self, timeout: float) -> None:
@@ -70,11 +76,15 @@ class _Offload(logging.Filter):
             with self._cv:
                 while not self._records and not self._closing:
                     self._cv.wait()
+                if not self._closing:
+                    self._cv.wait(GATHER)  # (close() notifies: no gathering then)
                 if not self._records:
                     return
-                record = self._records.popleft()
+                records = list(self._records)
+                self._records.clear()
                 dropped, self.dropped = self.dropped, 0
-            _hand_on(record)
+            for record in records:
+                _hand_on(record)
             if dropped:
                 logger = logging.getLogger("jrpc_unix")
                 note = logger.makeRecord(

@@ -205,14 +205,18 @@ class JsonSeqFramer:
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
         parts = data.split(bytes((_RS,)))
-        self._add(parts[0], out)
-        for part in parts[1:]:  # an RS: the record before it ends, a new one begins
-            self._end(out)
-            self._discarding = False
-            self._add(part, out)
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            if i:  # an RS: the record before it ends, a new one begins
+                self._end(out)
+                self._discarding = False
+            self._add(part, out, early=i == last)
         return out
 
-    def _add(self, part: bytes, out: list[Frame]) -> None:
+    def _add(self, part: bytes, out: list[Frame], *, early: bool) -> None:
+        """Buffer a record's bytes; ``early``: no RS follows in this read, so deliver the record
+        once its text is complete JSON (parsed to know: only for a read's last record, as an RS
+        ends the others, which makes a burst of records cost one parse each, not two)."""
         if self._discarding or not part:
             return
         buf = self._buf
@@ -223,7 +227,7 @@ class JsonSeqFramer:
             buf.clear()
             self._discarding = True
             return
-        if part.find(b"\n") >= 0:
+        if early and part.find(b"\n") >= 0:
             text = bytes(buf).rstrip()
             if text[-1:] in (b"}", b"]") and _complete(text):
                 out.append(text)

@@ -16,10 +16,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SERVERS = ("raw", "demo", "naive", "aio", "uvloop")
+SERVERS = ("raw", "demo", "naive", "aio", "uvloop", "audit")
 MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle", "idle10k", "paced")
-#: The asyncio-hosted demos run these modes only (benchmarks/run.py, AIO_MODES).
-AIO_MODES = ("pingpong", "pipeline", "conns", "notify", "echo", "idle")
+#: The modes some servers run only (benchmarks/run.py, SERVER_MODES): the asyncio-hosted demos,
+#: and the demo with audit on.
+ONLY_MODES = {
+    "aio": ("pingpong", "pipeline", "conns", "notify", "echo", "idle"),
+    "uvloop": ("pingpong", "pipeline", "conns", "notify", "echo", "idle"),
+    "audit": ("pingpong", "pipeline", "notify"),
+}
+#: The other framings' modes (loadgen -f) -> the framing; on the demo's own servers only.
+FRAMED_MODES = {
+    "go_pingpong": "unixsock",
+    "go_pipeline": "unixsock",
+    "lsp_pingpong": "lsp",
+    "lsp_pipeline": "lsp",
+    "lsp_notify": "lsp",
+    "seq_pingpong": "json-seq",
+    "seq_pipeline": "json-seq",
+    "seq_notify": "json-seq",
+}
 ROWS = (  # the start of each metric's row title in the table
     "ping-pong, 1 conn: calls/s",
     "ping-pong: p50",
@@ -41,6 +57,26 @@ ROWS = (  # the start of each metric's row title in the table
     "paced, 1 conn x 10 calls/s: p99",
     "paced, 1,000 conns x 10 calls/s: p99",
     "paced, p99 1,000 conns / 1 conn",
+    *(
+        f"{name} {row}"
+        for name in ("Go frames", "LSP", "json-seq")
+        for row in (
+            "ping-pong, 1 conn: calls/s",
+            "ping-pong: p99",
+            "ping-pong / newline",
+            "pipelined, window 64: calls/s",
+            "pipelined / newline",
+        )
+    ),
+    *(
+        f"{name} {row}"
+        for name in ("LSP", "json-seq")
+        for row in (
+            "notification burst: notifications/s",
+            "notification burst / newline",
+            "notifications lost",
+        )
+    ),
 )
 
 pytestmark = pytest.mark.skipif(
@@ -65,11 +101,17 @@ def test_prints_the_table_with_every_mode(
     out = quick_run[0].stdout
     head = "| metric | raw trio | demo | naive asyncio | demo, no method stats | demo on asyncio |"
     assert head in out
-    assert "| demo on uvloop | demo/raw | naive/raw | nostats/raw | aio/raw | uvloop/raw |" in out
-    assert "| demo/naive | demo/nostats | aio/demo | uvloop/demo |" in out
+    assert "| demo on uvloop | demo, audit on | demo/raw | naive/raw | nostats/raw | aio/raw |" in out
+    assert (
+        "| uvloop/raw | audit/raw | demo/naive | demo/nostats | aio/demo | uvloop/demo | audit/demo |" in out
+    )
     for title in ROWS:
         assert re.search(rf"^\| {re.escape(title)}[^|]* \|( [^|]+ \|){{9}}", out, re.MULTILINE), title
-    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
+    assert re.search(r"^\| notifications lost \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \| 0 \|", out, re.MULTILINE)
+    # the audit column and the framings' ratios to newline hold figures, not dashes
+    assert re.search(r"^\| ping-pong, 1 conn: calls/s( \| [0-9,]+){7} \|", out, re.MULTILINE)
+    for name in ("Go frames", "LSP", "json-seq"):
+        assert re.search(rf"^\| {name} pipelined / newline \| — \| [0-9.]+x \|", out, re.MULTILINE)
     assert re.search(r"^(\| CLI vs bare python \||CLI whole process: skipped: )", out, re.MULTILINE)
     assert "all calls answered, no errors, none lost" in out
     # the peers' table (benchmarks/peers.py, tested in test_peers_benchmark.py) from the same run
@@ -87,7 +129,7 @@ def test_every_run_answered_everything(
     for mode in MODES:
         for server in SERVERS:
             found = [r for r in runs if r["mode"] == mode and r["server"] == server]
-            if server in ("aio", "uvloop") and mode not in AIO_MODES:
+            if mode not in ONLY_MODES.get(server, MODES):
                 assert found == []
                 continue
             (run,) = found
@@ -109,3 +151,28 @@ def test_every_run_answered_everything(
             if mode == "notify":
                 assert run["lost"] == 0
                 assert run["notifications"] > 0
+
+
+def test_every_framing_ran_beside_newline(
+    quick_run: tuple[subprocess.CompletedProcess[str], dict[str, object]],
+) -> None:
+    """Each other framing's run spoke that framing (loadgen says which), right after the same
+    load in newline JSON on the same server: both answered everything, none lost."""
+    runs = quick_run[1]["runs"]
+    assert isinstance(runs, list)
+    for mode, framing in FRAMED_MODES.items():
+        for server in SERVERS:
+            found = [r for r in runs if r["mode"] == mode and r["server"] == server]
+            if server not in ("demo", "nostats"):
+                assert found == []
+                continue
+            (run,) = found
+            assert run["ok"], run
+            assert run["vs_newline"] > 0
+            for result, spoken in ((run, framing), (run["newline"], "newline")):
+                assert result["framing"] == spoken
+                assert result["errors"] == result["missing"] == 0
+                assert result["answered"] == result["calls"] > 0
+                if mode.endswith("_notify"):
+                    assert result["lost"] == 0
+                    assert result["notifications"] > 0

@@ -128,11 +128,11 @@ def test_the_generated_fits_agrees_with_problem(handler: Any, params: Any) -> No
     params=st.lists(json_values, max_size=5)
     | st.dictionaries(st.sampled_from(["a", "b", "c", "rest"]), json_values, max_size=3),
 )
-def test_the_generated_admits_is_bind_and_fits(handler: Any, params: Any) -> None:
+def test_the_generated_bind_is_accepts_and_fits(handler: Any, params: Any) -> None:
     """The fast path's one test is the shape check and the type check together."""
     from jrpc_unix import Methods
 
     spec = Methods({"m": handler}).spec("m")
     assert spec is not None
     assert spec.types is not None
-    assert spec.admits(params) == (spec.shape.accepts(params) and spec.types.fits(params))
+    assert (spec.bind(params) is not None) == (spec.shape.accepts(params) and spec.types.fits(params))
