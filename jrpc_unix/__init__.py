@@ -11,8 +11,7 @@ specs/design-notes.md says more).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ imports each name on first use
     from ._client.blocking import Client as Client
     from ._client.blocking import Subscription as Subscription
@@ -101,7 +100,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS.keys() - {"__version__"})
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'jrpc_unix' has no attribute {name!r}")

@@ -17,11 +17,12 @@ Standard library only: the blocking client and the command line import it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Iterator
-from typing import Final
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["MAX_PATH_BYTES", "SSH_SCHEME", "SshAddress", "is_abstract", "is_ssh", "parse_ssh", "socket_name"]
 
@@ -100,33 +101,44 @@ def parse_ssh(address: str) -> SshAddress:
     return SshAddress(user or None, host, int(port) if port else None, path)
 
 
-@contextlib.contextmanager
-def socket_name(address: str) -> Iterator[str]:
+class socket_name:  # (lower case: a context manager used as the function it was)
     """The name ``connect`` takes for ``address`` while the block runs, past the 107-byte limit too.
 
     Raises OSError: the directory's ``open`` error, or ENAMETOOLONG with a message saying how
-    long the address is (only a file name that is itself too long gets there).
+    long the address is (only a file name that is itself too long gets there). A class rather
+    than ``contextlib.contextmanager``: importing contextlib is a share of a CLI start.
     """
-    if is_abstract(address):
-        name = "\0" + address[1:]
-    elif len(os.fsencode(address)) <= MAX_PATH_BYTES:
-        yield address
-        return
-    else:
-        directory, file_name = os.path.split(os.path.abspath(address))
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
+
+    __slots__ = ("_address", "_fd")
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+        self._fd: int | None = None  # the directory held open while a /proc/self/fd name is in use
+
+    def __enter__(self) -> str:
+        address = self._address
+        if is_abstract(address):
+            name = "\0" + address[1:]
+        elif len(os.fsencode(address)) <= MAX_PATH_BYTES:
+            return address
+        else:
+            directory, file_name = os.path.split(os.path.abspath(address))
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             name = f"/proc/self/fd/{fd}/{file_name}"
             if len(os.fsencode(name)) <= MAX_PATH_BYTES:
-                yield name
-                return
-        finally:
+                self._fd = fd
+                return name
             os.close(fd)
-    size = len(os.fsencode(name))
-    if size > MAX_PATH_BYTES:
-        raise OSError(
-            errno.ENAMETOOLONG,
-            f"the address is {size} bytes long; the kernel allows at most {MAX_PATH_BYTES} "
-            "(use a shorter file name)",
-        )
-    yield name
+        size = len(os.fsencode(name))
+        if size > MAX_PATH_BYTES:
+            raise OSError(
+                errno.ENAMETOOLONG,
+                f"the address is {size} bytes long; the kernel allows at most {MAX_PATH_BYTES} "
+                "(use a shorter file name)",
+            )
+        return name
+
+    def __exit__(self, *exc_info: object) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

@@ -18,7 +18,10 @@ Messages are written for a person reading a terminal: they say what failed and w
 from __future__ import annotations
 
 import enum
-from typing import Any
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "AddressInUseError",
@@ -103,7 +106,8 @@ class RpcError(JrpcUnixError):
 
     code: int
     message: str
-    data: Any
+    # data: typed Any by __init__ (a class annotation would need typing at run time, for
+    # typing.get_type_hints, and typing's import is a share of a CLI start)
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(code, message, data)

@@ -8,26 +8,25 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from .._errors import RpcError
 from .._wire.requests import Call
 from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED
-from .ops import OPS_COMMANDS, print_openmetrics, resume_params, tell_resumed, tell_where
 from .params import UsageError, batch_item, parse_params
 from .remote import fan_out, fan_out_targets
 from .render import ProgressBar, pretty, print_json, print_raw, print_rpc_error, visible
-from .settings import SETTINGS_COMMANDS
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
     from argparse import Namespace as Args
+    from typing import Any
 
     from .._client.blocking import Subscription
 else:
-    Args = Any
+    Args = object  # (annotations only)
 
-__all__ = ["COMMANDS", "Terminated"]
+__all__ = ["COMMANDS", "Terminated", "command"]
 
 
 def cmd_call(args: Args) -> int:
@@ -149,6 +148,8 @@ def cmd_methods(args: Args) -> int:
 def cmd_stats(args: Args) -> int:
     """A table on a terminal (or with --table); JSON when piped, or with --json/--pretty/--compact."""
     if args.openmetrics:
+        from .ops import print_openmetrics
+
         return print_openmetrics(args)
     targets = fan_out_targets(args)
     if targets is not None:
@@ -182,6 +183,8 @@ def cmd_watch(args: Args) -> int:
     at once instead of when it notices the connection is gone.
     """
     import signal  # only watch needs it (its import's cost: specs/performance.md)
+
+    from .ops import resume_params, tell_resumed, tell_where
 
     params = parse_params(args.params, "keywords")
     assert not isinstance(params, list)
@@ -265,6 +268,17 @@ COMMANDS: dict[str, Callable[[Args], int]] = {
     "shell": cmd_shell,
     "completion": cmd_completion,
     "bridge": cmd_bridge,
-    **SETTINGS_COMMANDS,
-    **OPS_COMMANDS,
 }
+
+
+def command(name: str) -> Callable[[Args], int]:
+    """The function of command ``name``: one of :data:`COMMANDS`, or a settings or operations
+    command, whose modules load only when one is named (a ``call`` imports neither:
+    specs/performance.md)."""
+    found = COMMANDS.get(name)
+    if found is not None:
+        return found
+    from .ops import OPS_COMMANDS
+    from .settings import SETTINGS_COMMANDS
+
+    return {**SETTINGS_COMMANDS, **OPS_COMMANDS}[name]

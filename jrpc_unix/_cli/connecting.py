@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from .._client.blocking import Client
 from .params import UsageError
 from .render import say, visible
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 else:
-    Args = Any
+    Args = object  # (annotations only)
 
 __all__ = ["open_client"]
 

@@ -16,16 +16,15 @@ and how to measure it again: specs/performance.md.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import sys
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
 
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR, EXIT_TERMINATED, EXIT_TRANSPORT, EXIT_USAGE
 from .target import default_target, looks_like_address
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
     from argparse import Namespace as Args
 else:
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     try:
         from .._errors import JrpcUnixError, RpcError
-        from .commands import COMMANDS, Terminated
+        from .commands import Terminated, command
         from .params import UsageError
         from .render import print_rpc_error, visible
     finally:
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        return command(args.command)(args)
     except UsageError as exc:
         print(f"jrpc-unix {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -128,6 +127,8 @@ def run() -> None:
         code = EXIT_OK
     if sys.argv[1:2] and sys.argv[1] in _FULL_EXIT:
         sys.exit(code)
-    with contextlib.suppress(OSError):  # stderr is a closed pipe: nothing more can be said
+    try:  # (not contextlib.suppress: its import is a share of this start)  # noqa: SIM105
         sys.stderr.flush()
+    except OSError:  # stderr is a closed pipe: nothing more can be said
+        pass
     os._exit(code)

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from .connecting import open_client
 from .exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RPC_ERROR
 from .params import UsageError
 from .render import json_text, pretty, print_json, visible
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:  # argparse only when the command line needs it (see .main)
     import argparse
     from argparse import Namespace as Args
+    from typing import Any
 
     from .._client.blocking import Subscription
 
     Add = Callable[[str, str, list[argparse.ArgumentParser]], argparse.ArgumentParser]
 else:
-    Args = Any
+    Args = object  # (annotations only)
 
 __all__ = ["OPS_COMMANDS", "add_ops_commands"]
 

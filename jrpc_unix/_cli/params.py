@@ -10,10 +10,13 @@ that must start with ``@`` is written as JSON: ``'"@x"'``.
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
 
 from .._wire.requests import Call, Notify, Params
 from .._wire.stdjson import loads
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 __all__ = ["UsageError", "batch_item", "parse_params", "parse_timeout"]
 

@@ -14,7 +14,8 @@ The conventions every subcommand follows (specs/clients.md, "Command line"):
 - each subcommand's help ends with real examples.
 
 A new subcommand is one ``shared.add(...)`` call here (with the parents it needs), plus its
-entry in :data:`~.commands.COMMANDS`; completion and the man page are generated from this parser.
+entry in :data:`~.commands.COMMANDS` (a settings or operations command: in the table of
+:mod:`.settings` or :mod:`.ops`); completion and the man page are generated from this parser.
 """
 
 from __future__ import annotations

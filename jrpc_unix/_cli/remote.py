@@ -13,22 +13,23 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from .exits import EXIT_OK, EXIT_RPC_ERROR, EXIT_TRANSPORT
 from .params import UsageError
 from .render import json_text, say, visible
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
     import argparse
     from argparse import Namespace as Args
+    from typing import Any
 
     from .._client.blocking import Client
     from .._client.fleet import Outcome
 
     Add = Callable[[str, str, list[argparse.ArgumentParser]], argparse.ArgumentParser]
 else:
-    Args = Any
+    Args = object  # (annotations only)
 
 __all__ = ["add_remote_commands", "fan_out", "fan_out_parent", "fan_out_targets", "names_targets"]
 

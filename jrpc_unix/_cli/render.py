@@ -17,9 +17,12 @@ import json
 import os
 import re
 import sys
-from typing import Any, TextIO
 
 from .._errors import RpcError
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 __all__ = [
     "ProgressBar",

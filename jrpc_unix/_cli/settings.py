@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from .._errors import RpcError
 from .connecting import open_client
@@ -20,13 +19,15 @@ from .params import UsageError, _is_pair, _word
 from .remote import fan_out, fan_out_targets
 from .render import json_text, pretty, print_json, print_rpc_error, visible
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:  # (argparse at run time only when the parser is built: start-up counts)
     import argparse
     from argparse import Namespace as Args
+    from typing import Any
 
     from .._client.blocking import Client
 else:
-    Args = Any
+    Args = object  # (annotations only)
 
 __all__ = ["SETTINGS_COMMANDS", "add_settings_commands"]
 

@@ -14,11 +14,9 @@ parallel, or a thread that watches events while others call, give each thread it
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from types import EllipsisType, TracebackType
-from typing import TYPE_CHECKING, Any
 
 from .._address import is_ssh
 from .._errors import ConnectionClosedError, TransportError
@@ -29,7 +27,10 @@ from .._wire.stdjson import loads
 from .blocking_io import BlockingTransport
 from .connect import UnixSocketStream
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .._response import Response
     from .blocking_io import Connect, Trace
     from .ssh import Log
@@ -93,7 +94,11 @@ class Client:
         ``progress(done, total, message)`` is called for each progress report of this call, in
         order, before ``call`` returns (the connection subscribes to ``progress`` once, first).
         """
-        return self._call(method, make_params(args, kwargs), progress).result()
+        params = make_params(args, kwargs)
+        if progress is None:  # (the common call: _call's first branch, one Python call less)
+            conv = self._conv
+            return self._transport.exchange(lambda: conv.call(method, params), self.timeout).result()
+        return self._call(method, params, progress).result()
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification; returns once the server has admitted the connection.
@@ -164,7 +169,7 @@ class Client:
                 if not self._transport.connected:
                     raise ConnectionClosedError(f"{self.path}: not connected, so no notification can come")
                 what = "a notification"
-                self._transport.read_until(lambda: bool(inbox), what, f"{what} came", deadline, True)
+                self._transport.read_until(lambda: bool(inbox), what, deadline, True)
             return inbox.popleft()
 
         return self._transport.in_turn(wait, self._seconds(timeout))
@@ -202,7 +207,7 @@ class Client:
             if not feed.events and feed.ended is None:
                 what = f"an event of {feed.topic!r}"
                 ready = lambda: bool(feed.events) or feed.ended is not None  # noqa: E731
-                self._transport.read_until(ready, what, f"{what} came", deadline, True)
+                self._transport.read_until(ready, what, deadline, True)
             if feed.events:
                 return feed.events.popleft()
             if feed.ended == UNSUBSCRIBED:
@@ -217,8 +222,10 @@ class Client:
         meanwhile, so is the subscription."""
         if feed.ended is not None or self._transport.closed:
             return
-        with contextlib.suppress(TransportError):
+        try:  # (not contextlib.suppress: its import is a share of a CLI start)  # noqa: SIM105
             self._transport.exchange(lambda: (None, self._conv.unsubscribe(feed)), self.timeout)
+        except TransportError:
+            pass
 
     # -- one exchange ----------------------------------------------------------------------
 

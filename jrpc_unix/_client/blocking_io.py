@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import _thread
 import time
-from typing import TYPE_CHECKING, Any
 
 from .._errors import ConnectError, ConnectionClosedError, ProtocolError, RpcTimeoutError
 from .._wire.events import Answered, MustSend
 from .connect import UnixSocketStream
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:  # types only: each module imported costs the command line's cold start
     from collections.abc import Callable
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     from .._wire.conversation import Conversation, Exchange
     from .transport import BlockingStream
@@ -186,28 +186,27 @@ class BlockingTransport:
     # -- reading ---------------------------------------------------------------------------
 
     def _wait_answer(self, exchange: Exchange, deadline: float | None) -> None:
-        label = exchange.label
-
-        def ready() -> bool:
-            return exchange.done or bool(exchange.reports)
-
+        ready = exchange.ready  # (a bound method: no closure, no property, per call)
         while True:
             if not ready():
-                self.read_until(ready, f"the answer to {label}", f"answering {label}", deadline)
-            exchange.hand_on_reports()
+                self.read_until(ready, exchange.label, deadline, answer=True)
+            if exchange.reports:
+                exchange.hand_on_reports()
             if exchange.done:
                 return
 
     def read_until(
         self,
         ready: Callable[[], bool],
-        waiting: str,
-        before: str,
+        what: str,
         deadline: float | None,
         keep_on_timeout: bool = False,
+        *,
+        answer: bool = False,
     ) -> None:
-        """Read until ``ready()``. A timeout closes the connection (a late answer must not meet
-        the next call) unless nothing is pending, as when waiting for notifications."""
+        """Read until ``ready()``, waiting for ``what`` (``answer``: the answer to ``what``). A
+        timeout closes the connection (a late answer must not meet the next call) unless nothing
+        is pending, as when waiting for notifications."""
         stream = self._stream
         assert stream is not None
         conv = self.conversation
@@ -215,7 +214,7 @@ class BlockingTransport:
             if not stream.wait_readable(deadline):
                 if not keep_on_timeout:
                     self._disconnect()
-                raise self.timeout_error(f"waiting for {waiting}")
+                raise self.timeout_error(f"waiting for {'the answer to ' if answer else ''}{what}")
             try:
                 data = stream.receive_some()
                 events = conv.receive_data(data) if data else conv.receive_eof()
@@ -223,24 +222,22 @@ class BlockingTransport:
                 continue
             except OSError as exc:
                 self._disconnect()
+                before = f"answering {what}" if answer else f"{what} came"
                 raise ConnectionClosedError(
                     f"{self.address}: the connection failed before {before} ({exc.strerror or exc})"
                 ) from None
             except BaseException:  # a protocol error, or interrupted holding bytes not yet parsed
                 self._disconnect()
                 raise
-            for event in events:
-                match event:
-                    case Answered(exchange) if self.trace is not None:
-                        for line in exchange.raw:
-                            self.trace("recv", line)
-                    case MustSend(message):
-                        self._send(stream, message, deadline)
-                    case _:
-                        pass  # wake-ups: the waiting caller's ready() looks at the state itself
+            for event in events:  # other events wake the caller: its ready() looks at the state
+                if type(event) is MustSend:
+                    self._send(stream, event.data, deadline)
+                elif type(event) is Answered and self.trace is not None:
+                    for line in event.exchange.raw:
+                        self.trace("recv", line)
             if not data and not ready():
                 self._disconnect()
-                raise self.closed_error(f"before {before}")
+                raise self.closed_error(f"before answering {what}" if answer else f"before {what} came")
 
     # -- errors and the connection ---------------------------------------------------------
 

@@ -7,14 +7,13 @@ person at a terminal: they name the address and the reason in words.
 
 from __future__ import annotations
 
-import contextlib
+import array
 import errno
 import math
 import os
 import select
 import socket
 import stat
-import struct
 import time
 from collections.abc import Callable, Generator
 
@@ -134,7 +133,13 @@ class UnixSocketStream:
     def send_all(self, data: bytes, deadline: float | None) -> None:
         """Write ``data`` whole; TimeoutError past ``deadline``; BrokenPipeError or
         ConnectionResetError if the server has closed."""
-        view = memoryview(data)
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):  # (nearly always: no view, no slice)
+            return
+        view = memoryview(data)[sent:]
         while view:
             try:
                 view = view[self._sock.send(view) :]
@@ -157,7 +162,13 @@ class UnixSocketStream:
         return self._sock.recv(65536)
 
     def still_open(self) -> bool:
-        """False if the peer has closed (EOF waiting) or reset the connection; never blocks."""
+        """False if the peer has closed (EOF waiting) or reset the connection; never blocks.
+
+        Asks ``poll`` first: nothing to read (the common case, before each call) means open,
+        with no ``BlockingIOError`` raised and caught; else a peek tells data from EOF.
+        """
+        if not self._poller.poll(0):
+            return True
         try:
             return self._sock.recv(1, socket.MSG_PEEK) != b""
         except BlockingIOError:
@@ -167,8 +178,10 @@ class UnixSocketStream:
 
     def interrupt(self) -> None:
         """From another thread: end a wait in :meth:`wait_readable` at once (the fd stays valid)."""
-        with contextlib.suppress(OSError):
+        try:  # (not contextlib.suppress: its import is a share of a CLI start)  # noqa: SIM105
             self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         self._sock.close()
@@ -210,4 +223,7 @@ def _send_timeout(sock: socket.socket, seconds: float | None) -> None:
     """``SO_SNDTIMEO``: at least 1 us when set (a zero ``timeval`` means no limit)."""
     micros = 0 if seconds is None else max(math.ceil(seconds * 1_000_000), 1)
     whole, part = divmod(micros, 1_000_000)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", min(whole, 2**31 - 1), part))
+    # struct timeval as two C longs, as struct.pack("@ll", ...) would write them (array: socket
+    # imports it already, struct would be one more module at every CLI start)
+    timeval = array.array("l", (min(whole, 2**31 - 1), part)).tobytes()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)

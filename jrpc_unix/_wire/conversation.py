@@ -1,7 +1,7 @@
 """Sans-IO client side of a JSON-RPC 2.0 conversation: requests out as bytes, answers in as events.
 
 Every client drives the same :class:`Conversation`, so ids, matching, error mapping and what the
-server pushes behave identically. Requests are built by jsonrpcclient (its dicts, our ids) and
+server pushes behave identically. Requests are jsonrpcclient's objects (:mod:`.requests`, our ids),
 encoded by :mod:`.stdjson`. An :class:`~.exchange.Exchange` is one message that expects answers:
 a call, or a batch holding at least one call. Answers are matched by id; an answer nobody waits
 for any more (the caller was cancelled or timed out) is dropped and counted.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Iterable
-from typing import Any, Final
 
 from .._errors import ConnectionClosedError, ProtocolError, RpcError
 from .events import Answered, Event, FeedChanged, MustSend, NotificationArrived, ReportsArrived
@@ -32,6 +31,10 @@ from .feeds import CLOSED, PROGRESS, UNSUBSCRIBED, Feed, Feeds
 from .framing import TOO_LONG, LineSplitter
 from .requests import Call, Notification, Notify, Params, encode, make_params, notification_obj, request_obj
 from .stdjson import loads
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = [
     "DEFAULT_MAX_ANSWER",
@@ -87,8 +90,10 @@ class Conversation:
         ``progress`` first (:meth:`subscribe_progress`).
         """
         rid = next(self._ids)
-        data = encode(request_obj(method, params, rid), repr(method))
-        return self._open(Exchange(repr(method), [rid], progress=progress)), data
+        label = repr(method)
+        data = encode(request_obj(method, params, rid), label)
+        exchange = self._waiting[rid] = Exchange(label, [rid], progress=progress)
+        return exchange, data
 
     def subscribe(
         self, topic: str, params: dict[str, Any] | None = None, *, keeps_events: bool = True
@@ -213,8 +218,17 @@ class Conversation:
                 obj = loads(line)
             except ValueError as exc:
                 raise ProtocolError(f"the server sent a line that is not JSON ({exc})") from None
-            if type(obj) is dict and "id" not in obj and "method" in obj:
-                self._notification(obj, events)
+            if type(obj) is dict:
+                if "id" not in obj and "method" in obj:
+                    self._notification(obj, events)
+                    continue
+                check_answer(obj)  # the common case, one answer: no list of the exchanges it touched
+                exchange = self._settle(obj, events)
+                if exchange is not None:
+                    exchange.raw.append(line)
+                    if exchange.done:
+                        self._forget(exchange)
+                        events.append(Answered(exchange))
                 continue
             answers = obj if type(obj) is list else [obj]
             touched: list[Exchange] = []

@@ -14,9 +14,10 @@ would cost the command line's cold start more than all of these (specs/performan
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
-
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
     from .exchange import Exchange
     from .feeds import Feed
     from .requests import Notification

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-import jsonrpcclient
 
 from .._errors import ErrorCode, ProtocolError, RpcError
 
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
 if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
     from .._response import Response
     from .feeds import Feed
 
 __all__ = ["Exchange", "Progress", "check_answer", "error_of"]
 
 #: Called as ``progress(done, total, message)`` for each progress report of a call.
-Progress = Callable[[Any, Any, Any], object]
+if TYPE_CHECKING:
+    Progress: TypeAlias = Callable[[Any, Any, Any], object]
+else:
+    Progress = Callable[[object, object, object], object]
 
 
 class Exchange:
@@ -60,6 +63,10 @@ class Exchange:
     @property
     def done(self) -> bool:
         return len(self.outcomes) == len(self.ids)
+
+    def ready(self) -> bool:
+        """Whether its caller has something to do: every answer is in, or progress reports wait."""
+        return len(self.outcomes) == len(self.ids) or bool(self.reports)
 
     def results(self) -> list[Any]:
         """Results in call order; a failed call's place holds its RpcError (not raised)."""
@@ -113,7 +120,10 @@ class Exchange:
 
 
 def error_of(obj: dict[str, Any]) -> RpcError:
-    """The RpcError an error answer (checked by :func:`check_answer`) stands for."""
+    """The RpcError an error answer (checked by :func:`check_answer`) stands for, read by
+    jsonrpcclient (imported on the first error answer: not on a start that needs none)."""
+    import jsonrpcclient
+
     answer = jsonrpcclient.parse(obj)
     assert isinstance(answer, jsonrpcclient.Error)
     return RpcError(answer.code, answer.message, answer.data)

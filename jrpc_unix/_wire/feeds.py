@@ -15,7 +15,10 @@ connection only, so that one is :attr:`Feeds.progress` here too.
 from __future__ import annotations
 
 import collections
-from typing import Any, Final
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["CLOSED", "END", "MAX_KEPT_EVENTS", "PROGRESS", "UNSUBSCRIBED", "Feed", "Feeds"]
 

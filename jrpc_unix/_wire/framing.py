@@ -15,7 +15,10 @@ than one that ends on a newline.
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Final
+
 
 __all__ = ["TOO_LONG", "BadFrame", "Frame", "LineSplitter"]
 

@@ -1,16 +1,26 @@
 """What a client sends: params from Python arguments, the items of a batch, the request objects
-(built by jsonrpcclient, a fixed choice of the project) and their bytes on the wire.
+and their bytes on the wire.
 
-Shared by both clients and the command line; no I/O.
+Shared by both clients and the command line; no I/O. The request objects are jsonrpcclient's
+(``request``/``notification``, a fixed choice of the project), written out here: importing
+jsonrpcclient loads its id generators (``uuid``, ``platform``, ``random``), about a third of a
+whole ``jrpc-unix call`` (specs/performance.md), and each object is one dict literal.
+``tests/wire/test_requests.py`` holds them equal to jsonrpcclient's, bytes on the wire included.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import jsonrpcclient
-
 from .stdjson import UnserializableError, dumps
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    Params: TypeAlias = list[Any] | dict[str, Any] | None
+    _MethodAndParams: TypeAlias = tuple[str, Any]
+else:
+    Params = list | dict | None
+    _MethodAndParams = tuple
 
 __all__ = [
     "Call",
@@ -24,8 +34,6 @@ __all__ = [
     "seed_params",
 ]
 
-Params = list[Any] | dict[str, Any] | None
-
 
 def make_params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Params:
     """JSON-RPC params from Python call arguments: positional or named, never both."""
@@ -36,7 +44,7 @@ def make_params(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Params:
     return list(args) if args else None
 
 
-class Notification(tuple[str, Any]):
+class Notification(_MethodAndParams):
     """A notification the server sent: ``(method, params)`` with those names.
 
     A NamedTuple would do, but building one at import is a measurable share of a whole
@@ -112,21 +120,27 @@ def encode(obj: Any, what: str) -> bytes:
         raise TypeError(f"cannot send {what}: its params are not JSON ({exc})") from None
 
 
-def _checked(method: str, params: Params) -> dict[str, Any] | tuple[Any, ...] | None:
-    """jsonrpcclient's params form (it drops empty params, which JSON-RPC allows)."""
-    if type(method) is not str:
-        raise TypeError(f"method name must be a str, not {type(method).__name__}")
-    return tuple(params) if isinstance(params, list) else params
+def _not_a_name(method: object) -> TypeError:
+    return TypeError(f"method name must be a str, not {type(method).__name__}")
 
 
 def request_obj(method: str, params: Params, rid: int) -> dict[str, Any]:
-    """A call's request object, by jsonrpcclient, with our id."""
-    return jsonrpcclient.request(method, _checked(method, params), id=rid)
+    """A call's request object, as ``jsonrpcclient.request(method, params, id=rid)`` builds it:
+    empty params are left out (JSON-RPC allows it)."""
+    if type(method) is not str:
+        raise _not_a_name(method)
+    if params:
+        return {"jsonrpc": "2.0", "method": method, "params": params, "id": rid}
+    return {"jsonrpc": "2.0", "method": method, "id": rid}
 
 
 def notification_obj(method: str, params: Params) -> dict[str, Any]:
-    """A notification's request object, by jsonrpcclient."""
-    return jsonrpcclient.notification(method, _checked(method, params))
+    """A notification's request object, as ``jsonrpcclient.notification(method, params)``."""
+    if type(method) is not str:
+        raise _not_a_name(method)
+    if params:
+        return {"jsonrpc": "2.0", "method": method, "params": params}
+    return {"jsonrpc": "2.0", "method": method}
 
 
 def seed_params(args: Any) -> Params:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+
+TYPE_CHECKING = False  # typing's import is a share of a CLI start (specs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["UnserializableError", "dumps", "loads"]
 
@@ -35,14 +38,24 @@ def _finite_float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # (set by __init__; typeshed omits it)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def loads(data: bytes) -> Any:
     """Parse one JSON text (UTF-8); raises ValueError with a readable reason when it is not JSON."""
+    text = data.decode()
     try:
-        return _DECODER.decode(data.decode())
+        obj, end = _SCAN(text, 0)  # a line with no whitespace around it: decode()'s regexes skipped
+        if end == len(text):
+            return obj
+    except StopIteration:  # (not a value at 0: decode() says why)
+        pass
+    except RecursionError:
+        raise ValueError("the JSON text is nested too deeply") from None
+    try:
+        return _DECODER.decode(text)
     except RecursionError:
         raise ValueError("the JSON text is nested too deeply") from None
 

@@ -430,7 +430,8 @@ def test_a_closed_pipe_is_not_an_error(shared_demo: DemoProcess) -> None:
 
 
 def test_client_commands_import_neither_trio_nor_jsonrpcserver(shared_demo: DemoProcess) -> None:
-    """Start-up: ``call`` loads no server, no orjson, no argparse (and what those pull in)."""
+    """Start-up: ``call`` loads no server, no orjson, no argparse, no jsonrpcclient, no typing (and
+    what those pull in: specs/performance.md, "The command line's start-up")."""
     code = (
         "import sys\n"
         "from jrpc_unix._cli.main import main\n"
@@ -438,7 +439,7 @@ def test_client_commands_import_neither_trio_nor_jsonrpcserver(shared_demo: Demo
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
         "heavy = {'trio', 'jsonrpcserver', 'oslash', 'jsonschema', 'orjson', 'argparse', 'dataclasses',\n"
         "         'inspect', 'threading', 'signal', 'shutil', 'shlex', 'jrpc_unix._wire.fastjson',\n"
-        "         'readline', 'difflib'}\n"
+        "         'readline', 'difflib', 'jsonrpcclient', 'typing'}\n"
         "print('call:', sorted((loaded | set(sys.modules)) & heavy))\n"
         f"assert main(['methods', {shared_demo.path!r}]) == 0\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
