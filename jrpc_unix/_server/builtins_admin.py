@@ -48,7 +48,8 @@ def find_connection(connections: ConnectionSet, connection: Any) -> Connection |
 
 
 def _describe(conn: Connection, now: float) -> dict[str, Any]:
-    schedule = conn.calls.schedule
+    parts = conn.parts  # None: no byte has come yet
+    schedule = parts.calls.schedule if parts is not None else None
     return {
         "id": conn.id,
         "peer": describe_peer(conn.peer),
@@ -56,10 +57,10 @@ def _describe(conn: Connection, now: float) -> dict[str, Any]:
         "framing": conn.framing,  # None until its first bytes came
         "age_s": round(now - conn.opened, 3),
         "idle_s": round(now - conn.active, 3),
-        "in_flight": schedule.in_flight,
-        "queued": len(schedule.queue),
-        "subscriptions": sorted(sub.topic for sub in conn.outbox.subscriptions.values()),
-        "pending_output_bytes": conn.writer.pending + conn.outbox.queued_bytes,
+        "in_flight": schedule.in_flight if schedule is not None else 0,
+        "queued": len(schedule.queue) if schedule is not None else 0,
+        "subscriptions": sorted(sub.topic for sub in parts.outbox.subscriptions.values()) if parts else [],
+        "pending_output_bytes": parts.writer.pending + parts.outbox.queued_bytes if parts else 0,
         "state": "detached" if conn.gone else "open",
     }
 
@@ -85,7 +86,7 @@ def admin_methods(connections: Callable[[], ConnectionSet], slowlog: SlowLog) ->
         calls: list[dict[str, Any]] = []
         for conn in _connections(connections()):
             peer = describe_peer(conn.peer)
-            for running in conn.calls.schedule.executor.running:
+            for running in conn.parts.calls.schedule.executor.running if conn.parts is not None else ():
                 progressed, key = running.progressed, running.key
                 notification = not isinstance(key, (str, int, float, type(None)))
                 calls.append(

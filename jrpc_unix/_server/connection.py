@@ -5,6 +5,8 @@ starts or queues each request without ever making the reader wait; answers go th
 :class:`~jrpc_unix._server.writer.Writer` (the answers of one read in one ``send_all``). Reading pauses
 only while the queue of waiting requests is full; a client that never reads its answers is
 thereby bounded too, as its requests wait for the answers to drain (specs/protocol.md §7).
+All of that (:class:`Parts`, and the nursery its tasks run in) is made with the first bytes: until
+then a connection is its socket, this object and one task in one read (specs/performance.md, "Memory").
 
 The connection ends (specs/protocol.md §5) when the client half-closes (everything received is
 answered first), when the server stops, or when it idles out. When the peer is *gone* (it closed
@@ -19,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import select
 import socket as stdsocket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +33,7 @@ from .._service.throttle import Throttle
 from .._wire.framings import UNKNOWN, Framer, detect, first_bytes
 from .._wire.unixsock import make_framer
 from .calls import Calls
+from .hangup import closed_entirely
 from .loop import TaskNursery
 from .outbox import Outbox
 from .shared import ServeContext
@@ -45,12 +47,31 @@ _TICKS = 4  # idle_timeout is checked every quarter of it
 _ids = itertools.count(1)
 
 
+class Parts:
+    """What a connection needs once its first bytes have come: an idle one has none of it."""
+
+    __slots__ = ("calls", "changed", "outbox", "tasks", "writer")
+
+    def __init__(self, conn: Connection, shared: ServeContext) -> None:
+        self.changed = trio.lowlevel.ParkingLot()  # a call ended, output drained, a request left the queue
+        self.tasks = TaskNursery()
+        self.writer = Writer(conn.stream, self.changed, conn._gone)
+        self.outbox = Outbox(shared, self.writer, self.tasks, conn.peer.uid if conn.peer is not None else -1)
+        self.calls = Calls(shared, conn, self.writer, self.outbox, self.changed, self.tasks, conn.settled)
+
+
 class Connection:
     """Serves one accepted stream until the peer leaves, idles out, or the server stops.
 
     It is also what a handler's ``current_context().connection`` is: a
     :class:`~jrpc_unix._service.context.ConnectionHandle`.
     """
+
+    __slots__ = (
+        "_first", "_framer", "_line_seen", "_line_ticks", "_paused",
+        "_quiet_ticks", "_reading_stopped", "_seen", "_shared", "active", "framing", "gone", "id",
+        "level", "messages", "opened", "parts", "peer", "reading", "reads", "server", "stream",
+    )  # fmt: skip
 
     def __init__(
         self, shared: ServeContext, stream: trio.SocketStream, peer: Peer | None, level: Access
@@ -62,23 +83,16 @@ class Connection:
         self.stream = stream
         self.peer = peer
         self.level = level
-        self._limits = shared.limits
         #: The client's framing ("newline", "unixsock", "lsp", "json-seq"; "unknown" for
         #: unrecognised first bytes, read as newline JSON), once its first bytes have come.
         self.framing: str | None = None
         self._framer: Framer | None = None
         self._first = b""  # the first bytes, until they tell the framing
-        self.changed = trio.lowlevel.ParkingLot()  # a call ended, output drained, a request left the queue
-        self.tasks = TaskNursery()
-        self.writer = Writer(stream, self.changed, self._gone)
-        self.flush = self.writer.flush
-        self.outbox = Outbox(shared, self.writer, self.tasks, peer.uid if peer is not None else -1)
-        self.calls = Calls(shared, self, self.writer, self.outbox, self.changed, self.tasks, self.settled)
+        self.parts: Parts | None = None  # made once the first bytes have told the framing
         self.gone = False  # nobody can read answers any more
         self.reading = True  # the reader has not ended yet
         self._reading_stopped = False  # our own shutdown(SHUT_RD): server stop or idle timeout
         self._paused = False  # the queue of waiting requests is full
-        self._hangup_fd = -1  # watched for the peer's close while nobody reads
         self.reads = 0  # receive_some calls, for the idle watchdog
         self.messages = 0  # reads that completed a line, for the idle watchdog
         self._seen: tuple[int, int] = (-1, -1)  # (reads, writes) at the last tick that saw activity
@@ -86,27 +100,34 @@ class Connection:
         self._line_seen = -1  # ``messages`` when an unfinished line was first seen; -1: none
         self._line_ticks = 0
 
+    @property
+    def _parts(self) -> Parts:
+        """The parts, for what only a request can cause (they exist once a request has come)."""
+        assert self.parts is not None, "no request has come on this connection yet"
+        return self.parts
+
     # -- what handlers may do (ConnectionHandle) ---------------------------------------------
 
     @property
     def subscription_count(self) -> int:
-        return len(self.outbox.subscriptions)
+        return len(self._parts.outbox.subscriptions)
 
     def subscribe(
         self, topic: str, events: AsyncIterator[Any] | None, queue_size: int, backlog: Sequence[bytes] = ()
     ) -> str:
-        return self.outbox.subscribe(topic, events, queue_size, backlog).id
+        return self._parts.outbox.subscribe(topic, events, queue_size, backlog).id
 
     def unsubscribe(self, subscription: str) -> bool:
-        return self.outbox.unsubscribe(subscription)
+        return self._parts.outbox.unsubscribe(subscription)
 
     def cancel(self, request_id: Any) -> bool:
         """rpc.cancel on this connection (see :meth:`Schedule.cancel`)."""
-        return self.calls.schedule.cancel(request_id)
+        return self._parts.calls.schedule.cancel(request_id)
 
     def report_progress(self, request_id: Any, done: float, total: float | None, message: str | None) -> None:
-        self.calls.schedule.executor.running.touch(request_id)  # (rpc.inflight's last progress)
-        self.outbox.report_progress(request_id, done, total, message)
+        parts = self._parts
+        parts.calls.schedule.executor.running.touch(request_id)  # (rpc.inflight's last progress)
+        parts.outbox.report_progress(request_id, done, total, message)
 
     def disconnect(self) -> bool:
         """rpc.disconnect: close now, as if the peer had left; False if it had already."""
@@ -118,125 +139,127 @@ class Connection:
     # -- life ------------------------------------------------------------------------------
 
     async def serve(self) -> None:
+        """The connection's task, from accept to close: one coroutine frame and one read while
+        no byte has come (the parts and the nursery are made with the first bytes)."""
+        self._shared.connections.add(self)
         try:
-            async with trio.open_nursery() as nursery:
-                self.tasks.nursery = nursery
-                await self._read_loop()
-                self.reading = False
-                if not self.gone:  # calls and events may run on: a close must still be seen
-                    self._watch_hangup()
-                    self.settled_if_idle()
-            self.tasks.nursery = None  # closed to new tasks
-            await self.flush()
+            try:
+                framer = None
+                while framer is None:  # until the first bytes tell the framing
+                    try:
+                        data = await self.stream.receive_some(65536)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._gone()
+                        break
+                    framer = self._detect(data)
+                if framer is not None:
+                    parts = self.parts = Parts(self, self._shared)
+                    if framer.name not in ("newline", UNKNOWN):  # (the writer inlines newline framing)
+                        parts.writer.encode = framer.encode
+                    async with trio.open_nursery() as nursery:
+                        parts.tasks.nursery = nursery
+                        await self._read_loop(framer, parts)
+                        self.reading = False
+                        if not self.gone:  # calls and events may run on: a close must still be seen
+                            self._watch_hangup()
+                            self.settled_if_idle()
+                    parts.tasks.nursery = None  # closed to new tasks
+                    await parts.writer.flush()
+            finally:
+                if self.parts is not None:
+                    self.parts.outbox.close()
+                self._close()
+                with trio.CancelScope(shield=True):
+                    await self.stream.aclose()
+        except Exception:
+            log.exception("connection failed")
         finally:
-            self.outbox.close()
-            self._close()
-            with trio.CancelScope(shield=True):
-                await self.stream.aclose()
+            self._shared.connections.release(self)
 
-    async def _detect(self) -> Framer | None:
-        """Read until the first bytes tell the framing (specs/protocol.md, "Framings"); None if
-        the peer left first. The framer has been fed those bytes."""
-        while True:
-            try:
-                data = await self.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._gone()
-                return None
-            self.reads += 1
-            self.active = time.monotonic()
-            first = self._first = self._first + data
-            name = detect(first) if data else UNKNOWN
-            if name is None:
-                continue
-            if name == UNKNOWN and first:
-                throttled_log.warning("framing", "framing not recognised: first bytes %s", first_bytes(first))
-            self.framing = name
-            framer = self._framer = make_framer(name, self._limits.max_message_size)
-            self._first = b""
-            if name not in ("newline", UNKNOWN):  # (the writer inlines newline framing)
-                self.writer.encode = framer.encode
-            if not first:  # the peer's EOF before any byte
-                await self._at_eof(framer)
-                return None
-            lines = framer.feed(first)
-            if lines:
-                self.messages += 1
-                self.calls.handle_lines(lines)
-                await self.flush()
-            return framer
+    def _detect(self, data: bytes) -> Framer | None:
+        """Take one read of the first bytes; the framer once they tell the framing
+        (specs/protocol.md, "Framings"), None while they do not yet."""
+        self.reads += 1
+        self.active = time.monotonic()
+        first = self._first = self._first + data
+        name = detect(first) if data else UNKNOWN
+        if name is None:
+            return None
+        if name == UNKNOWN and first:
+            throttled_log.warning("framing", "framing not recognised: first bytes %s", first_bytes(first))
+        self.framing = name
+        framer = self._framer = make_framer(name, self._shared.limits.max_message_size)
+        return framer
 
-    async def _at_eof(self, framer: Framer) -> None:
+    async def _at_eof(self, framer: Framer, calls: Calls, writer: Writer) -> None:
         if not self._reading_stopped:  # the peer's EOF: a last line without "\n" counts
-            self.calls.handle_lines(framer.eof())
-            if self._peer_closed():
+            calls.handle_lines(framer.eof())
+            if closed_entirely(self.stream.socket.fileno()):
                 self._gone()
                 return
-        await self.flush()
+        await writer.flush()
 
-    async def _read_loop(self) -> None:
-        splitter = await self._detect()
-        if splitter is None or self.gone:
-            return
-        calls = self.calls
-        schedule = calls.schedule
+    async def _read_loop(self, splitter: Framer, parts: Parts) -> None:
+        calls, writer, schedule = parts.calls, parts.writer, parts.calls.schedule
+        data, self._first = self._first, b""  # the first bytes, which told the framing
         while True:
-            if splitter.ended:  # the client asked to close (unixsock), or broke the framing
-                self.stop_reading()
-            if schedule.queue and schedule.full:
-                await self._wait_for_room()
-                if self.gone:
-                    return
-                continue
-            try:
-                data = await self.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._gone()
-                return
-            self.reads += 1
-            self.active = time.monotonic()
             if not data:
-                await self._at_eof(splitter)
+                await self._at_eof(splitter, calls, writer)
                 return
             lines = splitter.feed(data)
             if lines:
                 self.messages += 1
                 calls.handle_lines(lines)
-                await self.flush()
+                await writer.flush()
                 if self.gone:
                     return
+            if splitter.ended:  # the client asked to close (unixsock), or broke the framing
+                self.stop_reading()
+            while schedule.queue and schedule.full:
+                await self._wait_for_room(parts)
+                if self.gone:
+                    return
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
+                return
+            self.reads += 1
+            self.active = time.monotonic()
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_for_room(self, parts: Parts) -> None:
         """Read nothing until the queue has room; a close meanwhile is noticed all the same."""
         self._paused = True
         self._watch_hangup()
         try:
-            while self.calls.schedule.full and not self.gone:
-                await self.changed.park()
+            while parts.calls.schedule.full and not self.gone:
+                await parts.changed.park()
         finally:
             self._paused = False
             self._unwatch_hangup()
 
     def settled_if_idle(self) -> None:
-        if self.calls.schedule.idle:
+        if self.parts is None or self.parts.calls.schedule.idle:
             self.settled()
 
     def settled(self) -> None:
         """Nothing runs or waits any more (the schedule calls this)."""
         if self._shared.stopping:
             self.stop_reading()
-        if not self.reading:
-            self.outbox.end_progress()  # no call can come any more to report progress on
+        if not self.reading and self.parts is not None:
+            self.parts.outbox.end_progress()  # no call can come any more to report progress on
 
     def wake_for_stop(self) -> None:
         """Server stopping: end subscriptions, answer what waits -32002, stop reading if idle."""
-        self.outbox.close()
-        self.calls.schedule.stop()
+        if self.parts is not None:
+            self.parts.outbox.close()
+            self.parts.calls.schedule.stop()
         self.settled_if_idle()
 
     def cancel_for_shutdown(self) -> None:
         """The server's grace is over: cancel every call, even run-to-completion ones."""
-        self.calls.schedule.cancel_for_shutdown()
+        if self.parts is not None:
+            self.parts.calls.schedule.cancel_for_shutdown()
 
     def stop_reading(self) -> None:
         """Wake the reader with EOF and let it finish (cheaper than a cancel scope per read)."""
@@ -252,12 +275,15 @@ class Connection:
         if self.gone:
             return
         self.gone = True
-        self.writer.abandon()
-        self.calls.schedule.peer_gone()
-        self.outbox.close()
+        if (parts := self.parts) is None:
+            self._close()  # wakes the reader
+            return
+        schedule = parts.calls.schedule
+        parts.writer.abandon()
+        schedule.peer_gone()
+        parts.outbox.close()
         self._close()  # wakes our reader and writer, if they wait on the socket
-        self.changed.unpark_all()
-        schedule = self.calls.schedule
+        parts.changed.unpark_all()
         if not schedule.idle and not self._shared.connections.detach(self):  # (idle: it ends at once)
             throttled_log.warning("detached", "too many connections run on for clients that left; cancelling")
             schedule.cancel_everything()
@@ -266,24 +292,12 @@ class Connection:
         self._unwatch_hangup()
         self.stream.socket.close()
 
-    def _peer_closed(self) -> bool:
-        """After EOF: did the peer close entirely (POLLHUP), not just shut its write side?"""
-        fd = self.stream.socket.fileno()
-        if fd < 0:
-            return True
-        poller = select.poll()
-        poller.register(fd, select.POLLHUP)
-        return any(ev & select.POLLHUP for _, ev in poller.poll(0))
-
     def _watch_hangup(self) -> None:
-        fd = self.stream.socket.fileno()
-        if self._hangup_fd < 0 and self._shared.hangups.watch(fd, self._gone):
-            self._hangup_fd = fd
+        self._shared.hangups.watch(self.stream.socket.fileno(), self._gone)
 
-    def _unwatch_hangup(self) -> None:
-        if self._hangup_fd >= 0:
-            self._shared.hangups.unwatch(self._hangup_fd)
-            self._hangup_fd = -1
+    def _unwatch_hangup(self) -> None:  # (the number is ours while the socket is open)
+        if (fd := self.stream.socket.fileno()) >= 0:
+            self._shared.hangups.unwatch(fd)
 
     # -- the idle watchdog -----------------------------------------------------------------
 
@@ -299,9 +313,9 @@ class Connection:
         """
         if self.gone:
             return
-        writer = self.writer
-        stalled = writer.writing
-        progress = (self.reads, writer.writes)
+        writer = self.parts.writer if self.parts is not None else None
+        stalled = writer is not None and writer.writing
+        progress = (self.reads, writer.writes if writer is not None else 0)
         if progress != self._seen or not (stalled or self._idle()):
             self._seen, self._quiet_ticks = progress, 0
         else:
@@ -311,7 +325,7 @@ class Connection:
             self._line_seen, self._line_ticks = (self.messages if reading_a_line else -1), 0
         else:
             self._line_ticks += 1
-        timeout = self._limits.idle_timeout
+        timeout = self._shared.limits.idle_timeout
         if self._quiet_ticks >= _TICKS and stalled:
             throttled_log.warning("stalled", "closing a connection that read no answer for %s s", timeout)
             self._gone()
@@ -329,4 +343,4 @@ class Connection:
         return bool(self._first) if framer is None else framer.mid_line
 
     def _idle(self) -> bool:
-        return self.calls.schedule.idle and not self.outbox.subscriptions
+        return self.parts is None or (self.parts.calls.schedule.idle and not self.parts.outbox.subscriptions)

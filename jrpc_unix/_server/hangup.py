@@ -17,9 +17,18 @@ from collections.abc import AsyncIterator, Callable
 
 import trio
 
-__all__ = ["HangupWatch"]
+__all__ = ["HangupWatch", "closed_entirely"]
 
 _EPOLL = getattr(select, "epoll", None)
+
+
+def closed_entirely(fd: int) -> bool:
+    """After EOF: did the peer close entirely (POLLHUP), not just shut its write side?"""
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLHUP)
+    return any(ev & select.POLLHUP for _, ev in poller.poll(0))
 
 
 class HangupWatch:

@@ -32,6 +32,23 @@ log = logging.getLogger("jrpc_unix.server")
 class Outbox:
     """The subscriptions of one connection, whose events go out through its ``writer``."""
 
+    __slots__ = (
+        "_budget",
+        "_deliver",
+        "_flush_planned",
+        "_limit",
+        "_loop",
+        "_per_uid",
+        "_progress",
+        "_shared",
+        "_stats",
+        "_tasks",
+        "_topics",
+        "_uid",
+        "_writer",
+        "subscriptions",
+    )
+
     def __init__(self, shared: ServeContext, writer: Writer, tasks: TaskNursery, uid: int) -> None:
         self._writer = writer
         self._deliver = writer.deliver

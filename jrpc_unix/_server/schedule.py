@@ -69,6 +69,11 @@ class Schedule:
     ``settled`` is called whenever nothing runs or waits any more.
     """
 
+    __slots__ = (
+        "_changed", "_head_running", "_limits", "_outcomes", "_queue_task", "_queued_bytes", "_serial",
+        "_settled", "_stats", "_survivors", "_tasks", "_timing", "_writer", "executor", "in_flight", "queue",
+    )  # fmt: skip
+
     def __init__(
         self,
         shared: ServeContext,
@@ -88,7 +93,7 @@ class Schedule:
         self._changed = changed  # unparked when a call ends or a request leaves the queue
         self._tasks = tasks
         self._settled = settled
-        self._admit, self._finish, self._reject = outcomes.admit, outcomes.finish, outcomes.reject
+        self._outcomes = outcomes
         self.executor = executor
         self.in_flight = 0
         #: What waits, in order. Non-empty: everything received goes here (but rpc.cancel).
@@ -139,7 +144,7 @@ class Schedule:
         """Start a call that may start: inline, or in a task (counted in flight)."""
         start = time.perf_counter_ns() if self._timing else 0
         if call.spec.mode is RunMode.SYNC:
-            self._finish(call, sink, self.executor.inline(call), start)
+            self._outcomes.finish(call, sink, self.executor.inline(call), start)
             return
         self.in_flight += 1
         self._stats.in_flight += 1
@@ -148,7 +153,7 @@ class Schedule:
 
     async def _run_task(self, call: Invocation, sink: Sink, running: RunningCall, start: int) -> None:
         try:
-            self._finish(call, sink, await self.executor.run(call, running), start)
+            self._outcomes.finish(call, sink, await self.executor.run(call, running), start)
         finally:
             self.in_flight -= 1
             self._stats.in_flight -= 1
@@ -197,10 +202,10 @@ class Schedule:
                     call = waiting.call
                     if waiting.answer is not None:  # an invalid line's answer, in its turn
                         self._pop()
-                        self._reject(waiting.sink, waiting.answer)
+                        self._outcomes.reject(waiting.sink, waiting.answer)
                     elif call is None:
                         assert waiting.req is not None
-                        waiting.call = self._admit(waiting.req, waiting.sink)
+                        waiting.call = self._outcomes.admit(waiting.req, waiting.sink)
                         if waiting.call is None:  # answered already: no such method, ...
                             self._pop()
                     elif self._is_barrier(call) and call.spec.mode is not RunMode.SYNC:
@@ -225,7 +230,7 @@ class Schedule:
         finally:
             self._head_running = False
             self._pop()
-        self._finish(call, sink, answer, start)
+        self._outcomes.finish(call, sink, answer, start)
 
     def _drop(self, keep: Callable[[_Waiting], bool], answer: Callable[[Request], ErrorAnswer]) -> int:
         """Take what ``keep`` refuses out of the queue (not a running barrier), answering each."""
@@ -241,14 +246,14 @@ class Schedule:
             req = waiting.req
             if req is None:
                 assert waiting.answer is not None
-                self._reject(waiting.sink, waiting.answer)
+                self._outcomes.reject(waiting.sink, waiting.answer)
                 continue
             if waiting.call is None:  # not counted yet
                 if req.is_notification:
                     self._stats.notifications += 1
                 else:
                     self._stats.calls += 1
-            self._reject(waiting.sink, answer(req))
+            self._outcomes.reject(waiting.sink, answer(req))
         self._changed.unpark_all()
         return len(dropped)
 

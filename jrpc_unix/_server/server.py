@@ -15,7 +15,7 @@ import os
 import secrets
 import sys
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Literal, Unpack
 
 import trio
@@ -263,15 +263,12 @@ class Server:
             flush_all()  # what the throttles suppressed, counted
             stop_log_thread()
 
-    async def _serve_connection(self, stream: trio.SocketStream, peer: Peer | None, level: Access) -> None:
-        conn = Connection(self._shared, stream, peer, level)
-        self.connections.add(conn)
-        try:
-            await conn.serve()
-        except Exception:
-            log.exception("connection failed")
-        finally:
-            self.connections.release(conn)
+    def _serve_connection(
+        self, stream: trio.SocketStream, peer: Peer | None, level: Access
+    ) -> Coroutine[Any, Any, None]:
+        """An admitted connection's task: its own ``serve``, not a coroutine that awaits it (one
+        frame less for each idle connection to hold)."""
+        return Connection(self._shared, stream, peer, level).serve()
 
 
 async def serve(

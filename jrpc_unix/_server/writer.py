@@ -17,6 +17,19 @@ __all__ = ["Writer"]
 class Writer:
     """Answer lines for one stream; ``on_broken`` runs once the peer can no longer read."""
 
+    __slots__ = (
+        "_changed",
+        "_lines",
+        "_on_broken",
+        "_queued",
+        "_stream",
+        "broken",
+        "encode",
+        "pending",
+        "writes",
+        "writing",
+    )
+
     def __init__(
         self, stream: trio.abc.SendStream, changed: trio.lowlevel.ParkingLot, on_broken: Callable[[], None]
     ) -> None:

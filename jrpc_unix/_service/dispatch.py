@@ -15,13 +15,20 @@ not settle (an unknown method, params that do not bind; or every request with
 path reproduces exactly. We do not let it call handlers: it defers to us (its sync dispatch cannot
 await under trio), and we serialize results ourselves so an unserializable result is an error
 answer rather than an exception out of the dispatcher.
+
+It is imported by the first request that needs its pipeline, not before: with jsonschema and
+asyncio it weighs ~6.6 MiB and ~0.1 s, and requests to existing methods with params that bind
+never need it (specs/performance.md, "Memory"). Its results and ``JsonRpcError`` can only be met
+once a handler's module has imported it, so they are recognised through ``sys.modules``.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import secrets
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,14 +40,6 @@ from .._wire.messages import NO_DATA, Answer, ErrorAnswer, Request, error_answer
 from .access import Access
 from .methods import Methods, MethodSpec, RunMode
 from .throttle import Throttle, short
-
-with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from jsonrpcserver import JsonRpcError, Success
-    from jsonrpcserver.dispatcher import dispatch_to_response_pure
-    from jsonrpcserver.result import ErrorResult, SuccessResult
-    from jsonrpcserver.sentinels import NODATA
-    from oslash.either import Left, Right
 
 __all__ = ["Dispatcher", "Invocation"]
 
@@ -61,20 +60,40 @@ def _identity(x: Any) -> Any:
     return x
 
 
+@functools.cache
+def _pipeline() -> Any:
+    """jsonrpcserver's ``dispatch_to_response_pure``, imported on first use."""
+    with warnings.catch_warnings():  # jsonrpcserver 5 uses a deprecated importlib API at import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from jsonrpcserver.dispatcher import dispatch_to_response_pure
+    return dispatch_to_response_pure
+
+
+def _data(value: Any) -> Any:
+    """A jsonrpcserver error's ``data``, its "none" sentinel made ours."""
+    sentinels = sys.modules.get("jsonrpcserver.sentinels")
+    return NO_DATA if sentinels is not None and value is sentinels.NODATA else value
+
+
+def _slotted(spec: MethodSpec) -> inspect.Signature:
+    """The handler's signature behind one leading slot for jsonrpcserver's ``context``: what
+    its parameter check binds the params against (``validate_args``)."""
+    slot = inspect.Parameter("_jrpc_sink", inspect.Parameter.POSITIONAL_ONLY)
+    return spec.signature.replace(parameters=[slot, *spec.signature.parameters.values()])
+
+
 def _deferring(spec: MethodSpec) -> Callable[..., Any]:
     """A stand-in for jsonrpcserver to call: records the Invocation instead of running the handler.
 
-    Its signature is the handler's, behind one leading slot for jsonrpcserver's ``context``
-    (where the record goes), so jsonrpcserver's own parameter check decides as it would.
+    Its signature is :func:`_slotted`'s (the record goes in the slot), so jsonrpcserver's own
+    parameter check decides as it would.
     """
 
     def stand_in(sink: list[Invocation], /, *args: Any, **kwargs: Any) -> Any:
         sink.append(Invocation(spec, None, args, kwargs))  # type: ignore[arg-type]  # request: see _reference
-        return Success(None)
+        return sys.modules["jsonrpcserver"].Success(None)  # (it is calling us: it is loaded)
 
-    slot = inspect.Parameter("_jrpc_sink", inspect.Parameter.POSITIONAL_ONLY)
-    sig = spec.signature
-    stand_in.__signature__ = sig.replace(parameters=[slot, *sig.parameters.values()])  # type: ignore[attr-defined]
+    stand_in.__signature__ = _slotted(spec)  # type: ignore[attr-defined]
     return stand_in
 
 
@@ -97,7 +116,8 @@ class Dispatcher:
         # The server's own rpc.* methods check their params themselves, access first (a topic's
         # level before its params): the generic type check is for the service's methods.
         self._specs.update({n: replace(s, types=None) for n, s in (extensions or {}).items()})
-        self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
+        self._stand_ins: dict[str, Callable[..., Any]] | None = None  # made for the first _reference
+        self._signatures: dict[str, inspect.Signature] = {}  # _slotted(spec) by name, as needed
         #: Methods that run at once, outside the connection's order (rpc.cancel).
         self.immediate = frozenset(name for name, spec in self._specs.items() if spec.immediate)
         #: Methods whose calls survive the caller's disconnect.
@@ -108,23 +128,53 @@ class Dispatcher:
         self._tracebacks = Throttle(log, period=60, burst=1, summarise=False)  # per (method, type)
 
     def prepare(self, req: Request) -> Invocation | ErrorAnswer:
-        """The Invocation to run, or the error answer (no such method, params that do not bind)."""
+        """The Invocation to run, or the error answer (no such method, params that do not bind).
+
+        Decided here as jsonrpcserver's pipeline would (``fast_path=False`` asks it; the test
+        suite holds the two equal): a method it does not have is -32601; params are bound
+        against the handler's signature, -32602 with the binding's complaint if they do not.
+        """
         spec = self._specs.get(req.method)
         if spec is None and self._fallback is not None and not req.method.startswith("rpc."):
             return Invocation(self._fallback, req, (req.method, req.params), {})
-        if self.fast_path and spec is not None and spec.shape.accepts(req.params):
+        if not self.fast_path:
+            call = self._reference(req)
+        elif spec is None:
+            data = self._did_you_mean(req.method, req.method)
+            return self._error(
+                req.method, req.id, req.is_notification, ErrorCode.METHOD_NOT_FOUND, None, data
+            )
+        elif spec.shape.accepts(req.params):
             params = req.params
             if spec.types is not None and not spec.types.fits(params):
                 return self.invalid_types(req, spec.types.problem(params) or "")
             if isinstance(params, dict):
                 return Invocation(spec, req, (), params)
             return Invocation(spec, req, tuple(params) if params else (), {})
-        call = self._reference(req)
+        else:
+            call = self._bind(spec, req)
         if isinstance(call, Invocation) and call.spec.types is not None:
             problem = call.spec.types.problem(call.kwargs or call.args)
             if problem is not None:
                 return self.invalid_types(req, problem)
         return call
+
+    def _bind(self, spec: MethodSpec, req: Request) -> Invocation | ErrorAnswer:
+        """Params the shape check did not settle, bound as jsonrpcserver's ``validate_args``
+        binds them: a list by position, a dict by name, behind the slot of its ``context``."""
+        params = req.params
+        args = tuple(params) if isinstance(params, list) else ()
+        kwargs = params if isinstance(params, dict) else {}
+        signature = self._signatures.get(spec.name)
+        if signature is None:
+            signature = self._signatures[spec.name] = _slotted(spec)
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            return self._error(
+                req.method, req.id, req.is_notification, ErrorCode.INVALID_PARAMS, None, str(exc)
+            )
+        return Invocation(spec, req, args, kwargs)
 
     def invalid_types(self, req: Request, problem: str) -> ErrorAnswer:
         """-32602 for params that bind but have the wrong types; ``data`` says which and why."""
@@ -172,13 +222,15 @@ class Dispatcher:
         if req.params is not None:
             obj["params"] = req.params
         sink: list[Invocation] = []
-        response = dispatch_to_response_pure(
+        if self._stand_ins is None:
+            self._stand_ins = {name: _deferring(spec) for name, spec in self._specs.items()}
+        response = _pipeline()(
             deserializer=_identity,
             validator=_identity,
             methods=self._stand_ins,
             context=sink,
             post_process=_identity,
-            request=obj,  # type: ignore[arg-type]
+            request=obj,
         )
         if sink:
             call = sink[0]
@@ -186,8 +238,8 @@ class Dispatcher:
             return call
         # oslash privates (here and in answer()): jsonrpcserver 5's results are oslash Either
         # values with no public accessor; the <6 pin in pyproject.toml holds this coupling.
-        error = response._error  # type: ignore[union-attr]  # a Left(ErrorResponse): nothing deferred
-        data = NO_DATA if error.data is NODATA else error.data
+        error = response._error  # a Left(ErrorResponse): nothing deferred
+        data = _data(error.data)
         if error.code == ErrorCode.METHOD_NOT_FOUND:
             data = self._did_you_mean(req.method, data)
         return self._error(req.method, req.id, req.is_notification, error.code, error.message, data)
@@ -218,12 +270,12 @@ class Dispatcher:
                 return None if notification else result_answer(rid, value.payload)
             data = NO_DATA if value.payload is None else value.payload
             return self._error(method, rid, notification, value.code, value.error or "failed", data)
-        if isinstance(value, Right) and isinstance(value._value, SuccessResult):
-            value = value._value.result
-        elif isinstance(value, Left) and isinstance(value._error, ErrorResult):
-            err = value._error
-            data = NO_DATA if err.data is NODATA else err.data
-            return self._error(method, rid, notification, err.code, err.message, data)
+        if (result := sys.modules.get("jsonrpcserver.result")) is not None:  # (oslash Either values)
+            if isinstance(value, result.Right) and isinstance(value._value, result.SuccessResult):
+                value = value._value.result
+            elif isinstance(value, result.Left) and isinstance(value._error, result.ErrorResult):
+                err = value._error
+                return self._error(method, rid, notification, err.code, err.message, _data(err.data))
         return None if notification else result_answer(rid, value)
 
     def answer_exception(self, method: str, rid: Any, notification: bool, exc: Exception) -> ErrorAnswer:
@@ -231,9 +283,9 @@ class Dispatcher:
         if isinstance(exc, RpcError):
             data = NO_DATA if exc.data is None else exc.data
             return self._error(method, rid, notification, exc.code, exc.message, data)
-        if isinstance(exc, JsonRpcError):
-            data = NO_DATA if exc.data is NODATA else exc.data
-            return self._error(method, rid, notification, exc.code, exc.message, data)
+        exceptions = sys.modules.get("jsonrpcserver.exceptions")
+        if exceptions is not None and isinstance(exc, exceptions.JsonRpcError):
+            return self._error(method, rid, notification, exc.code, exc.message, _data(exc.data))
         error_id = secrets.token_hex(4)
         self._log_crash(method if method in self._specs else "*", method, exc, error_id)
         return self._error(method, rid, notification, ErrorCode.INTERNAL_ERROR, None, {"error_id": error_id})

@@ -17,10 +17,10 @@ them, are in ``/work/shared/interop/go-unixsock/README.md`` and specs/migrating-
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import ErrorCode
@@ -29,6 +29,8 @@ from .framing import TOO_LONG, BadFrame, Frame, LineSplitter
 from .framings import Dropping, JsonSeqFramer, LspFramer
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from .framings import Framer
 
 __all__ = ["UnixsockFramer", "frame", "go_dumps", "make_framer", "reply_envelope"]
@@ -223,11 +225,20 @@ def _go_escape(m: re.Match[str]) -> str:
     return _GO_CHAR.get(pair, m.group(0))
 
 
+@functools.cache
+def _decimal() -> type[Decimal]:
+    """``decimal.Decimal``, imported by the first float a Go-framed answer carries: no other
+    framing needs it (its import: ~0.25 MiB of the server's RSS, 8 ms)."""
+    from decimal import Decimal
+
+    return Decimal
+
+
 def _go_float(f: float) -> str:
     """strconv's shortest form, as encoding/json uses it: fixed between 1e-6 and 1e21."""
     if f == 0:
         return "-0" if str(f).startswith("-") else "0"
-    d = Decimal(repr(f))
+    d = _decimal()(repr(f))
     if 1e-6 <= abs(f) < 1e21:
         return format(d.normalize(), "f")
     return format(d, "e").replace("E", "e")

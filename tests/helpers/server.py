@@ -74,7 +74,8 @@ class Pair:
 
     @property
     def schedule(self) -> Schedule:
-        return self.conn.calls.schedule
+        assert self.conn.parts is not None, "no request has come yet"
+        return self.conn.parts.calls.schedule
 
 
 @contextlib.asynccontextmanager
@@ -93,17 +94,10 @@ async def connection_pair(
     ours, theirs = trio.socket.socketpair()
     peer = Peer(os.getpid(), os.getuid(), os.getgid())
     conn = Connection(shared, trio.SocketStream(ours), peer, level)
-    shared.connections.add(conn)
     client = TrioLineClient(trio.SocketStream(theirs))
 
-    async def serve() -> None:  # as Server._serve_connection does for each accepted connection
-        try:
-            await conn.serve()
-        finally:
-            shared.connections.release(conn)
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve)
+        nursery.start_soon(conn.serve)  # as Server._serve_connection has it for each accepted connection
         try:
             yield Pair(server, conn, client)
         finally:

@@ -510,9 +510,13 @@ def test_one_read_cannot_queue_answers_past_max_pending_output(sock_path: str) -
             sock.sendall(request * 1000)  # ~50 kB of requests, ~2 MB of answers, nothing read
             wait_for(lambda: handle.server.connections.live, "the server to accept us")
             (conn,) = handle.server.connections.live
-            wait_for(lambda: conn.writer.writing, "the server to block writing to us")
+            wait_for(
+                lambda: conn.parts is not None and conn.parts.writer.writing,
+                "the server to block writing to us",
+            )
+            assert conn.parts is not None
             biggest = max(len(request), 4096) * 4  # one answer over the limit, at most
-            assert conn.writer.pending <= limit + biggest
+            assert conn.parts.writer.pending <= limit + biggest
             sock.settimeout(TIMEOUT)
             got = b""
             while got.count(b"\n") < 1000:  # and nothing was lost

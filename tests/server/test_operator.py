@@ -151,6 +151,37 @@ async def test_connections_inflight_and_cancel_or_disconnect_another(sock_path: 
         await until(lambda: len(server.connections.live) == 1, "the other connection closed")
 
 
+async def test_a_connection_that_sent_nothing_is_listed_and_disconnected(sock_path: str) -> None:
+    """A connection is made whole only by its first bytes (specs/performance.md, "Memory"); until
+    then it is shown with nothing running or queued, has nothing in flight, and can be closed."""
+    async with (
+        serving(sock_path, _methods()) as server,
+        connected(sock_path) as admin,
+        connected(sock_path) as silent,
+    ):
+        await until(lambda: len(server.connections.live) == 2, "both connections accepted")
+        assert (await admin.call("ping"))["result"] == "pong"
+        [quiet] = [conn for conn in server.connections.live if conn.framing is None]
+        assert quiet.parts is None  # no writer, outbox, calls nor nursery yet
+        conns = (await admin.call("rpc.connections", rid=2))["result"]
+        [shown] = [c for c in conns if c["id"] == quiet.id]
+        assert {
+            k: shown[k] for k in ("framing", "in_flight", "queued", "subscriptions", "pending_output_bytes")
+        } == {
+            "framing": None,
+            "in_flight": 0,
+            "queued": 0,
+            "subscriptions": [],
+            "pending_output_bytes": 0,
+        }
+        assert shown["state"] == "open"
+        assert (await admin.call("rpc.inflight", rid=3))["result"] == []
+        assert (await admin.call("rpc.disconnect", {"id": quiet.id}, rid=4))["result"] is True
+        assert await silent.read_to_eof() == b""
+        await until(lambda: len(server.connections.live) == 1, "the silent connection closed")
+        assert server.stats.connections_open == 1
+
+
 def test_slowlog_keeps_the_calls_over_the_threshold(sock_path: str) -> None:
     with served(sock_path, _methods(), slow_call_threshold=0.05) as handle, LineClient(sock_path) as c:
         _result(c.call("slow", {"seconds": 0.06}))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -124,7 +126,9 @@ def make_handler(source: str) -> Any:
 params_strategy = (
     st.none()
     | st.lists(st.integers(0, 9), max_size=6)
-    | st.dictionaries(st.sampled_from([*NAMES, "z", "args", "kw"]), st.integers(0, 9), max_size=6)
+    | st.dictionaries(
+        st.sampled_from([*NAMES, "z", "args", "kw", "_jrpc_sink"]), st.integers(0, 9), max_size=6
+    )
 )
 
 
@@ -222,6 +226,38 @@ def test_differential_covers_success_and_invalid_params() -> None:
 
     probe()
     assert codes == {"ok", -32602}
+
+
+def test_only_the_reference_pipeline_imports_jsonrpcserver() -> None:
+    """Unknown methods and params that do not bind are answered without jsonrpcserver (it is
+    imported by the first request ``fast_path=False`` sends through its pipeline): its import
+    is ~6.6 MiB and ~0.1 s (specs/performance.md, "Memory")."""
+    code = """if True:
+        import json, sys
+        from jrpc_unix import Methods
+        from jrpc_unix._service.dispatch import Dispatcher
+        from jrpc_unix._wire.messages import parse_line
+
+        def handler(a: int, /, b: int = 2, *, c: int = 3) -> int:
+            return a + b + c
+
+        def answer(dispatcher, params):
+            obj = {"jsonrpc": "2.0", "method": params.pop("method", "m"), "id": 1, **params}
+            (req,) = parse_line(json.dumps(obj).encode(), 100).items
+            call = dispatcher.prepare(req)
+            if hasattr(call, "line"):
+                return json.loads(call.line)["error"]["code"]
+            return call.spec.func(*call.args, **call.kwargs)
+
+        fast = Dispatcher(Methods({"m": handler}))
+        got = [answer(fast, p) for p in ({"params": [1]}, {"params": {"a": 1}}, {"params": [1, 2, 3, 4]},
+                                          {"params": {"b": 1}}, {"method": "nope"}, {"params": [1, "x"]})]
+        print(got, "jsonrpcserver" in sys.modules)
+        reference = Dispatcher(Methods({"m": handler}), fast_path=False)
+        print(answer(reference, {"params": [1]}), "jsonrpcserver" in sys.modules)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[6, -32602, -32602, -32602, -32601, -32602] False", "6 True"]
 
 
 def test_reference_path_with_a_parameter_named_sink() -> None:
