@@ -74,10 +74,11 @@ class _Offload(logging.Filter):
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._records and not self._closing:
-                    self._cv.wait()
-                if not self._closing:
-                    self._cv.wait(GATHER)  # (close() notifies: no gathering then)
+                if not self._records and not self._closing:
+                    while not self._records and not self._closing:
+                        self._cv.wait()
+                    if not self._closing:  # woken by a first record: let a burst gather
+                        self._cv.wait(GATHER)  # (close() notifies: no gathering then)
                 if not self._records:
                     return
                 records = list(self._records)
