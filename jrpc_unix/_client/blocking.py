@@ -93,11 +93,7 @@ class Client:
         ``progress(done, total, message)`` is called for each progress report of this call, in
         order, before ``call`` returns (the connection subscribes to ``progress`` once, first).
         """
-        params = make_params(args, kwargs)
-        if progress is None:  # (the common call: _call's first branch, one Python call less)
-            conv = self._conv
-            return self._transport.exchange(lambda: conv.call(method, params), self.timeout).result()
-        return self._call(method, params, progress).result()
+        return self._call(method, make_params(args, kwargs), progress).result()
 
     def notify(self, method: str, /, *args: Any, **kwargs: Any) -> None:
         """Send a notification; returns once the server has admitted the connection.
