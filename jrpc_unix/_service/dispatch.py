@@ -144,14 +144,11 @@ class Dispatcher:
             return self._error(
                 req.method, req.id, req.is_notification, ErrorCode.METHOD_NOT_FOUND, None, data
             )
-        elif spec.shape.accepts(req.params):
-            params = req.params
-            if spec.types is not None and not spec.types.fits(params):
-                return self.invalid_types(req, spec.types.problem(params) or "")
-            if isinstance(params, dict):
-                return Invocation(spec, req, (), params)
-            return Invocation(spec, req, tuple(params) if params else (), {})
-        else:
+        elif (args := spec.bind(req.params)) is not None:  # (the fast path's own check)
+            if type(args) is dict:
+                return Invocation(spec, req, (), args)
+            return Invocation(spec, req, tuple(args), {})
+        else:  # params that do not bind, or of the wrong types (the check below says which)
             call = self._bind(spec, req)
         if isinstance(call, Invocation) and call.spec.types is not None:
             problem = call.spec.types.problem(call.kwargs or call.args)
@@ -160,8 +157,8 @@ class Dispatcher:
         return call
 
     def _bind(self, spec: MethodSpec, req: Request) -> Invocation | ErrorAnswer:
-        """Params the shape check did not settle, bound as jsonrpcserver's ``validate_args``
-        binds them: a list by position, a dict by name, behind the slot of its ``context``."""
+        """Params ``MethodSpec.bind`` refused, bound as jsonrpcserver's ``validate_args`` binds
+        them: a list by position, a dict by name, behind the slot of its ``context``."""
         params = req.params
         args = tuple(params) if isinstance(params, list) else ()
         kwargs = params if isinstance(params, dict) else {}

@@ -92,7 +92,8 @@ class _Shape:
         )
 
     def accepts(self, params: list[Any] | dict[str, Any] | None) -> bool:
-        """True only if ``Signature.bind`` would accept these params (never a false yes)."""
+        """True only if ``Signature.bind`` would accept these params (never a false yes): the
+        rule :meth:`binder` writes out, kept readable here as the reference a test holds it to."""
         if not params:  # None, [] or {}
             return self.accepts_none
         if not isinstance(params, dict):

@@ -1,8 +1,10 @@
 """A handler's parameter types: the checks of its annotated parameters, and a generated test.
 
 Built once per method from its signature and type hints (:mod:`jrpc_unix._service.types` makes
-each check); the dispatcher and the server's fast path ask :attr:`ParamTypes.fits` on every call
-to a method with hints, and :meth:`ParamTypes.problem` only for the -32602 answer.
+each check); its expressions go into the method's generated ``MethodSpec.bind``, which the
+dispatcher and the server's fast path ask on every call; :meth:`ParamTypes.problem` is asked
+only for the -32602 answer. :attr:`ParamTypes.fits` is the same test alone, the readable
+reference a property test holds ``bind`` to.
 """
 
 from __future__ import annotations
